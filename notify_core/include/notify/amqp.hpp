@@ -1,0 +1,161 @@
+#pragma once
+// The AMQP edge: the only place that includes <amqp.h>. One connection per object, one
+// channel, not thread-safe (rabbitmq-c is not): give each thread its own.
+
+#include <chrono>
+#include <cstdint>
+#include <deque>
+#include <functional>
+#include <map>
+#include <memory>
+#include <optional>
+#include <stdexcept>
+#include <string>
+#include <string_view>
+#include <vector>
+
+namespace notify::amqp {
+
+// The connection or channel failed (socket closed, broker restarted, channel closed by the
+// broker). Always transient from the caller's point of view: reconnect and carry on.
+class Error : public std::runtime_error {
+ public:
+  using std::runtime_error::runtime_error;
+};
+
+struct Url {
+  std::string host = "127.0.0.1";
+  int port = 5672;
+  std::string user = "guest";
+  std::string password = "guest";
+  std::string vhost = "/";
+  // amqp://user:pass@host:port/vhost (vhost percent-encoded, "%2f" is "/"). Throws
+  // std::invalid_argument naming what is wrong.
+  static Url parse(std::string_view url);
+};
+
+using Headers = std::map<std::string, std::string>;
+
+struct Message {
+  std::string routing_key;
+  std::string body;
+  std::string message_id;
+  std::uint8_t priority = 0;
+  Headers headers;  // string-valued application headers
+  std::string content_type = "application/json";
+};
+
+// Names of the exchanges and queues both services agree on. Declared idempotently by both.
+struct Topology {
+  std::string exchange = "notifications";           // direct, durable; routing key = channel
+  std::vector<std::string> channels = {"email"};    // queue "<exchange>.<channel>" per channel
+  std::int32_t max_priority = 9;                    // x-max-priority of the work queues
+  std::string queue_for(std::string_view channel) const { return exchange + "." + std::string(channel); }
+  // Rejected (requeue=false) deliveries of a work queue go to "<exchange>.dead" bound with the
+  // channel name, into the queue "<exchange>.<channel>.dead".
+  std::string dead_letter_exchange() const { return exchange + ".dead"; }
+  std::string dead_letter_queue_for(std::string_view channel) const { return queue_for(channel) + ".dead"; }
+};
+
+struct ConnectionOptions {
+  Url url;
+  std::chrono::milliseconds connect_timeout{5000};
+  std::chrono::seconds heartbeat{30};
+  std::string connection_name;  // shown in the management UI
+};
+
+class Connection;
+
+// Declares exchanges, queues and bindings of the topology (durable). Throws Error.
+void declare_topology(Connection& connection, const Topology& topology);
+
+// Owns one rabbitmq-c connection with channel 1 open. Throws Error if it cannot connect.
+class Connection {
+ public:
+  explicit Connection(const ConnectionOptions& options);
+  ~Connection();
+  Connection(const Connection&) = delete;
+  Connection& operator=(const Connection&) = delete;
+
+  struct Impl;
+  Impl& impl() { return *impl_; }
+
+ private:
+  std::unique_ptr<Impl> impl_;
+};
+
+// Publishes persistent messages to an exchange with publisher confirms, pipelined: up to
+// `window` messages may await their confirm. A message is forgotten only once the broker acked
+// it; a nacked message, and every unconfirmed message after a connection loss, is published
+// again (after connect()). on_confirmed runs inside publish()/pump()/flush().
+class ConfirmedPublisher {
+ public:
+  enum class Result { kAcked, kReturned };  // kReturned: no queue was bound for its routing key
+  using OnConfirmed = std::function<void(Result)>;
+
+  struct Options {
+    ConnectionOptions connection;
+    std::string exchange;
+    std::size_t window = 256;
+    std::optional<Topology> declare;  // declared on every connect when set
+  };
+
+  explicit ConfirmedPublisher(Options options);  // does not connect yet
+  ~ConfirmedPublisher();
+
+  bool connected() const;
+  // Connects (throws Error), declares the topology if asked, then republishes in order every
+  // message still unconfirmed.
+  void connect();
+  // Sends one message; while the window is full, waits for confirms first. Requires
+  // connected(). Throws Error on connection loss: the message is kept and goes out again after
+  // connect().
+  void publish(Message message, OnConfirmed on_confirmed);
+  // Reads whatever confirms arrive within `wait` (0: only what is already there). Throws Error.
+  void pump(std::chrono::milliseconds wait);
+  // Waits until nothing is outstanding or the timeout passes; true when all are confirmed.
+  bool flush(std::chrono::milliseconds timeout);
+  std::size_t outstanding() const;  // published or waiting to be, not yet confirmed
+
+ private:
+  struct Impl;
+  std::unique_ptr<Impl> impl_;
+};
+
+struct Delivery {
+  std::uint64_t delivery_tag = 0;
+  std::string routing_key;
+  std::string body;
+  std::string message_id;
+  std::uint8_t priority = 0;
+  bool redelivered = false;
+  Headers headers;  // string, integer and boolean headers, as strings
+};
+
+// Consumes one queue with manual acks and a prefetch window.
+class Consumer {
+ public:
+  struct Options {
+    ConnectionOptions connection;
+    std::string queue;
+    std::uint16_t prefetch = 32;
+    std::optional<Topology> declare;  // declared on every connect when set
+  };
+
+  explicit Consumer(Options options);  // does not connect yet
+  ~Consumer();
+
+  bool connected() const;
+  void connect();     // throws Error
+  void disconnect();  // unacked deliveries return to the queue
+  // The next delivery, or nothing when none arrives within timeout. Throws Error.
+  std::optional<Delivery> next(std::chrono::milliseconds timeout);
+  void ack(std::uint64_t delivery_tag);                   // throws Error
+  void reject(std::uint64_t delivery_tag, bool requeue);  // throws Error
+
+ private:
+  struct Impl;
+  std::unique_ptr<Impl> impl_;
+};
+
+}  // namespace notify::amqp

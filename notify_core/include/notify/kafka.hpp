@@ -1,0 +1,93 @@
+#pragma once
+// The Kafka edge: the only place that includes <librdkafka/rdkafka.h>.
+
+#include <chrono>
+#include <cstdint>
+#include <functional>
+#include <map>
+#include <memory>
+#include <optional>
+#include <stdexcept>
+#include <string>
+#include <vector>
+
+namespace notify::kafka {
+
+class Error : public std::runtime_error {
+ public:
+  using std::runtime_error::runtime_error;
+};
+
+struct TopicPartition {
+  std::string topic;
+  std::int32_t partition = 0;
+  auto operator<=>(const TopicPartition&) const = default;
+};
+
+struct Message {
+  std::string topic;
+  std::int32_t partition = 0;
+  std::int64_t offset = 0;
+  std::optional<std::string> key;
+  std::string value;
+  std::optional<std::int64_t> timestamp_ms;  // the broker's or producer's timestamp
+  std::vector<std::pair<std::string, std::string>> headers;
+};
+
+// Called from inside Consumer::poll() when the group reassigns partitions.
+struct RebalanceListener {
+  virtual ~RebalanceListener() = default;
+  virtual void on_assigned(const std::vector<TopicPartition>& partitions) = 0;
+  // Last chance to store offsets of these partitions: they are committed right after.
+  virtual void on_revoked(const std::vector<TopicPartition>& partitions) = 0;
+};
+
+// A group consumer with manual offset store: offsets advance only through store_offset, and
+// stored offsets are committed periodically, on revoke and on close.
+class Consumer {
+ public:
+  struct Options {
+    std::string bootstrap_servers;
+    std::string group_id;
+    std::vector<std::string> topics;
+    std::string auto_offset_reset = "earliest";
+    std::map<std::string, std::string> extra;  // any librdkafka property
+  };
+
+  Consumer(Options options, RebalanceListener* listener);  // throws Error
+  ~Consumer();                                             // close() if not yet closed
+
+  // A message, or nothing on timeout. Consumer errors are logged; throws Error only when fatal.
+  std::optional<Message> poll(std::chrono::milliseconds timeout);
+  // `next_offset` is the offset of the next message to read (the last done + 1).
+  void store_offset(const TopicPartition& tp, std::int64_t next_offset);
+  void commit();  // synchronous commit of stored offsets; nothing stored is fine
+  void pause(const std::vector<TopicPartition>& partitions);
+  void resume(const std::vector<TopicPartition>& partitions);
+  std::vector<TopicPartition> assignment() const;
+  void close();  // commits stored offsets and leaves the group
+
+ private:
+  struct Impl;
+  std::unique_ptr<Impl> impl_;
+};
+
+// A producer for tools and tests (emit, the dead-letter topic): produce() waits for delivery.
+class Producer {
+ public:
+  explicit Producer(std::string bootstrap_servers, std::map<std::string, std::string> extra = {});
+  ~Producer();
+  // Throws Error when the broker did not take the message within timeout.
+  void produce(const std::string& topic, const std::optional<std::string>& key,
+               const std::string& value, std::chrono::milliseconds timeout = std::chrono::seconds(10));
+
+ private:
+  struct Impl;
+  std::unique_ptr<Impl> impl_;
+};
+
+// The committed offset of a group on a partition (-1001 when none), for tests and tools.
+std::int64_t committed_offset(const std::string& bootstrap_servers, const std::string& group_id,
+                              const TopicPartition& tp);
+
+}  // namespace notify::kafka

@@ -1,0 +1,66 @@
+#pragma once
+// The one model of a posting: a ready-to-send message with its delivery conditions.
+// Both services use this type and its JSON encoding (documentation/postings.md).
+
+#include <chrono>
+#include <optional>
+#include <stdexcept>
+#include <string>
+#include <string_view>
+
+namespace notify {
+
+using TimePoint = std::chrono::sys_time<std::chrono::milliseconds>;
+
+inline constexpr int kPostingSchemaVersion = 1;
+
+enum class QuietHours { kRespect, kBypass };
+
+struct Recipient {
+  std::string user_id;
+  std::string address;  // e-mail address for the email channel
+  std::string name;     // display name, may be empty
+  std::string timezone; // IANA zone, may be empty (the worker falls back to its default)
+  std::string locale;
+};
+
+struct Content {
+  std::string subject;
+  std::string text;
+  std::string html;
+};
+
+struct Posting {
+  std::string posting_id;  // deterministic: see make_posting_id
+  std::string event_id;    // the event's identity: event_id, else topic/partition/offset
+  std::string event_type;
+  std::string source;      // the emitting service (from_service)
+  TimePoint event_time{};
+  std::string channel;     // "email"
+  std::string template_name;
+  Recipient recipient;
+  Content content;
+  int priority = 0;        // 0..9, 9 first
+  QuietHours quiet_hours = QuietHours::kRespect;
+  TimePoint created_at{};
+  TimePoint expires_at{};
+  std::optional<TimePoint> not_before;
+};
+
+// Thrown when a posting cannot be decoded or violates the schema; what() names the field.
+class PostingError : public std::runtime_error {
+ public:
+  using std::runtime_error::runtime_error;
+};
+
+std::string encode(const Posting& posting);
+Posting decode_posting(std::string_view json);  // throws PostingError
+
+// A UUID (version 5, RFC 4122) of event identity, recipient and channel: a replay of the same
+// event yields the same ids, so consumers can deduplicate.
+std::string make_posting_id(std::string_view event_id, std::string_view recipient,
+                            std::string_view channel);
+
+std::string_view to_string(QuietHours q);
+
+}  // namespace notify
