@@ -24,6 +24,8 @@ struct TopicPartition {
   auto operator<=>(const TopicPartition&) const = default;
 };
 
+using Headers = std::vector<std::pair<std::string, std::string>>;
+
 struct Message {
   std::string topic;
   std::int32_t partition = 0;
@@ -31,7 +33,7 @@ struct Message {
   std::optional<std::string> key;
   std::string value;
   std::optional<std::int64_t> timestamp_ms;  // the broker's or producer's timestamp
-  std::vector<std::pair<std::string, std::string>> headers;
+  Headers headers;
 };
 
 // Called from inside Consumer::poll() when the group reassigns partitions.
@@ -61,15 +63,25 @@ class Consumer {
   std::optional<Message> poll(std::chrono::milliseconds timeout);
   // `next_offset` is the offset of the next message to read (the last done + 1).
   void store_offset(const TopicPartition& tp, std::int64_t next_offset);
-  void commit();  // synchronous commit of stored offsets; nothing stored is fine
+  // Synchronous commit of stored offsets; nothing stored is fine. Throws Error when the group
+  // refuses it (e.g. during a rebalance).
+  void commit();
   void pause(const std::vector<TopicPartition>& partitions);
   void resume(const std::vector<TopicPartition>& partitions);
   std::vector<TopicPartition> assignment() const;
-  void close();  // commits stored offsets and leaves the group
+  void close();  // commits stored offsets and leaves the group; errors are logged, not thrown
 
  private:
   struct Impl;
   std::unique_ptr<Impl> impl_;
+};
+
+// Where the broker stored a produced message.
+struct Delivery {
+  std::string topic;
+  std::int32_t partition = 0;
+  std::int64_t offset = 0;
+  std::optional<std::int64_t> timestamp_ms;
 };
 
 // A producer for tools and tests (emit, the dead-letter topic): produce() waits for delivery.
@@ -77,9 +89,12 @@ class Producer {
  public:
   explicit Producer(std::string bootstrap_servers, std::map<std::string, std::string> extra = {});
   ~Producer();
-  // Throws Error when the broker did not take the message within timeout.
-  void produce(const std::string& topic, const std::optional<std::string>& key,
-               const std::string& value, std::chrono::milliseconds timeout = std::chrono::seconds(10));
+  // Throws Error when the broker did not take the message within timeout. A message that timed
+  // out may still be delivered later (at least once).
+  Delivery produce(const std::string& topic, const std::optional<std::string>& key,
+                   const std::string& value,
+                   std::chrono::milliseconds timeout = std::chrono::seconds(10),
+                   const Headers& headers = {});
 
  private:
   struct Impl;
