@@ -1,0 +1,350 @@
+// auth::Client against an in-process HTTP server on 127.0.0.1 (loopback only, fast).
+
+#include <doctest/doctest.h>
+#include <httplib.h>
+
+#include <arpa/inet.h>
+#include <netinet/in.h>
+#include <sys/socket.h>
+#include <unistd.h>
+
+#include <atomic>
+#include <mutex>
+#include <thread>
+#include <vector>
+
+#include "auth_client/auth_client.hpp"
+
+namespace {
+
+using namespace std::chrono_literals;
+
+// An httplib server on a free loopback port, stopped and joined on destruction.
+class FakeAuth {
+ public:
+  FakeAuth() = default;
+  ~FakeAuth() { stop(); }
+  httplib::Server& server() { return server_; }
+
+  void start() {
+    port_ = server_.bind_to_any_port("127.0.0.1");
+    REQUIRE(port_ > 0);
+    thread_ = std::thread([this] { server_.listen_after_bind(); });
+  }
+  void stop() {
+    server_.stop();
+    if (thread_.joinable()) thread_.join();
+  }
+  std::string url() const { return "http://127.0.0.1:" + std::to_string(port_); }
+
+ private:
+  httplib::Server server_;
+  std::thread thread_;
+  int port_ = 0;
+};
+
+const char* kAlice = R"({"id":"u-1","email":"alice@example.com","first_name":"Alice",
+  "last_name":"Liddell","timezone":"Europe/Berlin","locale":"de-DE",
+  "email_notifications":false,"active":true})";
+
+struct RecordedSleeps {
+  std::vector<std::chrono::milliseconds> delays;
+  std::function<void(std::chrono::milliseconds)> fn() {
+    return [this](std::chrono::milliseconds d) { delays.push_back(d); };
+  }
+};
+
+// A port that was free a moment ago and that nothing listens on.
+int unused_port() {
+  int fd = ::socket(AF_INET, SOCK_STREAM, 0);
+  REQUIRE(fd >= 0);
+  sockaddr_in addr{};
+  addr.sin_family = AF_INET;
+  addr.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+  addr.sin_port = 0;
+  REQUIRE(::bind(fd, reinterpret_cast<sockaddr*>(&addr), sizeof addr) == 0);
+  socklen_t len = sizeof addr;
+  REQUIRE(::getsockname(fd, reinterpret_cast<sockaddr*>(&addr), &len) == 0);
+  ::close(fd);
+  return ntohs(addr.sin_port);
+}
+
+auth::ClientOptions options_for(const FakeAuth& fake, RecordedSleeps& sleeps) {
+  auth::ClientOptions o;
+  o.base_url = fake.url();
+  o.sleep = sleeps.fn();
+  o.jitter = [] { return 0.0; };
+  o.request_timeout = 2000ms;
+  return o;
+}
+
+}  // namespace
+
+TEST_CASE("decode_user fills defaults and requires id and email") {
+  auto u = auth::decode_user(nlohmann::json::parse(R"({"id": 42, "email": "x@example.com"})"));
+  CHECK(u.id == "42");
+  CHECK(u.email == "x@example.com");
+  CHECK(u.first_name.empty());
+  CHECK(u.email_notifications);
+  CHECK(u.active);
+
+  auto inactive = auth::decode_user(
+      nlohmann::json::parse(R"({"id":"a","email":"a@b.c","is_active":false,"locale":null})"));
+  CHECK_FALSE(inactive.active);
+  CHECK(inactive.locale.empty());
+
+  CHECK_THROWS_AS(auth::decode_user(nlohmann::json::parse(R"({"email":"a@b.c"})")),
+                  auth::InvalidUser);
+  CHECK_THROWS_AS(auth::decode_user(nlohmann::json::parse(R"({"id":"a"})")), auth::InvalidUser);
+  CHECK_THROWS_AS(auth::decode_user(nlohmann::json::parse(R"({"id":"a","email":"a@b.c",
+      "active":"yes"})")),
+                  auth::InvalidUser);
+  CHECK_THROWS_AS(auth::decode_user(nlohmann::json::parse("[]")), auth::InvalidUser);
+
+  auto round = auth::decode_user(auth::encode_user(u));
+  CHECK(round.id == u.id);
+  CHECK(round.email == u.email);
+}
+
+TEST_CASE("a found user is decoded, with the Bearer token and Accept header sent") {
+  FakeAuth fake;
+  std::mutex mu;
+  std::string auth_header, accept_header, path;
+  fake.server().Get(R"(/api/v1/users/(.+))",
+                    [&](const httplib::Request& req, httplib::Response& res) {
+                      std::lock_guard lock(mu);
+                      auth_header = req.get_header_value("Authorization");
+                      accept_header = req.get_header_value("Accept");
+                      path = req.matches[1];
+                      res.set_content(kAlice, "application/json");
+                    });
+  fake.start();
+
+  RecordedSleeps sleeps;
+  auto opts = options_for(fake, sleeps);
+  opts.token = "s3cret";
+  auth::Client client(opts);
+  auto r = client.get_user("u-1");
+  REQUIRE(r.status == auth::LookupStatus::kFound);
+  REQUIRE(r.user.has_value());
+  CHECK(r.user->id == "u-1");
+  CHECK(r.user->email == "alice@example.com");
+  CHECK(r.user->first_name == "Alice");
+  CHECK(r.user->last_name == "Liddell");
+  CHECK(r.user->timezone == "Europe/Berlin");
+  CHECK(r.user->locale == "de-DE");
+  CHECK_FALSE(r.user->email_notifications);
+  CHECK(r.user->active);
+  CHECK(r.attempts == 1);
+  CHECK(r.http_status == 200);
+  CHECK(sleeps.delays.empty());
+
+  std::lock_guard lock(mu);
+  CHECK(auth_header == "Bearer s3cret");
+  CHECK(accept_header == "application/json");
+  CHECK(path == "u-1");
+}
+
+TEST_CASE("no Authorization header without a token; the id is URL-escaped") {
+  FakeAuth fake;
+  std::mutex mu;
+  bool has_auth = true;
+  std::string target;
+  fake.server().Get(R"(/api/v1/users/(.+))",
+                    [&](const httplib::Request& req, httplib::Response& res) {
+                      std::lock_guard lock(mu);
+                      has_auth = req.has_header("Authorization");
+                      target = req.matches[1];
+                      res.set_content(kAlice, "application/json");
+                    });
+  fake.start();
+  RecordedSleeps sleeps;
+  auth::Client client(options_for(fake, sleeps));
+  auto r = client.get_user("a b/c?d");
+  CHECK(r.status == auth::LookupStatus::kFound);
+  std::lock_guard lock(mu);
+  CHECK_FALSE(has_auth);
+  // httplib decodes the path: the whole id arrived as one segment.
+  CHECK(target == "a b/c?d");
+}
+
+TEST_CASE("404 means an unknown user, without retries") {
+  FakeAuth fake;
+  std::atomic<int> calls{0};
+  fake.server().Get(R"(/api/v1/users/(.+))", [&](const httplib::Request&, httplib::Response& res) {
+    ++calls;
+    res.status = 404;
+    res.set_content(R"({"detail":"user not found"})", "application/json");
+  });
+  fake.start();
+  RecordedSleeps sleeps;
+  auth::Client client(options_for(fake, sleeps));
+  auto r = client.get_user("nobody");
+  CHECK(r.status == auth::LookupStatus::kUnknownUser);
+  CHECK_FALSE(r.user.has_value());
+  CHECK(r.attempts == 1);
+  CHECK(r.http_status == 404);
+  CHECK(calls == 1);
+  CHECK(sleeps.delays.empty());
+}
+
+TEST_CASE("422 for a malformed id is an unknown user; 401 is unavailable with a clear error") {
+  FakeAuth fake;
+  fake.server().Get(R"(/api/v1/users/(.+))",
+                    [&](const httplib::Request& req, httplib::Response& res) {
+                      res.status = req.matches[1] == "bad" ? 422 : 401;
+                    });
+  fake.start();
+  RecordedSleeps sleeps;
+  auth::Client client(options_for(fake, sleeps));
+  auto bad = client.get_user("bad");
+  CHECK(bad.status == auth::LookupStatus::kUnknownUser);
+  auto denied = client.get_user("u-1");
+  CHECK(denied.status == auth::LookupStatus::kUnavailable);
+  CHECK(denied.attempts == 1);
+  CHECK(denied.http_status == 401);
+  CHECK(denied.error.find("401") != std::string::npos);
+  CHECK(denied.error.find("token") != std::string::npos);
+}
+
+TEST_CASE("503 twice then 200: found on the third attempt, with growing delays") {
+  FakeAuth fake;
+  std::atomic<int> calls{0};
+  fake.server().Get(R"(/api/v1/users/(.+))", [&](const httplib::Request&, httplib::Response& res) {
+    if (++calls <= 2) {
+      res.status = 503;
+      return;
+    }
+    res.set_content(kAlice, "application/json");
+  });
+  fake.start();
+  RecordedSleeps sleeps;
+  auto opts = options_for(fake, sleeps);
+  opts.backoff = 100ms;
+  auth::Client client(opts);
+  auto r = client.get_user("u-1");
+  CHECK(r.status == auth::LookupStatus::kFound);
+  CHECK(r.attempts == 3);
+  CHECK(calls == 3);
+  REQUIRE(sleeps.delays.size() == 2);
+  CHECK(sleeps.delays[0] == 100ms);
+  CHECK(sleeps.delays[1] == 200ms);
+}
+
+TEST_CASE("jitter adds at most a fifth of the delay") {
+  FakeAuth fake;
+  fake.server().Get(R"(/api/v1/users/(.+))",
+                    [&](const httplib::Request&, httplib::Response& res) { res.status = 502; });
+  fake.start();
+  RecordedSleeps sleeps;
+  auto opts = options_for(fake, sleeps);
+  opts.backoff = 100ms;
+  opts.max_attempts = 4;
+  opts.jitter = [] { return 0.5; };
+  auth::Client client(opts);
+  auto r = client.get_user("u-1");
+  CHECK(r.status == auth::LookupStatus::kUnavailable);
+  REQUIRE(sleeps.delays.size() == 3);
+  CHECK(sleeps.delays[0] == 110ms);
+  CHECK(sleeps.delays[1] == 220ms);
+  CHECK(sleeps.delays[2] == 440ms);
+}
+
+TEST_CASE("500 always: unavailable after max_attempts") {
+  FakeAuth fake;
+  std::atomic<int> calls{0};
+  fake.server().Get(R"(/api/v1/users/(.+))", [&](const httplib::Request&, httplib::Response& res) {
+    ++calls;
+    res.status = 500;
+  });
+  fake.start();
+  RecordedSleeps sleeps;
+  auto opts = options_for(fake, sleeps);
+  opts.max_attempts = 3;
+  auth::Client client(opts);
+  auto r = client.get_user("u-1");
+  CHECK(r.status == auth::LookupStatus::kUnavailable);
+  CHECK(r.attempts == 3);
+  CHECK(r.http_status == 500);
+  CHECK(calls == 3);
+  CHECK(sleeps.delays.size() == 2);
+  CHECK(r.error.find("500") != std::string::npos);
+}
+
+TEST_CASE("a server slower than request_timeout: unavailable") {
+  FakeAuth fake;
+  fake.server().Get(R"(/api/v1/users/(.+))", [&](const httplib::Request&, httplib::Response& res) {
+    std::this_thread::sleep_for(400ms);
+    res.set_content(kAlice, "application/json");
+  });
+  fake.start();
+  RecordedSleeps sleeps;
+  auto opts = options_for(fake, sleeps);
+  opts.request_timeout = 200ms;
+  opts.max_attempts = 1;
+  auth::Client client(opts);
+  const auto start = std::chrono::steady_clock::now();
+  auto r = client.get_user("u-1");
+  CHECK(std::chrono::steady_clock::now() - start < 390ms);
+  CHECK(r.status == auth::LookupStatus::kUnavailable);
+  CHECK(r.http_status == 0);
+  CHECK(r.error.find("request failed") != std::string::npos);
+}
+
+TEST_CASE("malformed JSON or a user without email: unavailable") {
+  FakeAuth fake;
+  fake.server().Get(R"(/api/v1/users/(.+))",
+                    [&](const httplib::Request& req, httplib::Response& res) {
+                      if (req.matches[1] == "broken") {
+                        res.set_content("{\"id\": \"u-1\", ", "application/json");
+                      } else {
+                        res.set_content(R"({"id":"u-1"})", "application/json");
+                      }
+                    });
+  fake.start();
+  RecordedSleeps sleeps;
+  auth::Client client(options_for(fake, sleeps));
+  auto broken = client.get_user("broken");
+  CHECK(broken.status == auth::LookupStatus::kUnavailable);
+  CHECK(broken.error.find("malformed") != std::string::npos);
+  auto incomplete = client.get_user("incomplete");
+  CHECK(incomplete.status == auth::LookupStatus::kUnavailable);
+  CHECK(incomplete.error.find("email") != std::string::npos);
+}
+
+TEST_CASE("connection refused: unavailable after retries") {
+  const int port = unused_port();
+  RecordedSleeps sleeps;
+  auth::ClientOptions opts;
+  opts.base_url = "http://127.0.0.1:" + std::to_string(port) + "/";
+  opts.sleep = sleeps.fn();
+  opts.jitter = [] { return 0.0; };
+  opts.max_attempts = 2;
+  opts.request_timeout = 1000ms;
+  auth::Client client(opts);
+  auto r = client.get_user("u-1");
+  CHECK(r.status == auth::LookupStatus::kUnavailable);
+  CHECK(r.attempts == 2);
+  CHECK(r.http_status == 0);
+  CHECK(sleeps.delays.size() == 1);
+}
+
+TEST_CASE("one client, many lookups: the connection is reused") {
+  FakeAuth fake;
+  std::mutex mu;
+  std::vector<int> remote_ports;
+  fake.server().Get(R"(/api/v1/users/(.+))",
+                    [&](const httplib::Request& req, httplib::Response& res) {
+                      std::lock_guard lock(mu);
+                      remote_ports.push_back(req.remote_port);
+                      res.set_content(kAlice, "application/json");
+                    });
+  fake.start();
+  RecordedSleeps sleeps;
+  auth::Client client(options_for(fake, sleeps));
+  for (int i = 0; i < 3; ++i) CHECK(client.get_user("u-1").status == auth::LookupStatus::kFound);
+  std::lock_guard lock(mu);
+  REQUIRE(remote_ports.size() == 3);
+  CHECK(remote_ports[0] == remote_ports[1]);
+  CHECK(remote_ports[1] == remote_ports[2]);
+}
