@@ -1,0 +1,337 @@
+#!/usr/bin/env bash
+# The broker stack of the notification pipeline, run natively under a private supervisord:
+# RabbitMQ, the development Kafka broker, maildev (SMTP + web inbox) and the development Auth
+# service. Two modes share this code:
+#   test  free ports, a unique RabbitMQ node, fresh data each start (tests/harness/stack.sh,
+#         the CTest fixture; several may run at once)
+#   dev   the fixed ports of `make up`, RabbitMQ's management UI, data kept across starts, and
+#         the two services etl_notifications and worker_notifications
+# Stacks never touch each other: each has its own folder, ports, node name and supervisord, and
+# its processes carry NOTIFY_STACK_DIR=<its folder> in their environment.
+#
+# Usage:
+#   stack.sh start DIR BIN_DIR [test|dev]   (re)start the stack in DIR, wait until it is ready,
+#                                           write DIR/stack.env
+#   stack.sh stop DIR                       stop it and make sure none of its processes is left
+#   stack.sh ctl DIR ACTION PROGRAM         supervisorctl ACTION PROGRAM (waits for RabbitMQ to
+#                                           accept connections again after start/restart)
+#   stack.sh status DIR                     supervisorctl status
+set -euo pipefail
+
+STACK_SRC=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
+SOURCE_DIR=$(cd "$STACK_SRC/../.." && pwd)
+PROBE=$STACK_SRC/probe.py
+READY_TIMEOUT=${NOTIFY_STACK_READY_TIMEOUT:-120}
+
+log() { echo "stack: $*" >&2; }
+die() {
+  log "$*"
+  exit 1
+}
+
+abs_dir() {
+  mkdir -p "$1"
+  (cd "$1" && pwd)
+}
+
+# A Unix socket path is limited to 107 bytes: a deep stack folder keeps its socket in /tmp,
+# under a name derived from the folder so that stop and ctl find it again.
+socket_path() {
+  local dir=$1
+  if [ ${#dir} -le 80 ]; then
+    echo "$dir/supervisor.sock"
+  else
+    echo "${TMPDIR:-/tmp}/notify-stack-$(echo -n "$dir" | md5sum | cut -c1-16).sock"
+  fi
+}
+
+ctl_cmd() { supervisorctl -c "$1/supervisord.conf" "${@:2}"; }
+
+supervisord_pid() {
+  local pidfile=$1/supervisord.pid
+  [ -s "$pidfile" ] || return 1
+  local pid
+  pid=$(cat "$pidfile")
+  kill -0 "$pid" 2>/dev/null || return 1
+  # A pid file left from a previous boot may name an unrelated process now.
+  tr '\0' '\n' <"/proc/$pid/environ" 2>/dev/null | grep -qxF "NOTIFY_STACK_DIR=$1" || return 1
+  echo "$pid"
+}
+
+stack_pids() { python3 "$PROBE" pids "$1"; }
+
+wait_gone() { # wait_gone SECONDS PID...
+  local deadline=$((SECONDS + $1))
+  shift
+  while [ $SECONDS -lt $deadline ]; do
+    local alive=0
+    for p in "$@"; do if kill -0 "$p" 2>/dev/null; then alive=1; fi; done
+    [ $alive -eq 0 ] && return 0
+    sleep 0.2
+  done
+  return 1
+}
+
+print_logs() {
+  local dir=$1 f
+  for f in "$dir"/logs/*.log "$dir"/rabbitmq/log/*.log; do
+    [ -s "$f" ] || continue
+    echo "----- ${f#"$dir"/} (last 40 lines) -----" >&2
+    tail -n 40 "$f" >&2
+  done
+}
+
+cmd_stop() {
+  local dir
+  [ -d "$1" ] || return 0
+  dir=$(abs_dir "$1")
+  local pid
+  if pid=$(supervisord_pid "$dir"); then
+    log "stopping the stack in $dir"
+    # Graceful first: supervisord stops every program (RabbitMQ may take a few seconds).
+    ctl_cmd "$dir" shutdown >/dev/null 2>&1 || kill -TERM "$pid" 2>/dev/null || true
+    if ! wait_gone 90 "$pid"; then
+      log "supervisord did not stop in time: killing it"
+      kill -KILL "$pid" 2>/dev/null || true
+    fi
+  fi
+  # Whatever is left (an orphaned Erlang VM, a crashed supervisord's children) goes now.
+  local left
+  mapfile -t left < <(stack_pids "$dir")
+  if [ ${#left[@]} -gt 0 ]; then
+    log "ending leftover processes: ${left[*]}"
+    kill -TERM "${left[@]}" 2>/dev/null || true
+    if ! wait_gone 15 "${left[@]}"; then
+      kill -KILL "${left[@]}" 2>/dev/null || true
+      wait_gone 5 "${left[@]}" || true
+    fi
+  fi
+  rm -f "$dir/stack.env" "$dir/supervisord.pid" "$(socket_path "$dir")"
+}
+
+# All checks that must pass before the stack counts as ready; prints what is still missing.
+not_ready() {
+  local dir=$1
+  python3 "$PROBE" tcp "$AMQP_PORT" || {
+    echo "RabbitMQ (port $AMQP_PORT)"
+    return 0
+  }
+  if [ "$MODE" = dev ]; then
+    python3 "$PROBE" http "http://127.0.0.1:$MANAGEMENT_PORT/" || {
+      echo "RabbitMQ management (port $MANAGEMENT_PORT)"
+      return 0
+    }
+  fi
+  local kafka
+  kafka=$(cat "$dir/kafka.bootstrap" 2>/dev/null || true)
+  if [ -z "$kafka" ] || ! python3 "$PROBE" tcp "${kafka##*:}"; then
+    echo "Kafka (bootstrap file $dir/kafka.bootstrap)"
+    return 0
+  fi
+  python3 "$PROBE" http "http://127.0.0.1:$WEB_PORT/email" || {
+    echo "maildev (web port $WEB_PORT)"
+    return 0
+  }
+  python3 "$PROBE" tcp "$AUTH_PORT" || {
+    echo "Auth (port $AUTH_PORT)"
+    return 0
+  }
+  return 1
+}
+
+# Programs that gave up (FATAL) or ended (EXITED) will not become ready: fail early.
+failed_programs() {
+  ctl_cmd "$1" status 2>/dev/null | awk '$2 == "FATAL" || $2 == "EXITED" { print $1 }' || true
+}
+
+wait_ready() {
+  local dir=$1 deadline=$((SECONDS + READY_TIMEOUT)) missing failed
+  while true; do
+    missing=$(not_ready "$dir") || return 0
+    failed=$(failed_programs "$dir")
+    if [ -n "$failed" ]; then
+      log "program(s) stopped while starting: $(echo "$failed" | tr '\n' ' ')"
+      return 1
+    fi
+    if [ $SECONDS -ge $deadline ]; then
+      log "not ready after ${READY_TIMEOUT} s: $missing"
+      return 1
+    fi
+    sleep 0.5
+  done
+}
+
+prepare_rabbitmq() {
+  local dir=$1 rdir=$1/rabbitmq
+  # A test stack starts from nothing; the dev stack keeps its queues across `make up`.
+  if [ "$MODE" = test ]; then rm -rf "$rdir"; fi
+  mkdir -p "$rdir/mnesia" "$rdir/log" "$rdir/home"
+  : >"$rdir/rabbitmq-env.conf" # keeps the machine's /etc/rabbitmq/rabbitmq-env.conf out
+  {
+    echo "# Written by stack.sh."
+    echo "log.console = false" # the file log has it all; stdout keeps the boot banner
+    echo "log.file.level = info"
+  } >"$rdir/rabbitmq.conf"
+  if [ "$MODE" = dev ]; then
+    echo "[rabbitmq_management]." >"$rdir/enabled_plugins"
+    {
+      echo "management.tcp.ip = 127.0.0.1"
+      echo "management.tcp.port = $MANAGEMENT_PORT"
+    } >>"$rdir/rabbitmq.conf"
+  else
+    echo "[]." >"$rdir/enabled_plugins"
+  fi
+
+  if [ "$(id -u)" -eq 0 ]; then
+    # The Erlang VM runs as rabbitmq (Debian's setup: its cookie is in /var/lib/rabbitmq).
+    id -u rabbitmq >/dev/null 2>&1 || die "user rabbitmq missing: is rabbitmq-server installed?"
+    chown -R rabbitmq:rabbitmq "$rdir"
+    runuser -u rabbitmq -- test -w "$rdir/mnesia" ||
+      die "user rabbitmq cannot reach $rdir: every parent folder must be traversable (o+x)"
+    export RABBITMQ_USER_LINE="user=rabbitmq" RABBITMQ_HOME_DIR=/var/lib/rabbitmq
+  else
+    export RABBITMQ_USER_LINE="" RABBITMQ_HOME_DIR=$rdir/home
+  fi
+}
+
+check_port_free() {
+  if python3 "$PROBE" tcp "$1"; then
+    die "port $1 ($2) is already in use: is another stack (or a system service) running?"
+  fi
+}
+
+cmd_start() {
+  local dir bin_dir
+  dir=$(abs_dir "$1")
+  bin_dir=$(abs_dir "$2")
+  MODE=${3:-test}
+  case "$MODE" in test | dev) ;; *) die "unknown mode $MODE (test or dev)" ;; esac
+
+  cmd_stop "$dir"
+  "$SOURCE_DIR/scripts/node-deps.sh" >&2
+  local programs=(dev_kafka_broker dev_auth_server)
+  if [ "$MODE" = dev ]; then programs+=(etl_notifications worker_notifications); fi
+  for p in "${programs[@]}"; do
+    [ -x "$bin_dir/$p" ] || die "$bin_dir/$p is missing: build it first"
+  done
+
+  if [ "$MODE" = dev ]; then
+    AMQP_PORT=5672 DIST_PORT=25672 MANAGEMENT_PORT=15672 SMTP_PORT=1025 WEB_PORT=8025
+    AUTH_PORT=8081
+    for p in "$AMQP_PORT:AMQP" "$DIST_PORT:Erlang distribution" "$MANAGEMENT_PORT:management" \
+      "$SMTP_PORT:SMTP" "$WEB_PORT:inbox" "$AUTH_PORT:Auth"; do
+      check_port_free "${p%%:*}" "${p#*:}"
+    done
+    RABBITMQ_NODENAME=notify_dev@localhost
+    AUTORESTART=true
+  else
+    local ports
+    mapfile -t ports < <(python3 "$PROBE" free-ports 5)
+    AMQP_PORT=${ports[0]} DIST_PORT=${ports[1]} SMTP_PORT=${ports[2]} WEB_PORT=${ports[3]}
+    AUTH_PORT=${ports[4]} MANAGEMENT_PORT=
+    RABBITMQ_NODENAME=notify_test_$(od -An -N4 -tx4 /dev/urandom | tr -d ' ')@localhost
+    AUTORESTART=false # a crash in a test run should show, not be papered over
+  fi
+
+  mkdir -p "$dir/logs"
+  rm -f "$dir"/logs/*.log "$dir/kafka.bootstrap" "$dir/stack.env"
+  if [ "$MODE" = test ]; then rm -rf "$dir/maildev"; fi
+  mkdir -p "$dir/maildev"
+  prepare_rabbitmq "$dir"
+
+  export STACK_DIR=$dir BIN_DIR=$bin_dir SOURCE_DIR SUPERVISOR_SOCKET AMQP_PORT DIST_PORT \
+    SMTP_PORT WEB_PORT AUTH_PORT RABBITMQ_NODENAME AUTORESTART
+  SUPERVISOR_SOCKET=$(socket_path "$dir")
+  {
+    python3 "$PROBE" render "$STACK_SRC/supervisord.conf.in"
+    if [ "$MODE" = dev ]; then python3 "$PROBE" render "$STACK_SRC/services.conf.in"; fi
+  } >"$dir/supervisord.conf"
+  # What ctl needs later.
+  {
+    echo "MODE=$MODE"
+    echo "AMQP_PORT=$AMQP_PORT"
+  } >"$dir/stack.state"
+
+  log "starting the $MODE stack in $dir (RabbitMQ node $RABBITMQ_NODENAME)"
+  local started=$SECONDS
+  # supervisord daemonizes; its stdio goes to /dev/null so that CTest does not wait on it.
+  NOTIFY_STACK_DIR=$dir supervisord -c "$dir/supervisord.conf" </dev/null >/dev/null 2>&1 ||
+    die "supervisord did not start: see $dir/logs/supervisord.log"
+
+  if ! wait_ready "$dir"; then
+    ctl_cmd "$dir" status >&2 || true
+    print_logs "$dir"
+    cmd_stop "$dir"
+    exit 1
+  fi
+  log "brokers ready after $((SECONDS - started)) s"
+
+  if [ "$MODE" = dev ]; then
+    ctl_cmd "$dir" start etl worker >&2 || {
+      print_logs "$dir"
+      die "the services did not start (the stack stays up: make down to stop it)"
+    }
+  fi
+
+  local env_file=$dir/stack.env
+  cat >"$env_file.tmp" <<EOF
+RABBITMQ_URL=amqp://guest:guest@127.0.0.1:$AMQP_PORT/%2f
+KAFKA_BOOTSTRAP_SERVERS=$(cat "$dir/kafka.bootstrap")
+SMTP_HOST=127.0.0.1
+SMTP_PORT=$SMTP_PORT
+INBOX_URL=http://127.0.0.1:$WEB_PORT
+AUTH_URL=http://127.0.0.1:$AUTH_PORT
+STACK_DIR=$dir
+BIN_DIR=$bin_dir
+SOURCE_DIR=$SOURCE_DIR
+EOF
+  if [ "$MODE" = dev ]; then
+    echo "MANAGEMENT_URL=http://127.0.0.1:$MANAGEMENT_PORT" >>"$env_file.tmp"
+  fi
+  mv "$env_file.tmp" "$env_file"
+}
+
+running_stack() {
+  local dir
+  [ -d "$1" ] || die "no stack in $1"
+  dir=$(abs_dir "$1")
+  supervisord_pid "$dir" >/dev/null || die "no stack running in $dir"
+  echo "$dir"
+}
+
+cmd_ctl() {
+  local dir action=$2 program=$3
+  dir=$(running_stack "$1")
+  ctl_cmd "$dir" "$action" "$program"
+  if [ "$program" = rabbitmq ] && { [ "$action" = start ] || [ "$action" = restart ]; }; then
+    local AMQP_PORT deadline=$((SECONDS + READY_TIMEOUT))
+    AMQP_PORT=$(sed -n 's/^AMQP_PORT=//p' "$dir/stack.state")
+    until python3 "$PROBE" tcp "$AMQP_PORT"; do
+      if [ $SECONDS -ge $deadline ]; then
+        print_logs "$dir"
+        die "RabbitMQ did not accept connections within ${READY_TIMEOUT} s"
+      fi
+      sleep 0.2
+    done
+  fi
+}
+
+case "${1:-}" in
+  start)
+    [ $# -ge 3 ] && [ $# -le 4 ] || die "usage: stack.sh start DIR BIN_DIR [test|dev]"
+    cmd_start "$2" "$3" "${4:-test}"
+    ;;
+  stop)
+    [ $# -eq 2 ] || die "usage: stack.sh stop DIR"
+    cmd_stop "$2"
+    ;;
+  ctl)
+    [ $# -eq 4 ] || die "usage: stack.sh ctl DIR ACTION PROGRAM"
+    cmd_ctl "$2" "$3" "$4"
+    ;;
+  status)
+    [ $# -eq 2 ] || die "usage: stack.sh status DIR"
+    ctl_cmd "$(running_stack "$2")" status
+    ;;
+  *) die "usage: stack.sh start|stop|ctl|status DIR ..." ;;
+esac
