@@ -47,14 +47,18 @@ struct Message {
 
 // Names of the exchanges and queues both services agree on. Declared idempotently by both.
 struct Topology {
-  std::string exchange = "notifications";           // direct, durable; routing key = channel
-  std::vector<std::string> channels = {"email"};    // queue "<exchange>.<channel>" per channel
-  std::int32_t max_priority = 9;                    // x-max-priority of the work queues
-  std::string queue_for(std::string_view channel) const { return exchange + "." + std::string(channel); }
+  std::string exchange = "notifications";         // direct, durable; routing key = channel
+  std::vector<std::string> channels = {"email"};  // queue "<exchange>.<channel>" per channel
+  std::int32_t max_priority = 9;                  // x-max-priority of the work queues
+  std::string queue_for(std::string_view channel) const {
+    return exchange + "." + std::string(channel);
+  }
   // Rejected (requeue=false) deliveries of a work queue go to "<exchange>.dead" bound with the
   // channel name, into the queue "<exchange>.<channel>.dead".
   std::string dead_letter_exchange() const { return exchange + ".dead"; }
-  std::string dead_letter_queue_for(std::string_view channel) const { return queue_for(channel) + ".dead"; }
+  std::string dead_letter_queue_for(std::string_view channel) const {
+    return queue_for(channel) + ".dead";
+  }
 };
 
 struct ConnectionOptions {
@@ -87,7 +91,8 @@ class Connection {
 // Publishes persistent messages to an exchange with publisher confirms, pipelined: up to
 // `window` messages may await their confirm. A message is forgotten only once the broker acked
 // it; a nacked message, and every unconfirmed message after a connection loss, is published
-// again (after connect()). on_confirmed runs inside publish()/pump()/flush().
+// again (after connect()). on_confirmed runs inside publish()/pump()/flush() and must not call
+// back into the publisher.
 class ConfirmedPublisher {
  public:
   enum class Result { kAcked, kReturned };  // kReturned: no queue was bound for its routing key
@@ -111,7 +116,8 @@ class ConfirmedPublisher {
   // connected(). Throws Error on connection loss: the message is kept and goes out again after
   // connect().
   void publish(Message message, OnConfirmed on_confirmed);
-  // Reads whatever confirms arrive within `wait` (0: only what is already there). Throws Error.
+  // Waits up to `wait` for the first confirm (0: does not wait), then reads whatever else is
+  // already there; also serves heartbeats. Throws Error.
   void pump(std::chrono::milliseconds wait);
   // Waits until nothing is outstanding or the timeout passes; true when all are confirmed.
   bool flush(std::chrono::milliseconds timeout);
@@ -150,8 +156,10 @@ class Consumer {
   void disconnect();  // unacked deliveries return to the queue
   // The next delivery, or nothing when none arrives within timeout. Throws Error.
   std::optional<Delivery> next(std::chrono::milliseconds timeout);
-  void ack(std::uint64_t delivery_tag);                   // throws Error
-  void reject(std::uint64_t delivery_tag, bool requeue);  // throws Error
+  // Throw Error. A delivery of an earlier, closed connection is ignored: the broker already
+  // returned it to the queue (its tag must not ack another message of the new channel).
+  void ack(std::uint64_t delivery_tag);
+  void reject(std::uint64_t delivery_tag, bool requeue);
 
  private:
   struct Impl;
