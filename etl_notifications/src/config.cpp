@@ -1,0 +1,41 @@
+#include "config.hpp"
+
+#include "notify/amqp.hpp"
+
+namespace etl {
+
+EtlConfig load_config(const notify::Env& env) {
+  EtlConfig c;
+  c.kafka_bootstrap_servers = env.str("KAFKA_BOOTSTRAP_SERVERS", c.kafka_bootstrap_servers);
+  c.events_topic = env.str("NOTIFY_EVENTS_TOPIC", c.events_topic);
+  c.group_id = env.str("KAFKA_GROUP_ID", c.group_id);
+  c.auto_offset_reset = env.str("KAFKA_AUTO_OFFSET_RESET", c.auto_offset_reset);
+  if (c.auto_offset_reset != "earliest" && c.auto_offset_reset != "latest") {
+    throw notify::ConfigError("KAFKA_AUTO_OFFSET_RESET=" + c.auto_offset_reset +
+                              ": must be earliest or latest");
+  }
+  c.rabbitmq_url = env.str("RABBITMQ_URL", c.rabbitmq_url);
+  try {
+    notify::amqp::Url::parse(c.rabbitmq_url);
+  } catch (const std::exception& e) {
+    throw notify::ConfigError("RABBITMQ_URL=" + c.rabbitmq_url + ": " + e.what());
+  }
+  c.exchange = env.str("RABBITMQ_EXCHANGE", c.exchange);
+  c.confirm_window = static_cast<std::size_t>(
+      env.integer("RABBITMQ_CONFIRM_WINDOW", static_cast<std::int64_t>(c.confirm_window), 1, 65535));
+  c.auth_url = env.str("AUTH_URL", c.auth_url);
+  if (c.auth_url.rfind("http://", 0) != 0 && c.auth_url.rfind("https://", 0) != 0) {
+    throw notify::ConfigError("AUTH_URL=" + c.auth_url + ": must start with http:// or https://");
+  }
+  c.auth_token = env.str("AUTH_TOKEN", "");
+  c.auth_timeout = env.duration("AUTH_TIMEOUT", c.auth_timeout);
+  c.auth_max_attempts = static_cast<int>(env.integer("AUTH_MAX_ATTEMPTS", c.auth_max_attempts, 1, 20));
+  c.templates_dir = env.str("TEMPLATES_DIR", c.templates_dir);
+  c.public_base_url = env.str("PUBLIC_BASE_URL", c.public_base_url);
+  c.welcome_ttl = env.duration("WELCOME_TTL", c.welcome_ttl);
+  c.retry_max_backoff = env.duration("ETL_RETRY_MAX_BACKOFF", c.retry_max_backoff);
+  c.log_level = env.str("LOG_LEVEL", c.log_level);
+  return c;
+}
+
+}  // namespace etl

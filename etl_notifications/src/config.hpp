@@ -1,0 +1,34 @@
+#pragma once
+// The ETL's configuration: filled once from the environment, validated at start-up.
+// Defaults are documented in README.md (one table).
+
+#include <chrono>
+#include <cstddef>
+#include <string>
+
+#include "notify/config.hpp"
+
+namespace etl {
+
+struct EtlConfig {
+  std::string kafka_bootstrap_servers = "127.0.0.1:9092";
+  std::string events_topic = "notify_events";
+  std::string group_id = "etl_notifications";
+  std::string auto_offset_reset = "earliest";
+  std::string rabbitmq_url = "amqp://guest:guest@127.0.0.1:5672/%2f";
+  std::string exchange = "notifications";
+  std::size_t confirm_window = 512;
+  std::string auth_url = "http://127.0.0.1:8081";
+  std::string auth_token;
+  std::chrono::milliseconds auth_timeout{5000};
+  int auth_max_attempts = 3;
+  std::string templates_dir = "templates";
+  std::string public_base_url = "http://localhost:8000";
+  std::chrono::milliseconds welcome_ttl = std::chrono::hours(24);
+  std::chrono::milliseconds retry_max_backoff{30000};  // transient trouble: pause and retry
+  std::string log_level = "info";
+};
+
+EtlConfig load_config(const notify::Env& env);  // throws notify::ConfigError
+
+}  // namespace etl

@@ -1,0 +1,42 @@
+// etl_notifications: wiring only. Read the configuration, build the pipeline, run until
+// SIGTERM or SIGINT.
+
+#include <atomic>
+#include <csignal>
+#include <cstdio>
+
+#include "config.hpp"
+#include "notify/log.hpp"
+#include "pipeline.hpp"
+
+namespace {
+std::atomic<bool> g_stop{false};
+extern "C" void on_signal(int) { g_stop.store(true); }
+}  // namespace
+
+int main() {
+  etl::EtlConfig config;
+  try {
+    config = etl::load_config(notify::Env());
+  } catch (const notify::ConfigError& e) {
+    std::fprintf(stderr, "etl_notifications: configuration error: %s\n", e.what());
+    return 2;
+  }
+  notify::log::init("etl_notifications", notify::log::parse_level(config.log_level));
+  std::signal(SIGTERM, on_signal);
+  std::signal(SIGINT, on_signal);
+  std::signal(SIGPIPE, SIG_IGN);
+
+  try {
+    etl::Pipeline pipeline(config);
+    notify::log::info("started", {{"topic", config.events_topic},
+                                  {"group", config.group_id},
+                                  {"bootstrap", config.kafka_bootstrap_servers},
+                                  {"exchange", config.exchange}});
+    pipeline.run(g_stop);
+  } catch (const std::exception& e) {
+    notify::log::error("fatal", {{"error", e.what()}});
+    return 1;
+  }
+  return 0;
+}

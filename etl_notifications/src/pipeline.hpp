@@ -1,0 +1,78 @@
+#pragma once
+// The ETL's loop: Kafka in, postings out, offsets stored only past events whose postings
+// RabbitMQ confirmed. One thread drives everything, so the poll loop is never starved: slow
+// or failing downstream work pauses the partitions and keeps polling (the group membership
+// and rebalances are served), then resumes where it stopped.
+
+#include <atomic>
+#include <chrono>
+#include <deque>
+#include <memory>
+#include <optional>
+#include <string>
+#include <vector>
+
+#include "auth_client/auth_client.hpp"
+#include "config.hpp"
+#include "notify/amqp.hpp"
+#include "notify/kafka.hpp"
+#include "notify/time.hpp"
+#include "offset_tracker.hpp"
+#include "render.hpp"
+#include "transform.hpp"
+
+namespace etl {
+
+class Pipeline final : public notify::kafka::RebalanceListener {
+ public:
+  explicit Pipeline(const EtlConfig& config);
+  ~Pipeline() override;
+
+  // Runs until stop is set, then publishes what is pending (bounded), commits and leaves.
+  void run(const std::atomic<bool>& stop);
+
+  void on_assigned(const std::vector<notify::kafka::TopicPartition>& partitions) override;
+  void on_revoked(const std::vector<notify::kafka::TopicPartition>& partitions) override;
+
+ private:
+  // An event being published: its offset is finished once every posting is confirmed.
+  struct Ticket {
+    notify::kafka::TopicPartition tp;
+    std::int64_t offset = 0;
+    std::size_t unconfirmed = 0;
+  };
+  struct Outgoing {
+    notify::amqp::Message message;
+    std::shared_ptr<Ticket> ticket;
+  };
+  enum class Step { kDone, kTransient };
+
+  void take(notify::kafka::Message message);
+  void drain_backlog();
+  Step prepare(const notify::kafka::Message& message);
+  void reject(const notify::kafka::Message& message, const std::string& reason);
+  void finish(const notify::kafka::TopicPartition& tp, std::int64_t offset);
+  void publish_pending();
+  void confirmed(const std::shared_ptr<Ticket>& ticket, Outgoing returned_copy,
+                 notify::amqp::ConfirmedPublisher::Result result);
+  void block(const std::string& reason);
+  void try_unblock();
+  void shutdown();
+
+  EtlConfig config_;
+  notify::SystemClock clock_;
+  TemplateStore templates_;
+  Transformer transformer_;
+  auth::Client auth_;
+  notify::amqp::ConfirmedPublisher publisher_;
+  OffsetTracker tracker_;
+  std::deque<notify::kafka::Message> backlog_;  // consumed, not yet turned into postings
+  std::deque<Outgoing> pending_;                // rendered, not yet handed to the publisher
+  std::vector<Outgoing> returned_;              // unroutable: published again after a pause
+  std::string blocked_reason_;                  // empty when running
+  std::chrono::steady_clock::time_point retry_at_{};
+  std::chrono::milliseconds backoff_{0};
+  std::unique_ptr<notify::kafka::Consumer> consumer_;  // last: calls back into this
+};
+
+}  // namespace etl
