@@ -1,0 +1,146 @@
+// End to end on real brokers: a sign-up event produced into Kafka becomes a welcome email in
+// the web inbox, through etl_notifications, RabbitMQ and worker_notifications.
+
+#include <doctest/doctest.h>
+
+#include <fstream>
+#include <random>
+
+#include "notify/kafka.hpp"
+#include "notify/posting.hpp"
+#include "stack.hpp"
+
+using namespace std::chrono_literals;
+using notify::testing::Inbox;
+using notify::testing::Process;
+using notify::testing::Stack;
+using notify::testing::unique_name;
+using notify::testing::wait_until;
+
+namespace {
+
+struct Names {
+  std::string topic = unique_name("notify_events");
+  std::string group = unique_name("etl");
+  std::string exchange = unique_name("notifications");
+};
+
+nlohmann::json fixture_user(std::size_t index) {
+  std::ifstream in(Stack::get().value("SOURCE_DIR") + "/dev/users.json");
+  return nlohmann::json::parse(in).at(index);
+}
+
+std::map<std::string, std::string> etl_env(const Names& n) {
+  const Stack& s = Stack::get();
+  return {{"KAFKA_BOOTSTRAP_SERVERS", s.value("KAFKA_BOOTSTRAP_SERVERS")},
+          {"NOTIFY_EVENTS_TOPIC", n.topic},
+          {"KAFKA_GROUP_ID", n.group},
+          {"RABBITMQ_URL", s.value("RABBITMQ_URL")},
+          {"RABBITMQ_EXCHANGE", n.exchange},
+          {"AUTH_URL", s.value("AUTH_URL")},
+          {"TEMPLATES_DIR", s.value("SOURCE_DIR") + "/templates"},
+          {"PUBLIC_BASE_URL", "https://example.org"},
+          {"LOG_LEVEL", "debug"}};
+}
+
+std::map<std::string, std::string> worker_env(const Names& n) {
+  const Stack& s = Stack::get();
+  return {{"RABBITMQ_URL", s.value("RABBITMQ_URL")},
+          {"RABBITMQ_EXCHANGE", n.exchange},
+          {"SMTP_HOST", s.value("SMTP_HOST")},
+          {"SMTP_PORT", s.value("SMTP_PORT")},
+          {"SMTP_FROM", "notifications@example.org"},
+          {"LOG_LEVEL", "debug"}};
+}
+
+std::unique_ptr<Process> start(const std::string& binary, const std::map<std::string, std::string>& env,
+                               const std::string& log_name) {
+  const Stack& s = Stack::get();
+  return std::make_unique<Process>(s.value("BIN_DIR") + "/" + binary, std::vector<std::string>{},
+                                   env, s.value("STACK_DIR") + "/" + log_name + ".log");
+}
+
+std::string random_link() {
+  static std::mt19937_64 rng{std::random_device{}()};
+  return "/s/" + std::to_string(rng());
+}
+
+// The Auth service's message exactly as it emits it today.
+notify::kafka::Delivery emit_signup(const std::string& topic, const nlohmann::json& user,
+                                    const std::string& link) {
+  notify::kafka::Producer producer(Stack::get().value("KAFKA_BOOTSTRAP_SERVERS"));
+  const nlohmann::json value = {{"id", user["id"]},
+                                {"event_type", "user_signed_up"},
+                                {"priority", "immediate"},
+                                {"from_service", "auth"},
+                                {"details", {{"email", user["email"]}, {"confirm_link", link}}}};
+  return producer.produce(topic, user["id"].get<std::string>() + "+user_signed_up", value.dump());
+}
+
+std::vector<nlohmann::json> mails_with(const Inbox& inbox, const std::string& needle) {
+  std::vector<nlohmann::json> found;
+  for (const auto& m : inbox.messages()) {
+    if (m.value("html", "").find(needle) != std::string::npos) found.push_back(m);
+  }
+  return found;
+}
+
+}  // namespace
+
+TEST_CASE("a user who signs up gets a welcome email in the inbox") {
+  const Names names;
+  const auto user = fixture_user(1);  // Zoë, locale de: a UTF-8 subject in German
+  const std::string link = random_link();
+  const Inbox inbox(Stack::get().value("INBOX_URL"));
+
+  auto etl = start("etl_notifications", etl_env(names), names.group);
+  auto worker = start("worker_notifications", worker_env(names), names.group + "-worker");
+  const auto delivery = emit_signup(names.topic, user, link);
+
+  std::vector<nlohmann::json> mails;
+  const bool arrived = wait_until([&] { return !(mails = mails_with(inbox, link)).empty(); }, 60s);
+  INFO("etl log:\n" << etl->log() << "\nworker log:\n" << worker->log());
+  REQUIRE(arrived);
+  const auto& mail = mails.front();
+  CHECK(mail["subject"].get<std::string>().rfind("Willkommen, Zoë!", 0) == 0);
+  CHECK(mail["to"][0]["address"] == user["email"]);
+  CHECK(mail["html"].get<std::string>().find("https://example.org" + link) != std::string::npos);
+  CHECK(mail["text"].get<std::string>().find("https://example.org" + link) != std::string::npos);
+  const std::string posting_id =
+      notify::make_posting_id(names.topic + "/" + std::to_string(delivery.partition) + "/" +
+                                  std::to_string(delivery.offset),
+                              user["id"].get<std::string>(), "email");
+  CHECK(mail["messageId"].get<std::string>().find(posting_id) != std::string::npos);
+
+  // SIGTERM: both exit cleanly, and the ETL's offset is committed past the event.
+  CHECK(etl->terminate() == 0);
+  CHECK(worker->terminate() == 0);
+  CHECK(notify::kafka::committed_offset(Stack::get().value("KAFKA_BOOTSTRAP_SERVERS"), names.group,
+                                        {names.topic, delivery.partition}) == delivery.offset + 1);
+}
+
+TEST_CASE("a bad event is logged and skipped; the partition goes on") {
+  const Names names;
+  const auto user = fixture_user(0);
+  const std::string link = random_link();
+  const Inbox inbox(Stack::get().value("INBOX_URL"));
+  notify::kafka::Producer producer(Stack::get().value("KAFKA_BOOTSTRAP_SERVERS"));
+  // All on one partition (the good event's key), bad ones first.
+  const std::string key = user["id"].get<std::string>() + "+user_signed_up";
+  producer.produce(names.topic, key, "this is not json");
+  producer.produce(names.topic, key, R"({"event_type": "user_signed_up"})");
+  producer.produce(names.topic, key,
+                   R"({"id": "no-such-user", "event_type": "user_signed_up", "priority": "immediate",
+                       "details": {"email": "x@example.com", "confirm_link": "/s/x"}})");
+  auto etl = start("etl_notifications", etl_env(names), names.group);
+  auto worker = start("worker_notifications", worker_env(names), names.group + "-worker");
+  emit_signup(names.topic, user, link);
+  const bool arrived = wait_until([&] { return !mails_with(inbox, link).empty(); }, 60s);
+  INFO("etl log:\n" << etl->log());
+  REQUIRE(arrived);
+  CHECK(etl->running());
+  const std::string log = etl->log();
+  CHECK(log.find("value is not valid JSON") != std::string::npos);
+  CHECK(log.find("missing or non-string field 'id'") != std::string::npos);
+  CHECK(log.find("unknown user no-such-user") != std::string::npos);
+}
