@@ -235,7 +235,7 @@ cmd_start() {
 
   mkdir -p "$dir/logs"
   rm -f "$dir"/logs/*.log "$dir/kafka.bootstrap" "$dir/stack.env"
-  if [ "$MODE" = test ]; then rm -rf "$dir/maildev"; fi
+  if [ "$MODE" = test ]; then rm -rf "$dir/maildev" "$dir/test-logs"; fi
   mkdir -p "$dir/maildev"
   prepare_rabbitmq "$dir"
 
