@@ -11,7 +11,8 @@ namespace kafka = notify::kafka;
 
 namespace {
 
-// Nothing listens there; none of these tests may get as far as connecting.
+// Nothing listens there: the errors must come before any connection; a producer that is built
+// only gets "connection refused" in the background.
 constexpr const char* kNowhere = "127.0.0.1:1";
 
 std::string error_of(const std::function<void()>& f) {

@@ -56,10 +56,13 @@ class Consumer {
     std::map<std::string, std::string> extra;  // any librdkafka property
   };
 
-  Consumer(Options options, RebalanceListener* listener);  // throws Error
-  ~Consumer();                                             // close() if not yet closed
+  // listener may be null; it must outlive the consumer (close() revokes). Throws Error, naming
+  // the property when one in `extra` is unknown or bad.
+  Consumer(Options options, RebalanceListener* listener);
+  ~Consumer();  // close() if not yet closed
 
-  // A message, or nothing on timeout. Consumer errors are logged; throws Error only when fatal.
+  // A message, or nothing on timeout. Consumer errors are logged; throws Error only when fatal,
+  // and rethrows what the listener threw (the rebalance goes on regardless).
   std::optional<Message> poll(std::chrono::milliseconds timeout);
   // `next_offset` is the offset of the next message to read (the last done + 1).
   void store_offset(const TopicPartition& tp, std::int64_t next_offset);
@@ -85,6 +88,7 @@ struct Delivery {
 };
 
 // A producer for tools and tests (emit, the dead-letter topic): produce() waits for delivery.
+// acks=all, idempotent. Use from one thread at a time.
 class Producer {
  public:
   explicit Producer(std::string bootstrap_servers, std::map<std::string, std::string> extra = {});
