@@ -95,7 +95,8 @@ void Connection::Impl::check(amqp_rpc_reply_t reply, std::string_view what) {
       break;
   }
   socket_ok = false;
-  throw Error("AMQP " + peer + ": " + std::string(what) + ": no reply from the broker");
+  throw Error("AMQP " + peer + ": " + std::string(what) +
+              ": no or an unexpected reply from the broker");
 }
 
 void Connection::Impl::handle_unsolicited(const amqp_method_t& method, std::string_view what) {
