@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # Installs what building, testing and running the native stack need, from Debian's packages.
 # Idempotent: installs only what is missing. Uses sudo when not root.
+# Extra package names on the command line are installed too (make format asks for clang-format).
 set -euo pipefail
 
 packages=(
@@ -10,6 +11,7 @@ packages=(
   libhowardhinnant-date-dev tzdata libcpp-httplib-dev
   rabbitmq-server supervisor kcat python3
   nodejs npm
+  "$@"
 )
 
 sudo_cmd=()
@@ -26,6 +28,10 @@ done
 
 if [ ${#missing[@]} -gt 0 ]; then
   echo "installing: ${missing[*]}"
+  if [ ${#sudo_cmd[@]} -gt 0 ] && ! command -v sudo >/dev/null 2>&1; then
+    echo "install-deps: not root and no sudo: install as root: ${missing[*]}" >&2
+    exit 1
+  fi
   export DEBIAN_FRONTEND=noninteractive
   "${sudo_cmd[@]}" apt-get update -q
   # Keep Debian's own rabbitmq-server service from starting on install: the project runs its own nodes.
