@@ -102,7 +102,7 @@ void retry_until_connected(F&& connect, std::chrono::seconds limit) {
 
 }  // namespace
 
-TEST_CASE("declare_topology is idempotent and creates the work and dead-letter queues") {
+TEST_CASE("amqp: declare_topology is idempotent and creates the work and dead-letter queues") {
   const Topology topology = fresh_topology();
   {
     Connection connection(connection_options("amqp-it declare"));
@@ -136,7 +136,7 @@ TEST_CASE("declare_topology is idempotent and creates the work and dead-letter q
   CHECK_FALSE(consumer.connected());
 }
 
-TEST_CASE("1000 messages through a window of 64 are all confirmed and arrive intact") {
+TEST_CASE("amqp: 1000 messages through a window of 64 are all confirmed and arrive intact") {
   const Topology topology = fresh_topology();
   ConfirmedPublisher publisher(publisher_options(topology, 64));
   CHECK_FALSE(publisher.connected());
@@ -176,7 +176,7 @@ TEST_CASE("1000 messages through a window of 64 are all confirmed and arrive int
   CHECK(ids.size() == kCount);
 }
 
-TEST_CASE("a message no queue is bound for is reported as returned") {
+TEST_CASE("amqp: a message no queue is bound for is reported as returned") {
   const Topology topology = fresh_topology();
   ConfirmedPublisher publisher(publisher_options(topology, 8));
   publisher.connect();
@@ -202,7 +202,7 @@ TEST_CASE("a message no queue is bound for is reported as returned") {
   CHECK(drain(consumer, 10, 1s).size() == 2);
 }
 
-TEST_CASE("reject without requeue dead-letters; ack removes") {
+TEST_CASE("amqp: reject without requeue dead-letters; ack removes") {
   const Topology topology = fresh_topology();
   ConfirmedPublisher publisher(publisher_options(topology, 16));
   publisher.connect();
@@ -244,7 +244,7 @@ TEST_CASE("reject without requeue dead-letters; ack removes") {
   CHECK_FALSE(dead.next(300ms).has_value());
 }
 
-TEST_CASE("a requeued rejection is redelivered") {
+TEST_CASE("amqp: a requeued rejection is redelivered") {
   const Topology topology = fresh_topology();
   ConfirmedPublisher publisher(publisher_options(topology, 16));
   publisher.connect();
@@ -263,7 +263,7 @@ TEST_CASE("a requeued rejection is redelivered") {
   consumer.ack(second->delivery_tag);
 }
 
-TEST_CASE("a priority-9 message overtakes a backlog of priority 0") {
+TEST_CASE("amqp: a priority-9 message overtakes a backlog of priority 0") {
   const Topology topology = fresh_topology();
   ConfirmedPublisher publisher(publisher_options(topology, 64));
   publisher.connect();
@@ -281,7 +281,7 @@ TEST_CASE("a priority-9 message overtakes a backlog of priority 0") {
   CHECK(drain(consumer, 100, 1s).size() == 50);
 }
 
-TEST_CASE("an ack of a delivery from a closed connection is ignored") {
+TEST_CASE("amqp: an ack of a delivery from a closed connection is ignored") {
   const Topology topology = fresh_topology();
   ConfirmedPublisher publisher(publisher_options(topology, 16));
   publisher.connect();
@@ -305,7 +305,7 @@ TEST_CASE("an ack of a delivery from a closed connection is ignored") {
   CHECK(drain(consumer, 10, 1s).size() == 2);
 }
 
-TEST_CASE("pump() and next() serve heartbeats: idle connections stay up") {
+TEST_CASE("amqp: pump() and next() serve heartbeats: idle connections stay up") {
   // With a 1 s heartbeat the broker drops a silent connection after about 2 s.
   const Topology topology = fresh_topology();
   ConfirmedPublisher::Options publisher_opts = publisher_options(topology, 16);
@@ -330,7 +330,7 @@ TEST_CASE("pump() and next() serve heartbeats: idle connections stay up") {
   consumer.ack(d->delivery_tag);
 }
 
-TEST_CASE("after a broker restart both sides fail, reconnect, and nothing is lost") {
+TEST_CASE("amqp: after a broker restart both sides fail, reconnect, and nothing is lost") {
   const Topology topology = fresh_topology();
   ConfirmedPublisher publisher(publisher_options(topology, 16));
   publisher.connect();
