@@ -348,9 +348,18 @@ void install_routes(httplib::Server& svr, Directory& directory, Faults& faults,
     reply_json(res, 200, {{"status", "faults cleared"}});
   });
 
+  // One user object, or an array of them (all are checked before any is stored).
   svr.Post("/_dev/users", [&directory](const httplib::Request& req, httplib::Response& res) {
     try {
-      json user = normalize_user(json::parse(req.body));
+      const json body = json::parse(req.body);
+      if (body.is_array()) {
+        std::vector<json> users;
+        for (const auto& u : body) users.push_back(normalize_user(u));
+        for (auto& u : users) directory.upsert(std::move(u));
+        reply_json(res, 201, {{"created", users.size()}});
+        return;
+      }
+      json user = normalize_user(body);
       directory.upsert(user);
       reply_json(res, 201, user);
     } catch (const std::exception& e) {
@@ -425,6 +434,8 @@ int main(int argc, char** argv) {
   Faults faults;
   httplib::Server svr;
   install_routes(svr, directory, faults, options);
+  // Clients keep one connection for many lookups; httplib closes after 5 requests by default.
+  svr.set_keep_alive_max_count(100000);
 
   int port = options.port;
   if (port == 0) {
