@@ -159,25 +159,31 @@ TEST_CASE("kafka: a second member triggers revoke and assign; offsets stored on 
 
   RecordingListener two;
   kafka::Consumer c2(options(group, topic), &two);
+  // Settled: both members own partitions, and together all four.
   const bool settled = notify::testing::wait_until(
       [&] {
         c1.poll(50ms);
         c2.poll(50ms);
-        return one.assigned.size() == 2 && two.assigned.size() == 1;
+        const auto a1 = c1.assignment();
+        const auto a2 = c2.assignment();
+        return !a1.empty() && !a2.empty() && a1.size() + a2.size() == 4;
       },
       20s);
+  INFO("c1 assigned " << one.assigned.size() << " times, revoked " << one.revoked.size()
+                      << "; c2 assigned " << two.assigned.size() << ", revoked "
+                      << two.revoked.size());
   REQUIRE(settled);
-  REQUIRE(one.revoked.size() == 1);
-  CHECK(one.revoked[0].size() == 4);
-  CHECK(two.revoked.empty());
-
-  // The four partitions are split between the two members.
+  REQUIRE(one.revoked.size() >= 1);
+  CHECK(one.revoked[0].size() == 4);  // eager protocol: everything goes back first
+  REQUIRE(one.assigned.size() >= 2);
+  REQUIRE(two.assigned.size() >= 1);
+  // The listeners saw what the consumers own now.
+  CHECK(one.assigned.back() == c1.assignment());
+  CHECK(two.assigned.back() == c2.assignment());
   std::set<kafka::TopicPartition> all;
-  for (const auto& p : one.assigned[1]) all.insert(p);
-  for (const auto& p : two.assigned[0]) all.insert(p);
+  for (const auto& p : c1.assignment()) all.insert(p);
+  for (const auto& p : c2.assignment()) all.insert(p);
   CHECK(all.size() == 4);
-  CHECK(one.assigned[1].size() + two.assigned[0].size() == 4);
-  CHECK(c1.assignment().size() == one.assigned[1].size());
 
   // What the listener stores in on_revoked is committed. The owner of tp leaves the group: the
   // mock refuses commits while a join is in progress (a real broker takes them from the current
@@ -192,8 +198,9 @@ TEST_CASE("kafka: a second member triggers revoke and assign; offsets stored on 
     }
   };
   CHECK(kafka::committed_offset(bootstrap(), group, tp) == -1001);
+  const auto revocations = owner_listener.revoked.size();
   owner.close();
-  CHECK(owner_listener.revoked.size() == 2);
+  CHECK(owner_listener.revoked.size() == revocations + 1);
   CHECK(kafka::committed_offset(bootstrap(), group, tp) == got[0].offset + 1);
 }
 
