@@ -234,7 +234,8 @@ cmd_start() {
   fi
 
   mkdir -p "$dir/logs"
-  rm -f "$dir"/logs/*.log "$dir/kafka.bootstrap" "$dir/stack.env"
+  rm -f "$dir/kafka.bootstrap" "$dir/stack.env"
+  if [ "$MODE" = test ]; then rm -f "$dir"/logs/*.log; fi # the dev stack keeps its history
   if [ "$MODE" = test ]; then rm -rf "$dir/maildev" "$dir/test-logs"; fi
   mkdir -p "$dir/maildev"
   prepare_rabbitmq "$dir"
