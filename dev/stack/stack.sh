@@ -182,15 +182,17 @@ prepare_rabbitmq() {
     echo "[]." >"$rdir/enabled_plugins"
   fi
 
-  if [ "$(id -u)" -eq 0 ]; then
-    # The Erlang VM runs as rabbitmq (Debian's setup: its cookie is in /var/lib/rabbitmq).
-    id -u rabbitmq >/dev/null 2>&1 || die "user rabbitmq missing: is rabbitmq-server installed?"
+  export RABBITMQ_USER_LINE="" RABBITMQ_HOME_DIR=$rdir/home
+  if [ "$(id -u)" -eq 0 ] && id -u rabbitmq >/dev/null 2>&1; then
+    # As root, the Erlang VM runs as rabbitmq, as Debian sets it up (its cookie is in
+    # /var/lib/rabbitmq, so `rabbitmqctl -n NODE` works) — if that user can reach the folder.
     chown -R rabbitmq:rabbitmq "$rdir"
-    runuser -u rabbitmq -- test -w "$rdir/mnesia" ||
-      die "user rabbitmq cannot reach $rdir: every parent folder must be traversable (o+x)"
-    export RABBITMQ_USER_LINE="user=rabbitmq" RABBITMQ_HOME_DIR=/var/lib/rabbitmq
-  else
-    export RABBITMQ_USER_LINE="" RABBITMQ_HOME_DIR=$rdir/home
+    if runuser -u rabbitmq -- test -w "$rdir/mnesia" 2>/dev/null; then
+      RABBITMQ_USER_LINE="user=rabbitmq" RABBITMQ_HOME_DIR=/var/lib/rabbitmq
+    else
+      log "user rabbitmq cannot reach $rdir (a parent folder is not o+x): RabbitMQ runs as root"
+      chown -R root:root "$rdir"
+    fi
   fi
 }
 
