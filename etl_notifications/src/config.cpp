@@ -1,8 +1,24 @@
 #include "config.hpp"
 
+#include <sstream>
+#include <vector>
+
 #include "notify/amqp.hpp"
 
 namespace etl {
+namespace {
+
+std::vector<std::string> split(const std::string& text, char separator) {
+  std::vector<std::string> parts;
+  std::string part;
+  std::istringstream in(text);
+  while (std::getline(in, part, separator)) {
+    if (!part.empty()) parts.push_back(part);
+  }
+  return parts;
+}
+
+}  // namespace
 
 EtlConfig load_config(const notify::Env& env) {
   EtlConfig c;
@@ -13,6 +29,14 @@ EtlConfig load_config(const notify::Env& env) {
   if (c.auto_offset_reset != "earliest" && c.auto_offset_reset != "latest") {
     throw notify::ConfigError("KAFKA_AUTO_OFFSET_RESET=" + c.auto_offset_reset +
                               ": must be earliest or latest");
+  }
+  // "session.timeout.ms=6000,fetch.wait.max.ms=50": librdkafka checks the names at start-up.
+  for (const std::string& item : split(env.str("KAFKA_CONSUMER_CONFIG", ""), ',')) {
+    const auto eq = item.find('=');
+    if (eq == std::string::npos || eq == 0) {
+      throw notify::ConfigError("KAFKA_CONSUMER_CONFIG: '" + item + "' is not name=value");
+    }
+    c.consumer_properties[item.substr(0, eq)] = item.substr(eq + 1);
   }
   c.rabbitmq_url = env.str("RABBITMQ_URL", c.rabbitmq_url);
   try {

@@ -4,6 +4,7 @@
 
 #include <chrono>
 #include <cstddef>
+#include <map>
 #include <string>
 
 #include "notify/config.hpp"
@@ -15,6 +16,7 @@ struct EtlConfig {
   std::string events_topic = "notify_events";
   std::string group_id = "etl_notifications";
   std::string auto_offset_reset = "earliest";
+  std::map<std::string, std::string> consumer_properties;  // any librdkafka consumer property
   std::string rabbitmq_url = "amqp://guest:guest@127.0.0.1:5672/%2f";
   std::string exchange = "notifications";
   std::size_t confirm_window = 512;

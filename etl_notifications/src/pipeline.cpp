@@ -68,6 +68,7 @@ Pipeline::Pipeline(const EtlConfig& config)
   o.group_id = config.group_id;
   o.topics = {config.events_topic};
   o.auto_offset_reset = config.auto_offset_reset;
+  o.extra = config.consumer_properties;
   consumer_ = std::make_unique<notify::kafka::Consumer>(o, this);
 }
 

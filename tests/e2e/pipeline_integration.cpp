@@ -3,8 +3,11 @@
 
 #include <doctest/doctest.h>
 
+#include <signal.h>
+
 #include <fstream>
 #include <random>
+#include <thread>
 
 #include "notify/kafka.hpp"
 #include "notify/posting.hpp"
@@ -40,6 +43,10 @@ std::map<std::string, std::string> etl_env(const Names& n) {
           {"AUTH_URL", s.value("AUTH_URL")},
           {"TEMPLATES_DIR", s.value("SOURCE_DIR") + "/templates"},
           {"PUBLIC_BASE_URL", "https://example.org"},
+          // A killed member leaves the group after 6 s, not 45; the mock broker holds empty
+          // fetches for the full wait, so keep it short.
+          {"KAFKA_CONSUMER_CONFIG",
+           "session.timeout.ms=6000,heartbeat.interval.ms=500,fetch.wait.max.ms=50"},
           {"LOG_LEVEL", "debug"}};
 }
 
@@ -143,4 +150,73 @@ TEST_CASE("a bad event is logged and skipped; the partition goes on") {
   CHECK(log.find("value is not valid JSON") != std::string::npos);
   CHECK(log.find("missing or non-string field 'id'") != std::string::npos);
   CHECK(log.find("unknown user no-such-user") != std::string::npos);
+}
+
+namespace {
+// Freezes the RabbitMQ node (SIGSTOP) for the lifetime of the object: connections stay open,
+// publishes are written to the socket, and no confirm comes back.
+class FrozenBroker {
+ public:
+  FrozenBroker() {
+    std::ifstream in(Stack::get().value("STACK_DIR") + "/rabbitmq/rabbitmq.pid");
+    in >> pid_;
+    REQUIRE(pid_ > 0);
+    REQUIRE(::kill(pid_, SIGSTOP) == 0);
+  }
+  ~FrozenBroker() { thaw(); }
+  void thaw() {
+    if (pid_ > 0) ::kill(pid_, SIGCONT);
+    pid_ = -1;
+  }
+
+ private:
+  pid_t pid_ = -1;
+};
+}  // namespace
+
+TEST_CASE("the ETL killed after it consumed an event but before RabbitMQ confirmed loses nothing") {
+  const Names names;
+  const auto user = fixture_user(2);
+  const std::string link = random_link();
+  const Inbox inbox(Stack::get().value("INBOX_URL"));
+  const std::string bootstrap = Stack::get().value("KAFKA_BOOTSTRAP_SERVERS");
+
+  auto etl = start("etl_notifications", etl_env(names), names.group);
+  REQUIRE(wait_until([&] { return etl->log().find("partitions assigned") != std::string::npos; }, 60s));
+
+  FrozenBroker frozen;
+  const auto delivery = emit_signup(names.topic, user, link);
+  const std::string event_id = names.topic + "/" + std::to_string(delivery.partition) + "/" +
+                               std::to_string(delivery.offset);
+  // The ETL consumed the event and handed its posting to the (frozen) broker.
+  REQUIRE(wait_until(
+      [&] {
+        const std::string log = etl->log();
+        return log.find("posting rendered") != std::string::npos &&
+               log.find(event_id) != std::string::npos;
+      },
+      30s));
+  std::this_thread::sleep_for(500ms);
+  etl->kill();  // SIGKILL: no goodbye, no commit
+  CHECK(notify::kafka::committed_offset(bootstrap, names.group, {names.topic, delivery.partition}) !=
+        delivery.offset + 1);
+  frozen.thaw();
+
+  auto etl_again = start("etl_notifications", etl_env(names), names.group + "-again");
+  auto worker = start("worker_notifications", worker_env(names), names.group + "-worker");
+  std::vector<nlohmann::json> mails;
+  const bool arrived = wait_until([&] { return !(mails = mails_with(inbox, link)).empty(); }, 90s);
+  INFO("etl log:\n" << etl_again->log() << "\nworker log:\n" << worker->log());
+  REQUIRE(arrived);
+  // The restarted ETL reads the event again (its offset was never committed) and publishes it
+  // again; the broker may also have kept the first copy it read before the crash. At least
+  // once, and every copy carries the same Message-ID.
+  REQUIRE(wait_until(
+      [&] { return etl_again->log().find("posting rendered") != std::string::npos; }, 60s));
+  REQUIRE(wait_until([&] { return mails_with(inbox, link).size() >= mails.size(); }, 30s));
+  for (const auto& m : mails_with(inbox, link)) CHECK(m["messageId"] == mails.front()["messageId"]);
+  std::this_thread::sleep_for(500ms);  // the confirm
+  CHECK(etl_again->terminate() == 0);
+  CHECK(notify::kafka::committed_offset(bootstrap, names.group, {names.topic, delivery.partition}) ==
+        delivery.offset + 1);
 }
