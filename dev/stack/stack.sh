@@ -198,7 +198,12 @@ prepare_rabbitmq() {
 
 check_port_free() {
   if python3 "$PROBE" tcp "$1"; then
-    die "port $1 ($2) is already in use: is another stack (or a system service) running?"
+    local hint="is another stack or a system service running?"
+    case "$1" in 5672 | 25672 | 15672)
+      hint="is Debian's own RabbitMQ running? (sudo systemctl disable --now rabbitmq-server)"
+      ;;
+    esac
+    die "port $1 ($2) is already in use: $hint"
   fi
 }
 
