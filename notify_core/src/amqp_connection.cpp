@@ -6,6 +6,7 @@
 #include <string>
 
 #include "amqp_internal.hpp"
+#include "notify/config.hpp"
 #include "notify/amqp.hpp"
 
 namespace notify::amqp {
@@ -182,7 +183,25 @@ void declare_topology(Connection& connection, const Topology& topology) {
     const std::string queue = topology.queue_for(channel);
     declare_queue(queue, amqp_table_t{static_cast<int>(arguments.size()), arguments.data()});
     bind(queue, topology.exchange, channel);
+
+    for (const auto tier : topology.delay_tiers) {
+      std::array<amqp_table_entry_t, 3> delay{};
+      delay[0].key = amqp_cstring_bytes("x-message-ttl");
+      delay[0].value.kind = AMQP_FIELD_KIND_I64;
+      delay[0].value.value.i64 = tier.count();
+      // Back to the work queue: the exchange with the channel as routing key. (The system this
+      // replaces dead-lettered with a key no binding matched and lost every deferred message.)
+      delay[1] = string_entry("x-dead-letter-exchange", topology.exchange);
+      delay[2] = string_entry("x-dead-letter-routing-key", channel);
+      declare_queue(topology.delay_queue_for(channel, tier),
+                    amqp_table_t{static_cast<int>(delay.size()), delay.data()});
+    }
   }
+}
+
+std::string Topology::delay_queue_for(std::string_view channel,
+                                      std::chrono::milliseconds tier) const {
+  return queue_for(channel) + ".delay." + format_duration(tier);
 }
 
 }  // namespace notify::amqp

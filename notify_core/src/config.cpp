@@ -78,4 +78,22 @@ std::chrono::milliseconds parse_duration(const std::string& text) {
   throw ConfigError("unknown duration unit '" + unit + "' (use ms, s, m, h or d)");
 }
 
+std::string format_duration(std::chrono::milliseconds duration) {
+  using namespace std::chrono;
+  struct Unit {
+    milliseconds size;
+    const char* suffix;
+  };
+  static constexpr Unit kUnits[] = {
+      {hours(24), "d"}, {hours(1), "h"}, {minutes(1), "m"}, {seconds(1), "s"}};
+  if (duration > milliseconds::zero()) {
+    for (const Unit& u : kUnits) {
+      if (duration % u.size == milliseconds::zero()) {
+        return std::to_string(duration / u.size) + u.suffix;
+      }
+    }
+  }
+  return std::to_string(duration.count()) + "ms";
+}
+
 }  // namespace notify

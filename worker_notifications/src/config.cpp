@@ -23,7 +23,31 @@ WorkerConfig load_config(const notify::Env& env) {
   c.smtp_username = env.str("SMTP_USERNAME", "");
   c.smtp_password = env.str("SMTP_PASSWORD", "");
   c.smtp_timeout = env.duration("SMTP_TIMEOUT", c.smtp_timeout);
-  c.transient_delay = env.duration("WORKER_TRANSIENT_DELAY", c.transient_delay);
+  c.smtp_concurrency = static_cast<int>(env.integer("SMTP_CONCURRENCY", c.smtp_concurrency, 1, 64));
+  c.throttle.per_second = static_cast<double>(env.integer("MAILS_PER_SECOND", 0, 0, 1000000));
+  c.throttle.per_hour = static_cast<double>(env.integer("MAILS_PER_HOUR", 0, 0, 1000000000));
+
+  const std::string quiet = env.str("QUIET_HOURS", "22:00-08:00");
+  try {
+    c.policy.quiet = parse_quiet_window(quiet);
+  } catch (const notify::ConfigError& e) {
+    throw notify::ConfigError("QUIET_HOURS=" + quiet + ": " + e.what());
+  }
+  c.policy.spread = env.duration("QUIET_HOURS_SPREAD", c.policy.spread);
+  c.policy.default_timezone = env.str("DEFAULT_TIMEZONE", c.policy.default_timezone);
+  if (!is_known_timezone(c.policy.default_timezone)) {
+    throw notify::ConfigError("DEFAULT_TIMEZONE=" + c.policy.default_timezone +
+                              ": not an IANA time zone");
+  }
+  const std::string tiers = env.str("DELAY_TIERS", "10s,1m,10m,1h,6h");
+  try {
+    c.delay_tiers = parse_tiers(tiers);
+  } catch (const notify::ConfigError& e) {
+    throw notify::ConfigError("DELAY_TIERS=" + tiers + ": " + e.what());
+  }
+  c.retry.base = env.duration("RETRY_BASE_DELAY", c.retry.base);
+  c.retry.max_attempts =
+      static_cast<int>(env.integer("RETRY_MAX_ATTEMPTS", c.retry.max_attempts, 1, 100));
   c.log_level = env.str("LOG_LEVEL", c.log_level);
   return c;
 }

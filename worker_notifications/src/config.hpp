@@ -5,8 +5,12 @@
 #include <chrono>
 #include <cstdint>
 #include <string>
+#include <vector>
 
+#include "ladder.hpp"
 #include "notify/config.hpp"
+#include "policy.hpp"
+#include "throttle.hpp"
 
 namespace worker {
 
@@ -20,7 +24,11 @@ struct WorkerConfig {
   std::string smtp_username;
   std::string smtp_password;
   std::chrono::milliseconds smtp_timeout{30000};
-  std::chrono::milliseconds transient_delay{5000};  // before a transient failure is requeued
+  int smtp_concurrency = 1;  // sender threads, each with its own SMTP and AMQP connections
+  ThrottleOptions throttle;  // MAILS_PER_SECOND, MAILS_PER_HOUR (0: unlimited)
+  PolicyOptions policy;      // QUIET_HOURS, QUIET_HOURS_SPREAD, DEFAULT_TIMEZONE
+  std::vector<std::chrono::milliseconds> delay_tiers;  // DELAY_TIERS
+  RetryOptions retry;                                  // RETRY_BASE_DELAY, RETRY_MAX_ATTEMPTS
   std::string log_level = "info";
 };
 

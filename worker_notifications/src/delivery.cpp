@@ -9,15 +9,21 @@ namespace {
 
 using namespace std::chrono_literals;
 
-notify::amqp::Consumer::Options consumer_options(const WorkerConfig& c) {
-  notify::amqp::Consumer::Options o;
-  o.connection.url = notify::amqp::Url::parse(c.rabbitmq_url);
-  o.connection.connection_name = "worker_notifications";
-  notify::amqp::Topology topology;
-  topology.exchange = c.exchange;
-  o.queue = topology.queue_for("email");
-  o.prefetch = c.prefetch;
-  o.declare = topology;
+constexpr auto kConfirmTimeout = 10s;
+// Longer throttle waits go through the ladder: a held delivery would starve the heartbeats.
+constexpr auto kLongestThrottleSleep = 5s;
+
+notify::amqp::Topology topology_of(const WorkerConfig& c) {
+  notify::amqp::Topology t;
+  t.exchange = c.exchange;
+  t.delay_tiers = c.delay_tiers;
+  return t;
+}
+
+notify::amqp::ConnectionOptions connection_of(const WorkerConfig& c, int index) {
+  notify::amqp::ConnectionOptions o;
+  o.url = notify::amqp::Url::parse(c.rabbitmq_url);
+  o.connection_name = "worker_notifications#" + std::to_string(index);
   return o;
 }
 
@@ -36,6 +42,26 @@ notify::worker::SmtpOptions smtp_options(const WorkerConfig& c) {
 void pause_for(std::chrono::milliseconds total, const std::atomic<bool>& stop) {
   const auto until = std::chrono::steady_clock::now() + total;
   while (!stop.load() && std::chrono::steady_clock::now() < until) std::this_thread::sleep_for(50ms);
+}
+
+int attempts_of(const notify::amqp::Delivery& d) {
+  auto it = d.headers.find(kAttemptsHeader);
+  if (it == d.headers.end()) return 0;
+  try {
+    return std::max(0, std::stoi(it->second));
+  } catch (const std::exception&) {
+    return 0;
+  }
+}
+
+std::optional<notify::TimePoint> deliver_at_of(const notify::amqp::Delivery& d) {
+  auto it = d.headers.find(kDeliverAtHeader);
+  if (it == d.headers.end()) return std::nullopt;
+  return notify::parse_iso8601(it->second);
+}
+
+std::string smtp_reply(const SendResult& r) {
+  return "smtp " + std::to_string(r.smtp_code) + ": " + r.detail;
 }
 
 }  // namespace
@@ -60,29 +86,73 @@ Email to_email(const notify::Posting& p, const std::string& from) {
   return e;
 }
 
-Action action_for(const SendResult& result) {
-  switch (result.status) {
-    case SendStatus::kSent: return Ack{"sent"};
-    case SendStatus::kTransient:
-      return Requeue{"smtp " + std::to_string(result.smtp_code) + ": " + result.detail};
-    case SendStatus::kPermanent:
-      return DeadLetter{"smtp " + std::to_string(result.smtp_code) + ": " + result.detail};
+std::variant<std::monostate, Action> before_send(const notify::Posting& posting,
+                                                 std::optional<notify::TimePoint> deliver_at,
+                                                 int attempts, notify::TimePoint now,
+                                                 const PolicyOptions& policy,
+                                                 const std::function<double()>& random01) {
+  if (now >= posting.expires_at) return Action{Ack{"expired"}};
+  // Back from a delay queue before its time (a tier shorter than the rest): once more.
+  if (deliver_at && *deliver_at > now) {
+    if (*deliver_at >= posting.expires_at) return Action{Ack{"expired_before_window"}};
+    return Action{Postpone{*deliver_at, "deferred", attempts, {}}};
   }
-  return Requeue{"unknown send status"};
+  const Evaluation e = decide(posting, now, policy, random01);
+  if (e.zone_fallback) {
+    notify::log::debug("recipient time zone unknown, using the default",
+                       {{"posting_id", posting.posting_id}, {"zone", e.zone}});
+  }
+  if (const auto* drop = std::get_if<Drop>(&e.decision)) return Action{Ack{drop->reason}};
+  if (const auto* defer = std::get_if<Defer>(&e.decision)) {
+    return Action{Postpone{defer->until, defer->reason, attempts, {}}};
+  }
+  return std::monostate{};
 }
 
-DeliveryLoop::DeliveryLoop(const WorkerConfig& config)
-    : config_(config), consumer_(consumer_options(config)), sender_(smtp_options(config)) {}
+Action after_send(const SendResult& result, const notify::Posting& posting, int attempts,
+                  notify::TimePoint now, const RetryOptions& retry,
+                  const std::function<double()>& random01) {
+  if (result.status == SendStatus::kSent) return Ack{"sent"};
+  const int failed = attempts + 1;
+  if (result.status == SendStatus::kPermanent) {
+    return DeadLetter{"permanent_failure", failed, smtp_reply(result)};
+  }
+  const RetryDecision next = decide_retry(failed, now, posting.expires_at, retry, random01);
+  if (const auto* defer = std::get_if<Defer>(&next)) {
+    return Postpone{defer->until, "retry", failed, smtp_reply(result)};
+  }
+  if (const auto* drop = std::get_if<Drop>(&next)) return Ack{drop->reason};
+  return DeadLetter{std::get<Exhausted>(next).reason, failed, smtp_reply(result)};
+}
+
+DeliveryLoop::DeliveryLoop(const WorkerConfig& config, Throttle& throttle,
+                           const notify::Clock& clock, int index)
+    : config_(config),
+      throttle_(throttle),
+      clock_(clock),
+      topology_(topology_of(config)),
+      consumer_(notify::amqp::Consumer::Options{connection_of(config, index),
+                                                topology_.queue_for("email"), config.prefetch,
+                                                topology_}),
+      publisher_(notify::amqp::ConfirmedPublisher::Options{connection_of(config, index), "",
+                                                           64, std::nullopt}),
+      sender_(smtp_options(config)),
+      rng_(std::random_device{}()) {
+  random01_ = [this] { return std::uniform_real_distribution<double>(0.0, 1.0)(rng_); };
+}
 
 void DeliveryLoop::connect_with_backoff(const std::atomic<bool>& stop) {
   auto backoff = 500ms;
   while (!stop.load()) {
     try {
-      consumer_.connect();
-      notify::log::info("rabbitmq connected", {{"queue", "email"}, {"prefetch", config_.prefetch}});
+      if (!consumer_.connected()) consumer_.connect();
+      if (!publisher_.connected()) publisher_.connect();
+      notify::log::info("rabbitmq connected", {{"queue", topology_.queue_for("email")},
+                                               {"prefetch", config_.prefetch}});
       return;
     } catch (const notify::amqp::Error& e) {
-      notify::log::warn("rabbitmq unavailable", {{"error", e.what()}, {"retry_in_ms", backoff.count()}});
+      notify::log::warn("rabbitmq unavailable",
+                        {{"error", e.what()}, {"retry_in_ms", backoff.count()}});
       pause_for(backoff, stop);
       backoff = std::min<std::chrono::milliseconds>(backoff * 2, 10s);
     }
@@ -91,21 +161,20 @@ void DeliveryLoop::connect_with_backoff(const std::atomic<bool>& stop) {
 
 void DeliveryLoop::run(const std::atomic<bool>& stop) {
   while (!stop.load()) {
-    if (!consumer_.connected()) {
+    if (!consumer_.connected() || !publisher_.connected()) {
       connect_with_backoff(stop);
       continue;
     }
     try {
       if (auto delivery = consumer_.next(200ms)) handle(*delivery);
     } catch (const notify::amqp::Error& e) {
-      // Unacked deliveries go back to the queue on the broker's side; we reconnect.
+      // Unacknowledged deliveries return to the queue on the broker's side; reconnect.
       notify::log::warn("rabbitmq connection lost", {{"error", e.what()}});
       consumer_.disconnect();
     }
   }
   // Prefetched deliveries not yet handled return to the queue when the connection closes.
   consumer_.disconnect();
-  notify::log::info("stopped");
 }
 
 void DeliveryLoop::handle(const notify::amqp::Delivery& delivery) {
@@ -113,32 +182,106 @@ void DeliveryLoop::handle(const notify::amqp::Delivery& delivery) {
   try {
     posting = notify::decode_posting(delivery.body);
   } catch (const notify::PostingError& e) {
-    notify::log::error("posting dead-lettered",
-                       {{"message_id", delivery.message_id}, {"reason", e.what()}});
-    consumer_.reject(delivery.delivery_tag, /*requeue=*/false);
+    apply(delivery, nullptr, DeadLetter{std::string("undecodable: ") + e.what(), 0, {}});
     return;
   }
+  const int attempts = attempts_of(delivery);
+  auto now = clock_.now();
+  auto early = before_send(posting, deliver_at_of(delivery), attempts, now, config_.policy,
+                           random01_);
+  if (auto* action = std::get_if<Action>(&early)) {
+    apply(delivery, &posting, *action);
+    return;
+  }
+
+  const auto wait = throttle_.reserve(std::chrono::steady_clock::now());
+  if (wait > kLongestThrottleSleep) {
+    apply(delivery, &posting, Postpone{now + wait, "throttled", attempts, {}});
+    return;
+  }
+  if (wait > 0ms) std::this_thread::sleep_for(wait);
+
   const SendResult result = sender_.send(to_email(posting, config_.smtp_from));
-  const Action action = action_for(result);
-  if (std::holds_alternative<Ack>(action)) {
+  now = clock_.now();
+  apply(delivery, &posting, after_send(result, posting, attempts, now, config_.retry, random01_));
+}
+
+bool DeliveryLoop::republish(notify::amqp::Message message) {
+  bool acked = false;
+  publisher_.publish(std::move(message), [&acked](notify::amqp::ConfirmedPublisher::Result r) {
+    acked = r == notify::amqp::ConfirmedPublisher::Result::kAcked;
+  });
+  publisher_.flush(kConfirmTimeout);
+  return acked;
+}
+
+void DeliveryLoop::apply(const notify::amqp::Delivery& delivery, const notify::Posting* posting,
+                         const Action& action) {
+  nlohmann::json fields = {{"message_id", delivery.message_id}};
+  if (posting != nullptr) {
+    fields["posting_id"] = posting->posting_id;
+    fields["event_id"] = posting->event_id;
+    fields["template"] = posting->template_name;
+    fields["priority"] = posting->priority;
+  }
+
+  if (const auto* ack = std::get_if<Ack>(&action)) {
     consumer_.ack(delivery.delivery_tag);
-    notify::log::info("posting sent", {{"posting_id", posting.posting_id},
-                                       {"event_id", posting.event_id},
-                                       {"template", posting.template_name},
-                                       {"smtp_code", result.smtp_code}});
-  } else if (const auto* dead = std::get_if<DeadLetter>(&action)) {
-    consumer_.reject(delivery.delivery_tag, /*requeue=*/false);
-    notify::log::error("posting dead-lettered",
-                       {{"posting_id", posting.posting_id}, {"reason", dead->reason}});
+    fields["outcome"] = ack->outcome;
+    notify::log::info(ack->outcome == "sent" ? "posting sent" : "posting dropped", fields);
+    return;
+  }
+
+  notify::amqp::Message copy;
+  copy.body = delivery.body;
+  copy.message_id = delivery.message_id;
+  copy.priority = delivery.priority;
+  copy.headers = delivery.headers;
+  copy.headers.erase("x-death");
+  std::string what;
+  if (const auto* later = std::get_if<Postpone>(&action)) {
+    const auto remaining =
+        std::max<std::chrono::milliseconds>(later->until - clock_.now(), std::chrono::milliseconds(0));
+    const auto tier = choose_tier(remaining, config_.delay_tiers);
+    copy.routing_key = topology_.delay_queue_for("email", tier);
+    copy.headers[kDeliverAtHeader] = notify::format_iso8601(later->until);
+    copy.headers[kDeferReasonHeader] = later->reason;
+    copy.headers[kAttemptsHeader] = std::to_string(later->attempts);
+    if (!later->last_error.empty()) copy.headers[kLastErrorHeader] = later->last_error;
+    fields["reason"] = later->reason;
+    fields["until"] = notify::format_iso8601(later->until);
+    fields["tier"] = notify::format_duration(tier);
+    fields["attempts"] = later->attempts;
+    if (!later->last_error.empty()) fields["last_error"] = later->last_error;
+    what = "posting deferred";
   } else {
-    const auto& retry = std::get<Requeue>(action);
-    notify::log::warn("send failed, will retry", {{"posting_id", posting.posting_id},
-                                                  {"reason", retry.reason},
-                                                  {"retry_in_ms", config_.transient_delay.count()}});
-    // Hold the delivery for a while instead of requeueing at once: no hot loop against a
-    // failing server. The consumer keeps its heartbeats since the pause stays short.
-    std::this_thread::sleep_for(config_.transient_delay);
+    const auto& dead = std::get<DeadLetter>(action);
+    copy.routing_key = topology_.dead_letter_queue_for("email");
+    copy.headers[kDeadReasonHeader] = dead.reason;
+    copy.headers[kAttemptsHeader] = std::to_string(dead.attempts);
+    if (!dead.last_error.empty()) copy.headers[kLastErrorHeader] = dead.last_error;
+    fields["reason"] = dead.reason;
+    if (!dead.last_error.empty()) fields["last_error"] = dead.last_error;
+    what = "posting dead-lettered";
+  }
+
+  // The copy must be safe in RabbitMQ before the original goes.
+  bool confirmed = false;
+  try {
+    confirmed = republish(std::move(copy));
+  } catch (const notify::amqp::Error& e) {
+    fields["error"] = e.what();
+  }
+  if (!confirmed) {
+    notify::log::error("could not move posting, it stays in the queue", fields);
     consumer_.reject(delivery.delivery_tag, /*requeue=*/true);
+    return;
+  }
+  consumer_.ack(delivery.delivery_tag);
+  if (what == "posting dead-lettered") {
+    notify::log::error(what, fields);
+  } else {
+    notify::log::info(what, fields);
   }
 }
 

@@ -1,18 +1,25 @@
 #pragma once
-// The worker's loop: postings in from the work queue, mail out, ack only after the SMTP server
-// accepted the mail. Undecodable or permanently failing postings are dead-lettered (rejected
-// without requeue into the dead-letter queue); transient failures go back to the queue after
-// a pause.
+// The worker's loop: postings in from the work queue, each decided by the delivery policy
+// (send, defer, drop) and, once sent, acknowledged only after the SMTP server accepted it.
+// Deferred postings (quiet hours, schedules, retries) live in RabbitMQ's delay queues, never
+// in memory: the copy is published with a confirm before the original is acknowledged.
+// Permanent failures go to the dead-letter queue with their reason in headers.
 
 #include <atomic>
 #include <chrono>
+#include <functional>
+#include <random>
 #include <string>
 #include <variant>
 
 #include "config.hpp"
+#include "ladder.hpp"
 #include "notify/amqp.hpp"
 #include "notify/posting.hpp"
+#include "notify/time.hpp"
+#include "policy.hpp"
 #include "senders/smtp_sender.hpp"
+#include "throttle.hpp"
 
 namespace worker {
 
@@ -20,37 +27,70 @@ using notify::worker::Email;
 using notify::worker::SendResult;
 using notify::worker::SendStatus;
 
+// Headers the worker keeps on a posting between its attempts.
+inline constexpr const char* kAttemptsHeader = "x-attempts";        // failed sends so far
+inline constexpr const char* kDeliverAtHeader = "x-deliver-at";     // end of the deferral (UTC)
+inline constexpr const char* kDeferReasonHeader = "x-defer-reason";
+inline constexpr const char* kLastErrorHeader = "x-last-error";     // the last SMTP reply
+inline constexpr const char* kDeadReasonHeader = "x-dead-reason";
+
 // <posting id@domain of the sender>: the same posting always carries the same Message-ID, so
 // a redelivered duplicate is recognisable in the recipient's mailbox.
 std::string message_id_for(const std::string& posting_id, const std::string& from);
 Email to_email(const notify::Posting& posting, const std::string& from);
 
-// What becomes of a delivery. Pure data, so the decision is testable without a broker.
+// What becomes of one delivery. Pure data, so every decision is testable without a broker.
 struct Ack {
-  std::string outcome;  // "sent"
+  std::string outcome;  // "sent", "expired", "expired_before_window"
+};
+struct Postpone {
+  notify::TimePoint until;
+  std::string reason;  // "quiet_hours", "scheduled", "retry", "throttled"
+  int attempts = 0;    // failed sends so far
+  std::string last_error;
 };
 struct DeadLetter {
   std::string reason;
+  int attempts = 0;
+  std::string last_error;
 };
-struct Requeue {
-  std::string reason;
-};
-using Action = std::variant<Ack, DeadLetter, Requeue>;
+using Action = std::variant<Ack, Postpone, DeadLetter>;
 
-Action action_for(const SendResult& result);
+// Before sending: an earlier deferral that has not ended yet goes back to the ladder;
+// otherwise the policy decides. `deliver_at` and `attempts` come from the headers.
+std::variant<std::monostate, Action> before_send(const notify::Posting& posting,
+                                                 std::optional<notify::TimePoint> deliver_at,
+                                                 int attempts, notify::TimePoint now,
+                                                 const PolicyOptions& policy,
+                                                 const std::function<double()>& random01);
+// After sending: sent, retried through the ladder, or dead-lettered.
+Action after_send(const SendResult& result, const notify::Posting& posting, int attempts,
+                  notify::TimePoint now, const RetryOptions& retry,
+                  const std::function<double()>& random01);
 
+// One sender thread: its own AMQP consumer and publisher connections and SMTP connection.
 class DeliveryLoop {
  public:
-  explicit DeliveryLoop(const WorkerConfig& config);
+  DeliveryLoop(const WorkerConfig& config, Throttle& throttle, const notify::Clock& clock,
+               int index);
   void run(const std::atomic<bool>& stop);
 
  private:
   void handle(const notify::amqp::Delivery& delivery);
+  void apply(const notify::amqp::Delivery& delivery, const notify::Posting* posting,
+             const Action& action);
+  bool republish(notify::amqp::Message message);
   void connect_with_backoff(const std::atomic<bool>& stop);
 
   WorkerConfig config_;
+  Throttle& throttle_;
+  const notify::Clock& clock_;
+  notify::amqp::Topology topology_;
   notify::amqp::Consumer consumer_;
+  notify::amqp::ConfirmedPublisher publisher_;
   notify::worker::SmtpSender sender_;
+  std::mt19937_64 rng_;
+  std::function<double()> random01_;
 };
 
 }  // namespace worker

@@ -58,21 +58,7 @@ milliseconds choose_tier(milliseconds remaining, const std::vector<milliseconds>
   return above == tiers.begin() ? tiers.front() : *std::prev(above);
 }
 
-std::string tier_name(milliseconds tier) {
-  using namespace std::chrono;
-  struct Unit {
-    milliseconds size;
-    const char* suffix;
-  };
-  static constexpr Unit kUnits[] = {
-      {hours(24), "d"}, {hours(1), "h"}, {minutes(1), "m"}, {seconds(1), "s"}};
-  if (tier > milliseconds::zero()) {
-    for (const Unit& u : kUnits) {
-      if (tier % u.size == milliseconds::zero()) return std::to_string(tier / u.size) + u.suffix;
-    }
-  }
-  return std::to_string(tier.count()) + "ms";
-}
+std::string tier_name(milliseconds tier) { return notify::format_duration(tier); }
 
 milliseconds retry_delay(int attempt, milliseconds base, const std::function<double()>& random01) {
   const int exponent = std::clamp(attempt - 1, 0, kMaxRetryExponent);

@@ -1,9 +1,12 @@
-// worker_notifications: wiring only. Read the configuration, build the delivery loop, run
-// until SIGTERM or SIGINT.
+// worker_notifications: wiring only. Read the configuration, start SMTP_CONCURRENCY delivery
+// loops, run until SIGTERM or SIGINT, then let each finish its delivery in hand.
 
 #include <atomic>
 #include <csignal>
 #include <cstdio>
+#include <memory>
+#include <thread>
+#include <vector>
 
 #include "config.hpp"
 #include "delivery.hpp"
@@ -28,10 +31,19 @@ int main() {
   std::signal(SIGPIPE, SIG_IGN);
 
   try {
-    worker::DeliveryLoop loop(config);
+    notify::SystemClock clock;
+    worker::Throttle throttle(config.throttle);
+    std::vector<std::unique_ptr<worker::DeliveryLoop>> loops;
+    for (int i = 0; i < config.smtp_concurrency; ++i) {
+      loops.push_back(std::make_unique<worker::DeliveryLoop>(config, throttle, clock, i));
+    }
     notify::log::info("started", {{"exchange", config.exchange},
-                                  {"smtp", config.smtp_host + ":" + std::to_string(config.smtp_port)}});
-    loop.run(g_stop);
+                                  {"smtp", config.smtp_host + ":" + std::to_string(config.smtp_port)},
+                                  {"concurrency", config.smtp_concurrency}});
+    std::vector<std::thread> threads;
+    for (auto& loop : loops) threads.emplace_back([&loop] { loop->run(g_stop); });
+    for (auto& t : threads) t.join();
+    notify::log::info("stopped");
   } catch (const std::exception& e) {
     notify::log::error("fatal", {{"error", e.what()}});
     return 1;

@@ -59,6 +59,11 @@ struct Topology {
   std::string dead_letter_queue_for(std::string_view channel) const {
     return queue_for(channel) + ".dead";
   }
+  // Durable deferral without a broker plugin: per channel and tier a queue
+  // "<exchange>.<channel>.delay.<tier>" whose one queue-level TTL is the tier, dead-lettering
+  // back through the exchange into the work queue. Declared only when tiers are given.
+  std::vector<std::chrono::milliseconds> delay_tiers;
+  std::string delay_queue_for(std::string_view channel, std::chrono::milliseconds tier) const;
 };
 
 struct ConnectionOptions {

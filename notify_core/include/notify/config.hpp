@@ -39,5 +39,7 @@ class Env {
 
 // Parses "250ms", "10s", "5m", "2h", "1d" (bare number: seconds). Throws ConfigError.
 std::chrono::milliseconds parse_duration(const std::string& text);
+// The inverse: the largest whole unit, "10s", "1m", "6h", "2d", "1500ms".
+std::string format_duration(std::chrono::milliseconds duration);
 
 }  // namespace notify

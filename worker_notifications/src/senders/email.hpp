@@ -23,7 +23,7 @@ struct Email {
 enum class SendStatus {
   kSent,       // the server accepted the message
   kTransient,  // try again later: 4xx, connection problems, timeouts
-  kPermanent,  // will not succeed as is: 5xx, invalid address, login denied
+  kPermanent,  // will not succeed as is: 5xx, invalid address
 };
 
 struct SendResult {

@@ -111,9 +111,11 @@ std::string reply_text(const std::vector<std::string>& lines, long code) {
 
 SendStatus classify(CURLcode rc, long smtp_code) {
   if (rc == CURLE_OK) return SendStatus::kSent;
+  // Refused credentials say nothing about the mail: an operator fixes them, and dead-lettering
+  // every posting meanwhile would be the wrong cure. Retries bound the cost.
+  if (rc == CURLE_LOGIN_DENIED) return SendStatus::kTransient;
   if (smtp_code >= 500 && smtp_code < 600) return SendStatus::kPermanent;
   if (smtp_code >= 400 && smtp_code < 500) return SendStatus::kTransient;
-  if (rc == CURLE_LOGIN_DENIED) return SendStatus::kPermanent;
   // Connection refused or dropped, timeouts, TLS trouble, odd replies: the next try may work,
   // and the worker's retry limit bounds the cost of being wrong.
   return SendStatus::kTransient;

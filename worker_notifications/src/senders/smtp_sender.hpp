@@ -34,7 +34,7 @@ class SmtpSender final : public EmailSender {
   SmtpSender& operator=(const SmtpSender&) = delete;
 
   // kSent when the server accepted the message; kTransient for SMTP 4xx, connection failures,
-  // timeouts and dropped connections; kPermanent for SMTP 5xx, invalid addresses, login denied.
+  // timeouts and dropped connections; kPermanent for SMTP 5xx and invalid addresses; refused credentials are kTransient.
   // Never throws for a failed send; after any failure the next send opens a new connection.
   SendResult send(const Email& email) override;
 

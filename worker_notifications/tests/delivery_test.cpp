@@ -1,0 +1,115 @@
+#include <doctest/doctest.h>
+
+#include "delivery.hpp"
+#include "notify/time.hpp"
+
+using namespace worker;
+using namespace std::chrono_literals;
+
+namespace {
+notify::TimePoint at(const char* iso) { return *notify::parse_iso8601(iso); }
+
+notify::Posting posting(notify::QuietHours quiet = notify::QuietHours::kRespect) {
+  notify::Posting p;
+  p.posting_id = "11111111-2222-5333-8444-555555555555";
+  p.recipient = {"u1", "ann@example.com", "Ann", "Europe/Berlin", "en"};
+  p.priority = 5;
+  p.quiet_hours = quiet;
+  p.expires_at = at("2026-11-24T12:00:00Z");
+  return p;
+}
+
+const std::function<double()> kNoJitter = [] { return 0.0; };
+
+PolicyOptions policy() {
+  PolicyOptions o;
+  o.spread = 0ms;
+  return o;
+}
+
+template <typename T>
+T as(const std::variant<std::monostate, Action>& v) {
+  REQUIRE(std::holds_alternative<Action>(v));
+  REQUIRE(std::holds_alternative<T>(std::get<Action>(v)));
+  return std::get<T>(std::get<Action>(v));
+}
+}  // namespace
+
+TEST_CASE("before sending: daytime sends, quiet hours defer to the window's end") {
+  // 12:00 UTC is 13:00 in Berlin: send.
+  CHECK(std::holds_alternative<std::monostate>(
+      before_send(posting(), std::nullopt, 0, at("2026-11-23T12:00:00Z"), policy(), kNoJitter)));
+  // 22:30 UTC is 23:30 in Berlin: deferred to 08:00 Berlin = 07:00 UTC.
+  const auto p = as<Postpone>(
+      before_send(posting(), std::nullopt, 0, at("2026-11-23T22:30:00Z"), policy(), kNoJitter));
+  CHECK(p.until == at("2026-11-24T07:00:00Z"));
+  CHECK(p.reason == "quiet_hours");
+  // A security notice bypasses quiet hours.
+  CHECK(std::holds_alternative<std::monostate>(before_send(posting(notify::QuietHours::kBypass),
+                                                           std::nullopt, 0,
+                                                           at("2026-11-23T22:30:00Z"), policy(),
+                                                           kNoJitter)));
+}
+
+TEST_CASE("before sending: expired postings are dropped, never sent") {
+  CHECK(as<Ack>(before_send(posting(), std::nullopt, 0, at("2026-11-24T12:00:00Z"), policy(),
+                            kNoJitter))
+            .outcome == "expired");
+  auto p = posting();
+  p.expires_at = at("2026-11-24T06:00:00Z");  // before the quiet window ends
+  CHECK(as<Ack>(before_send(p, std::nullopt, 0, at("2026-11-23T22:30:00Z"), policy(), kNoJitter))
+            .outcome == "expired_before_window");
+}
+
+TEST_CASE("before sending: back from a delay queue early, the posting goes round again") {
+  const auto p = as<Postpone>(before_send(posting(), at("2026-11-23T12:05:00Z"), 3,
+                                           at("2026-11-23T12:00:00Z"), policy(), kNoJitter));
+  CHECK(p.until == at("2026-11-23T12:05:00Z"));
+  CHECK(p.attempts == 3);
+  // Its time has come: the policy decides (daytime: send).
+  CHECK(std::holds_alternative<std::monostate>(before_send(posting(), at("2026-11-23T11:59:00Z"),
+                                                           3, at("2026-11-23T12:00:00Z"), policy(),
+                                                           kNoJitter)));
+}
+
+TEST_CASE("after sending: accepted, retried with backoff, or dead-lettered with the reply") {
+  const auto now = at("2026-11-23T12:00:00Z");
+  RetryOptions retry;  // 10 s base, 8 attempts
+  const auto p = posting();
+  CHECK(std::get<Ack>(after_send({SendStatus::kSent, 250, "ok"}, p, 0, now, retry, kNoJitter))
+            .outcome == "sent");
+
+  const auto first = after_send({SendStatus::kTransient, 451, "451 try later"}, p, 0, now, retry,
+                                kNoJitter);
+  REQUIRE(std::holds_alternative<Postpone>(first));
+  CHECK(std::get<Postpone>(first).until == now + 10s);
+  CHECK(std::get<Postpone>(first).attempts == 1);
+  CHECK(std::get<Postpone>(first).last_error == "smtp 451: 451 try later");
+  const auto third = after_send({SendStatus::kTransient, 451, "x"}, p, 2, now, retry, kNoJitter);
+  CHECK(std::get<Postpone>(third).until == now + 40s);
+
+  const auto exhausted = after_send({SendStatus::kTransient, 421, "bye"}, p, 7, now, retry,
+                                    kNoJitter);
+  REQUIRE(std::holds_alternative<DeadLetter>(exhausted));
+  CHECK(std::get<DeadLetter>(exhausted).reason == "attempts_exhausted");
+  CHECK(std::get<DeadLetter>(exhausted).attempts == 8);
+
+  const auto permanent = after_send({SendStatus::kPermanent, 550, "550 no such user"}, p, 0, now,
+                                    retry, kNoJitter);
+  REQUIRE(std::holds_alternative<DeadLetter>(permanent));
+  CHECK(std::get<DeadLetter>(permanent).reason == "permanent_failure");
+  CHECK(std::get<DeadLetter>(permanent).last_error == "smtp 550: 550 no such user");
+
+  auto soon = posting();
+  soon.expires_at = now + 5s;  // the retry would come too late
+  CHECK(std::get<Ack>(after_send({SendStatus::kTransient, 451, "x"}, soon, 0, now, retry,
+                                 kNoJitter))
+            .outcome == "expired_before_window");
+}
+
+TEST_CASE("the Message-ID derives from the posting id and the sender's domain") {
+  CHECK(message_id_for("abc", "notifications@example.org") == "abc@example.org");
+  CHECK(message_id_for("abc", "Notify <n@mail.example.org>") == "abc@mail.example.org");
+  CHECK(to_email(posting(), "n@example.org").message_id ==
+        "11111111-2222-5333-8444-555555555555@example.org");
+}
