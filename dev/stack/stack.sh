@@ -13,8 +13,9 @@
 #   stack.sh start DIR BIN_DIR [test|dev]   (re)start the stack in DIR, wait until it is ready,
 #                                           write DIR/stack.env
 #   stack.sh stop DIR                       stop it and make sure none of its processes is left
-#   stack.sh ctl DIR ACTION PROGRAM         supervisorctl ACTION PROGRAM (waits for RabbitMQ to
-#                                           accept connections again after start/restart)
+#   stack.sh ctl DIR ACTION PROGRAM         supervisorctl ACTION PROGRAM; after start/restart of
+#                                           rabbitmq or kafka, waits until it listens again (Kafka
+#                                           on a new port: stack.env is updated)
 #   stack.sh status DIR                     supervisorctl status
 set -euo pipefail
 
@@ -122,12 +123,10 @@ not_ready() {
       return 0
     }
   fi
-  local kafka
-  kafka=$(cat "$dir/kafka.bootstrap" 2>/dev/null || true)
-  if [ -z "$kafka" ] || ! python3 "$PROBE" tcp "${kafka##*:}"; then
+  kafka_listening "$dir" || {
     echo "Kafka (bootstrap file $dir/kafka.bootstrap)"
     return 0
-  fi
+  }
   python3 "$PROBE" http "http://127.0.0.1:$WEB_PORT/email" || {
     echo "maildev (web port $WEB_PORT)"
     return 0
@@ -307,20 +306,43 @@ running_stack() {
   echo "$dir"
 }
 
+wait_for() { # wait_for DIR WHAT COMMAND...: until COMMAND succeeds, or fail with the logs
+  local dir=$1 what=$2 deadline=$((SECONDS + READY_TIMEOUT))
+  shift 2
+  until "$@"; do
+    if [ $SECONDS -ge $deadline ]; then
+      print_logs "$dir"
+      die "$what not ready within ${READY_TIMEOUT} s"
+    fi
+    sleep 0.2
+  done
+}
+
+kafka_listening() {
+  local kafka
+  kafka=$(cat "$1/kafka.bootstrap" 2>/dev/null) && [ -n "$kafka" ] &&
+    python3 "$PROBE" tcp "${kafka##*:}"
+}
+
 cmd_ctl() {
   local dir action=$2 program=$3
   dir=$(running_stack "$1")
+  local starting=0
+  case "$action" in start | restart) starting=1 ;; esac
+  # The Kafka broker listens on a new port each start: the old address must not be mistaken
+  # for the new one.
+  if [ "$program" = kafka ] && [ $starting -eq 1 ]; then rm -f "$dir/kafka.bootstrap"; fi
   ctl_cmd "$dir" "$action" "$program"
-  if [ "$program" = rabbitmq ] && { [ "$action" = start ] || [ "$action" = restart ]; }; then
-    local AMQP_PORT deadline=$((SECONDS + READY_TIMEOUT))
-    AMQP_PORT=$(sed -n 's/^AMQP_PORT=//p' "$dir/stack.state")
-    until python3 "$PROBE" tcp "$AMQP_PORT"; do
-      if [ $SECONDS -ge $deadline ]; then
-        print_logs "$dir"
-        die "RabbitMQ did not accept connections within ${READY_TIMEOUT} s"
-      fi
-      sleep 0.2
-    done
+  [ $starting -eq 1 ] || return 0
+  if [ "$program" = rabbitmq ]; then
+    local port
+    port=$(sed -n 's/^AMQP_PORT=//p' "$dir/stack.state")
+    wait_for "$dir" RabbitMQ python3 "$PROBE" tcp "$port"
+  elif [ "$program" = kafka ]; then
+    wait_for "$dir" Kafka kafka_listening "$dir"
+    sed -i "s/^KAFKA_BOOTSTRAP_SERVERS=.*/KAFKA_BOOTSTRAP_SERVERS=$(cat "$dir/kafka.bootstrap")/" \
+      "$dir/stack.env"
+    log "Kafka now at $(cat "$dir/kafka.bootstrap") (stack.env updated)"
   fi
 }
 
