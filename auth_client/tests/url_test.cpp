@@ -1,0 +1,189 @@
+// URL helpers over libcurl's URL API: query parameters, origins and the allowlist check.
+
+#include <doctest/doctest.h>
+
+#include <algorithm>
+#include <cctype>
+#include <string>
+#include <vector>
+
+#include "auth_client/url.hpp"
+
+namespace {
+
+const std::string kListing =
+    "http://127.0.0.1:8081/api/v1/users/?is_active=true&email_notifications=true&page_number=3"
+    "&page_size=500";
+
+std::string lower(std::string s) {
+  std::transform(s.begin(), s.end(), s.begin(),
+                 [](unsigned char c) { return static_cast<char>(std::tolower(c)); });
+  return s;
+}
+
+}  // namespace
+
+TEST_CASE("with_query_param replaces a parameter in place and keeps the others") {
+  auto next = auth::with_query_param(kListing, "page_number", "4");
+  REQUIRE(next.has_value());
+  CHECK(*next ==
+        "http://127.0.0.1:8081/api/v1/users/?is_active=true&email_notifications=true"
+        "&page_number=4&page_size=500");
+  CHECK(auth::query_param(*next, "page_number") == "4");
+  CHECK(auth::query_param(*next, "page_size") == "500");
+}
+
+TEST_CASE("with_query_param appends a missing parameter, also to a URL without a query") {
+  CHECK(auth::with_query_param("http://auth:8081/api/v1/users/", "page_size", "50") ==
+        "http://auth:8081/api/v1/users/?page_size=50");
+  CHECK(auth::with_query_param("http://auth:8081/api/v1/users/?a=1", "b", "2") ==
+        "http://auth:8081/api/v1/users/?a=1&b=2");
+  // An empty query ("?") is still a URL to build on.
+  CHECK(auth::with_query_param("http://auth/x?", "b", "2") == "http://auth/x?b=2");
+}
+
+TEST_CASE("with_query_param drops duplicates and keeps the fragment") {
+  CHECK(auth::with_query_param("http://h/p?x=1&y=2&x=3#top", "x", "9") == "http://h/p?x=9&y=2#top");
+}
+
+TEST_CASE("with_query_param percent-encodes, query_param decodes") {
+  auto url = auth::with_query_param("http://h/search", "q", "a b&c=d/é");
+  REQUIRE(url.has_value());
+  // libcurl may write the escapes in either case.
+  CHECK(lower(*url) == "http://h/search?q=a%20b%26c%3dd%2f%c3%a9");
+  CHECK(auth::query_param(*url, "q") == "a b&c=d/é");
+  // An encoded name is matched by its decoded form, and replaced.
+  auto renamed = auth::with_query_param("http://h/?user%20id=1", "user id", "2");
+  CHECK(renamed == "http://h/?user%20id=2");
+}
+
+TEST_CASE("query_param: '+' is a space, a bare name is empty, an absent name is nullopt") {
+  CHECK(auth::query_param("http://h/?q=a+b%2Bc", "q") == "a b+c");
+  CHECK(auth::query_param("http://h/?flag&x=1", "flag") == "");
+  CHECK_FALSE(auth::query_param("http://h/?x=1", "y").has_value());
+  CHECK_FALSE(auth::query_param("http://h/", "x").has_value());
+  // The prefix of a name is not the name.
+  CHECK_FALSE(auth::query_param("http://h/?page_number=1", "page").has_value());
+}
+
+TEST_CASE("unparseable URLs give nullopt") {
+  for (const char* bad : {"", "not a url", "example.com/path", "http://exa mple.com/",
+                          "http://[::1/", "http://h:99999/"}) {
+    CAPTURE(bad);
+    CHECK_FALSE(auth::with_query_param(bad, "a", "b").has_value());
+    CHECK_FALSE(auth::query_param(bad, "a").has_value());
+    CHECK_FALSE(auth::origin_of(bad).has_value());
+  }
+}
+
+TEST_CASE("origin_of fills default ports, lowercases the host, knows only http(s)") {
+  auto o = auth::origin_of("HTTP://Content.Example.ORG/a/b?c=d");
+  REQUIRE(o.has_value());
+  CHECK(o->scheme == "http");
+  CHECK(o->host == "content.example.org");
+  CHECK(o->port == 80);
+
+  CHECK(auth::origin_of("https://x.example.org")->port == 443);
+  CHECK(auth::origin_of("http://127.0.0.1:8081/")->port == 8081);
+  CHECK(auth::origin_of("https://x.example.org:443/") == auth::origin_of("https://x.example.org"));
+  CHECK(auth::origin_of("http://x.example.org:8080/") != auth::origin_of("http://x.example.org"));
+  CHECK(auth::origin_of("http://x/") != auth::origin_of("https://x/"));
+
+  auto v6 = auth::origin_of("http://[0:0::1]:8081/");
+  REQUIRE(v6.has_value());
+  CHECK(v6->host == "[::1]");
+  CHECK(v6->port == 8081);
+
+  CHECK_FALSE(auth::origin_of("file:///etc/passwd").has_value());
+  CHECK_FALSE(auth::origin_of("gopher://x.example.org/").has_value());
+  CHECK_FALSE(auth::origin_of("ftp://x.example.org/").has_value());
+}
+
+TEST_CASE("url_allowed: same origin as an entry") {
+  const std::vector<std::string> allow{"http://127.0.0.1:8081", "https://content.example.org/"};
+  CHECK(auth::url_allowed("http://127.0.0.1:8081/api/v1/users/1", allow));
+  CHECK(auth::url_allowed("https://content.example.org/articles/42.json?x=1", allow));
+  CHECK(auth::url_allowed("https://content.example.org", allow));
+  // Upper-case host and scheme, explicit default port: the same origin.
+  CHECK(auth::url_allowed("HTTPS://CONTENT.Example.Org:443/a", allow));
+  // Another port, another scheme, another host: not.
+  CHECK_FALSE(auth::url_allowed("http://127.0.0.1:8082/", allow));
+  CHECK_FALSE(auth::url_allowed("http://content.example.org/", allow));
+  CHECK_FALSE(auth::url_allowed("http://localhost:8081/", allow));
+  CHECK_FALSE(auth::url_allowed("https://content.example.org/", {}));
+}
+
+TEST_CASE("url_allowed: look-alike hosts and smuggled origins are refused") {
+  const std::vector<std::string> allow{"http://allowed.example.org"};
+  CHECK(auth::url_allowed("http://allowed.example.org/", allow));
+  CHECK_FALSE(auth::url_allowed("http://allowed.example.org.evil.com/", allow));
+  CHECK_FALSE(auth::url_allowed("http://evil.allowed.example.org/", allow));
+  CHECK_FALSE(auth::url_allowed("http://evil.com/?u=http://allowed.example.org", allow));
+  CHECK_FALSE(auth::url_allowed("http://evil.com/http://allowed.example.org/", allow));
+  CHECK_FALSE(auth::url_allowed("http://evil.com/#http://allowed.example.org", allow));
+  // Userinfo: the host is evil.com. Refused even when the host itself is allowed.
+  CHECK_FALSE(auth::url_allowed("http://allowed.example.org@evil.com/", allow));
+  CHECK_FALSE(auth::url_allowed("http://allowed.example.org:80@evil.com/", allow));
+  CHECK_FALSE(auth::url_allowed("http://allowed.example.org\\@evil.com/", allow));
+  CHECK_FALSE(auth::url_allowed("http://user@allowed.example.org/", allow));
+  CHECK_FALSE(auth::url_allowed("http://user:pw@allowed.example.org/", allow));
+  // libcurl decodes a percent-encoded host: same host, same answer as the plain one.
+  CHECK(auth::url_allowed("http://%61llowed.example.org/", allow));
+  CHECK_FALSE(auth::url_allowed("http://allowed.example.org%2eevil.com/", allow));
+}
+
+TEST_CASE("url_allowed: other schemes and unparseable URLs are refused") {
+  const std::vector<std::string> allow{"http://allowed.example.org", "file:///etc",
+                                       "gopher://allowed.example.org"};
+  CHECK_FALSE(auth::url_allowed("file:///etc/passwd", allow));
+  CHECK_FALSE(auth::url_allowed("gopher://allowed.example.org/", allow));
+  CHECK_FALSE(auth::url_allowed("ftp://allowed.example.org/", allow));
+  CHECK_FALSE(auth::url_allowed("//allowed.example.org/", allow));
+  CHECK_FALSE(auth::url_allowed("allowed.example.org/", allow));
+  CHECK_FALSE(auth::url_allowed("http://allowed.example.org:99999/", allow));
+  CHECK_FALSE(auth::url_allowed("http://allowed example.org/", allow));
+  CHECK_FALSE(auth::url_allowed("", allow));
+  // A broken or userinfo entry allows nothing.
+  CHECK_FALSE(auth::url_allowed("http://evil.com/", {"not a url", "http://u@evil.com"}));
+}
+
+TEST_CASE("url_allowed: IPv6 literals compare in their canonical form") {
+  const std::vector<std::string> allow{"http://[::1]:8081"};
+  CHECK(auth::url_allowed("http://[::1]:8081/x", allow));
+  CHECK(auth::url_allowed("http://[0:0:0:0:0:0:0:1]:8081/x", allow));
+  CHECK_FALSE(auth::url_allowed("http://[::2]:8081/x", allow));
+  CHECK_FALSE(auth::url_allowed("http://[::1]/x", allow));
+  CHECK_FALSE(auth::url_allowed("http://127.0.0.1:8081/x", allow));
+}
+
+TEST_CASE("url_allowed: numeric IPv4 spellings are normalised by libcurl") {
+  const std::vector<std::string> allow{"http://127.0.0.1:8081"};
+  CHECK(auth::url_allowed("http://2130706433:8081/", allow));
+  CHECK(auth::url_allowed("http://0x7f.1:8081/", allow));
+  CHECK_FALSE(auth::url_allowed("http://2130706433/", allow));
+}
+
+TEST_CASE("url_allowed: an entry with a path allows only that path and below") {
+  const std::vector<std::string> allow{"https://cms.example.org/public"};
+  CHECK(auth::url_allowed("https://cms.example.org/public", allow));
+  CHECK(auth::url_allowed("https://cms.example.org/public/", allow));
+  CHECK(auth::url_allowed("https://cms.example.org/public/articles/1?x=y", allow));
+  CHECK_FALSE(auth::url_allowed("https://cms.example.org/", allow));
+  CHECK_FALSE(auth::url_allowed("https://cms.example.org/private/x", allow));
+  CHECK_FALSE(auth::url_allowed("https://cms.example.org/publicity", allow));
+  CHECK_FALSE(auth::url_allowed("https://cms.example.org/PUBLIC/x", allow));
+  // Literal dot segments are resolved by libcurl before the check...
+  CHECK_FALSE(auth::url_allowed("https://cms.example.org/public/../private", allow));
+  CHECK(auth::url_allowed("https://cms.example.org/public/a/../b", allow));
+  // ...and encoded ones, or backslashes a server could read as "/", are refused outright.
+  CHECK_FALSE(auth::url_allowed("https://cms.example.org/public/%2e%2e/private", allow));
+  CHECK_FALSE(auth::url_allowed("https://cms.example.org/public/%2E%2E/private", allow));
+  CHECK_FALSE(auth::url_allowed("https://cms.example.org/public/.%2e/private", allow));
+  CHECK_FALSE(auth::url_allowed("https://cms.example.org/public%2f..%2fprivate", allow));
+  CHECK_FALSE(auth::url_allowed("https://cms.example.org/public/..\\private", allow));
+
+  // An entry ending in "/" is a prefix of whole segments too.
+  CHECK(auth::url_allowed("https://cms.example.org/public/x", {"https://cms.example.org/public/"}));
+  CHECK_FALSE(
+      auth::url_allowed("https://cms.example.org/public", {"https://cms.example.org/public/"}));
+}
