@@ -2,12 +2,17 @@
 
 #include <kainjow/mustache.hpp>
 
+#include <filesystem>
 #include <fstream>
+#include <functional>
+#include <optional>
 #include <sstream>
+#include <vector>
 
 namespace etl {
 namespace {
 
+namespace fs = std::filesystem;
 namespace mustache = kainjow::mustache;
 
 mustache::data to_data(const nlohmann::json& value) {
@@ -22,24 +27,95 @@ mustache::data to_data(const nlohmann::json& value) {
       for (const auto& item : value) out.push_back(to_data(item));
       return out;
     }
-    case nlohmann::json::value_t::string: return mustache::data{value.get<std::string>()};
-    case nlohmann::json::value_t::boolean: return mustache::data{value.get<bool>()};
-    case nlohmann::json::value_t::null: return mustache::data{false};
-    default: return mustache::data{value.dump()};  // numbers
+    case nlohmann::json::value_t::string:
+      return mustache::data{value.get<std::string>()};
+    case nlohmann::json::value_t::boolean:
+      return mustache::data{value.get<bool>()};
+    case nlohmann::json::value_t::null:
+      return mustache::data{false};
+    default:
+      return mustache::data{value.dump()};  // numbers
   }
 }
 
 constexpr const char* kLocaleChars =
     "abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789-_";
 
+// "de-AT" -> {"de-AT", "de"}; candidates with other characters (".", "/") are skipped, so a
+// locale never leaves the folder it is looked up in.
+std::vector<std::string> locale_chain(const std::string& locale) {
+  std::vector<std::string> out;
+  std::string candidate = locale;
+  while (!candidate.empty()) {
+    if (candidate.find_first_not_of(kLocaleChars) == std::string::npos) out.push_back(candidate);
+    const auto dash = candidate.find_last_of("-_");
+    candidate = dash == std::string::npos ? "" : candidate.substr(0, dash);
+  }
+  return out;
+}
+
+std::optional<std::string> read_file(const fs::path& path) {
+  std::ifstream in(path, std::ios::binary);
+  if (!in) return std::nullopt;
+  std::ostringstream text;
+  text << in.rdbuf();
+  return text.str();
+}
+
 std::string verbatim(const std::string& s) { return s; }
+
+// A subject is one header line: the file's trailing newline is not part of it, and a line
+// break inside a value must not start a new header.
+std::string one_line(std::string s) {
+  while (!s.empty() && (s.back() == '\n' || s.back() == '\r')) s.pop_back();
+  std::string out;
+  out.reserve(s.size());
+  for (char c : s) {
+    const bool brk = c == '\n' || c == '\r';
+    if (!brk)
+      out.push_back(c);
+    else if (out.empty() || out.back() != ' ')
+      out.push_back(' ');
+  }
+  return out;
+}
+
+using PartialLookup = std::function<const mustache::data*(const std::string&)>;
+
+// Values come from the context stack as usual; partials only from the files in _partials/.
+// kainjow's own context looks partials up among the values, where a user's value of the same
+// name would be parsed and rendered as a template.
+class RenderContext : public mustache::basic_context<std::string> {
+ public:
+  RenderContext(const mustache::data* data, PartialLookup partials)
+      : values_(data), partials_(std::move(partials)) {}
+
+  void push(const mustache::data* data) override { values_.push(data); }
+  void pop() override { values_.pop(); }
+  const mustache::data* get(const std::string& name) const override { return values_.get(name); }
+  const mustache::data* get_partial(const std::string& name) const override {
+    return partials_(name);
+  }
+
+ private:
+  mustache::context<std::string> values_;
+  PartialLookup partials_;
+};
 
 }  // namespace
 
 // Parsed once, rendered many times; the escape follows the part (HTML or verbatim).
 struct TemplateStore::Compiled {
-  std::string path;
+  std::string name;  // path relative to the root, for messages
   mustache::mustache tmpl;
+};
+
+struct TemplateStore::Partials {
+  struct Partial {
+    mustache::data text;  // a string: kainjow parses it where {{> name}} stands
+    std::string error;    // parse error naming the file; empty when the partial is fine
+  };
+  std::map<std::string, std::map<std::string, Partial>> by_locale;  // "" = default
 };
 
 TemplateStore::TemplateStore(std::string root) : root_(std::move(root)) {}
@@ -49,10 +125,11 @@ bool TemplateStore::valid_name(const std::string& name) {
   if (name.empty() || name.front() == '/' || name.back() == '/') return false;
   char previous = '/';
   for (char c : name) {
-    const bool ok = (c >= 'a' && c <= 'z') || (c >= '0' && c <= '9') || c == '_' || c == '-' ||
-                    c == '/';
+    const bool ok =
+        (c >= 'a' && c <= 'z') || (c >= '0' && c <= '9') || c == '_' || c == '-' || c == '/';
     if (!ok) return false;
     if (c == '/' && previous == '/') return false;
+    if (c == '_' && previous == '/') return false;  // _layout, _partials: not templates
     previous = c;
   }
   return true;
@@ -62,62 +139,113 @@ TemplateStore::Compiled* TemplateStore::load(const std::string& path, bool escap
   auto it = cache_.find(path);
   if (it != cache_.end()) return it->second.get();
   std::unique_ptr<Compiled> compiled;
-  std::ifstream in(path, std::ios::binary);
-  if (in) {
-    std::ostringstream text;
-    text << in.rdbuf();
-    compiled = std::make_unique<Compiled>(Compiled{path, mustache::mustache{text.str()}});
+  if (auto text = read_file(path)) {
+    compiled = std::make_unique<Compiled>(
+        Compiled{path.substr(root_.size() + 1), mustache::mustache{*text}});
     if (!compiled->tmpl.is_valid()) {
-      throw TemplateError("template " + path.substr(root_.size() + 1) + ": " +
-                          compiled->tmpl.error_message());
+      throw TemplateError("template " + compiled->name + ": " + compiled->tmpl.error_message());
     }
     if (!escape_html) compiled->tmpl.set_custom_escape(verbatim);
   }
   return cache_.emplace(path, std::move(compiled)).first->second.get();
 }
 
-TemplateStore::Compiled* TemplateStore::part(const std::string& name, const std::string& locale,
-                                             const std::string& part, bool required) {
+TemplateStore::Compiled* TemplateStore::localized(const std::string& folder,
+                                                  const std::string& locale,
+                                                  const std::string& part) {
   const bool escape_html = part == "html";
-  const std::string base = root_ + "/" + name + "/";
-  std::string candidate = locale;
-  while (!candidate.empty()) {
-    if (candidate.find_first_not_of(kLocaleChars) == std::string::npos) {
-      if (Compiled* c = load(base + candidate + "/" + part + ".mustache", escape_html)) return c;
-    }
-    auto dash = candidate.find_last_of("-_");
-    candidate = dash == std::string::npos ? "" : candidate.substr(0, dash);
+  const std::string base = root_ + "/" + folder + "/";
+  for (const std::string& candidate : locale_chain(locale)) {
+    if (Compiled* c = load(base + candidate + "/" + part + ".mustache", escape_html)) return c;
   }
-  if (Compiled* c = load(base + part + ".mustache", escape_html)) return c;
-  if (required) throw TemplateError("template '" + name + "' has no " + part + ".mustache");
-  return nullptr;
+  return load(base + part + ".mustache", escape_html);
+}
+
+const TemplateStore::Partials& TemplateStore::partials() {
+  if (partials_) return *partials_;
+  auto loaded = std::make_unique<Partials>();
+  auto add = [&](const fs::path& file, const std::string& locale) {
+    if (file.extension() != ".mustache") return;
+    auto text = read_file(file);
+    if (!text) return;
+    const std::string rel =
+        "_partials/" + (locale.empty() ? "" : locale + "/") + file.filename().string();
+    mustache::mustache parsed{*text};
+    std::string error = parsed.is_valid() ? "" : "template " + rel + ": " + parsed.error_message();
+    loaded->by_locale[locale].emplace(file.stem().string(),
+                                      Partials::Partial{mustache::data{*text}, std::move(error)});
+  };
+  std::error_code ec;  // no _partials folder: no partials
+  for (const auto& entry : fs::directory_iterator(fs::path(root_) / "_partials", ec)) {
+    if (!entry.is_directory()) {
+      add(entry.path(), "");
+      continue;
+    }
+    const std::string locale = entry.path().filename().string();
+    if (locale.find_first_not_of(kLocaleChars) != std::string::npos) continue;
+    std::error_code sub_ec;
+    for (const auto& file : fs::directory_iterator(entry.path(), sub_ec)) add(file.path(), locale);
+  }
+  partials_ = std::move(loaded);
+  return *partials_;
+}
+
+std::string TemplateStore::render_one(Compiled& compiled, const std::string& locale,
+                                      const Data& data, const Data* extra) {
+  const Partials& all = partials();
+  std::vector<std::string> locales = locale_chain(locale);
+  locales.emplace_back();  // the default
+  const std::string& used_by = compiled.name;
+  RenderContext ctx(&data, [&](const std::string& name) -> const mustache::data* {
+    for (const std::string& l : locales) {
+      auto in_locale = all.by_locale.find(l);
+      if (in_locale == all.by_locale.end()) continue;
+      auto it = in_locale->second.find(name);
+      if (it == in_locale->second.end()) continue;
+      if (!it->second.error.empty()) throw TemplateError(it->second.error);
+      return &it->second.text;
+    }
+    // A misspelt partial would silently drop a footer or an unsubscribe link.
+    throw TemplateError("template " + used_by + ": no partial '" + name + "' in _partials/");
+  });
+  if (extra != nullptr) ctx.push(extra);
+  std::string out = compiled.tmpl.render(ctx);
+  if (!compiled.tmpl.is_valid()) {
+    const std::string message = "template " + compiled.name + ": " + compiled.tmpl.error_message();
+    cache_.erase(root_ + "/" + compiled.name);  // kainjow keeps the error: parse it afresh
+    throw TemplateError(message);
+  }
+  return out;
 }
 
 notify::Content TemplateStore::render(const std::string& name, const std::string& locale,
                                       const nlohmann::json& context) {
   if (!valid_name(name)) throw TemplateError("template name not allowed: '" + name + "'");
   const mustache::data data = to_data(context);
+  const auto slash = name.find('/');
+  const std::string layouts = slash == std::string::npos ? "" : name.substr(0, slash) + "/_layout";
 
-  auto render_part = [&](const std::string& which, bool required) {
-    Compiled* c = part(name, locale, which, required);
-    if (c == nullptr) return std::string();
-    std::string out = c->tmpl.render(data);
-    if (!c->tmpl.is_valid()) {
-      throw TemplateError("template " + c->path.substr(root_.size() + 1) + ": " +
-                          c->tmpl.error_message());
-    }
-    return out;
+  auto required = [&](const std::string& part) -> Compiled& {
+    Compiled* c = localized(name, locale, part);
+    if (c == nullptr) throw TemplateError("template '" + name + "' has no " + part + ".mustache");
+    return *c;
   };
 
   notify::Content content;
-  content.subject = render_part("subject", true);
-  // A subject is one line: a trailing newline in the file is not part of it.
-  while (!content.subject.empty() &&
-         (content.subject.back() == '\n' || content.subject.back() == '\r')) {
-    content.subject.pop_back();
+  auto wrap = [&](const std::string& part, std::string body) {
+    Compiled* layout = layouts.empty() ? nullptr : localized(layouts, locale, part);
+    if (layout == nullptr) return body;
+    mustache::data extra{mustache::data::type::object};
+    extra.set("content", mustache::data{body});
+    extra.set("subject", mustache::data{content.subject});
+    return render_one(*layout, locale, data, &extra);
+  };
+
+  content.subject = one_line(render_one(required("subject"), locale, data, nullptr));
+  content.text = wrap("text", render_one(required("text"), locale, data, nullptr));
+  if (Compiled* html = localized(name, locale, "html")) {
+    content.html = wrap("html", render_one(*html, locale, data, nullptr));
   }
-  content.text = render_part("text", true);
-  content.html = render_part("html", false);
   return content;
 }
 

@@ -1,8 +1,14 @@
 #pragma once
-// Render: Mustache templates from files under the templates directory.
+// Render: Mustache templates from files under the templates directory
+// (documentation/templates.md).
+//
 // A template is a folder (e.g. templates/email/welcome/) holding subject.mustache,
 // text.mustache and html.mustache; a locale may override any part in a subfolder
 // (templates/email/welcome/de/subject.mustache), with fallback "de-AT" -> "de" -> default.
+// The channel (the name's first segment) may have a layout that wraps the rendered text and
+// HTML: templates/<channel>/_layout/{text,html}.mustache, per locale like the parts. Partials
+// live in templates/_partials/<name>.mustache (per locale in _partials/<locale>/) and are
+// used as {{> name}}.
 
 #include <map>
 #include <memory>
@@ -14,35 +20,53 @@
 
 #include "notify/posting.hpp"
 
+namespace kainjow::mustache {
+template <typename StringType>
+class basic_data;
+}
+
 namespace etl {
 
-// A template is missing, its name is not allowed, or it does not parse or render.
+// A template is missing, its name is not allowed, or it does not parse or render; what()
+// names the template or the file.
 class TemplateError : public std::runtime_error {
  public:
   using std::runtime_error::runtime_error;
 };
 
+// Not thread-safe: parsed files are cached on first use.
 class TemplateStore {
  public:
   explicit TemplateStore(std::string root);
   ~TemplateStore();
 
-  // Subject and text are rendered verbatim; in HTML every value is HTML-escaped.
+  // Subject and text are rendered verbatim, HTML with every value HTML-escaped. The subject is
+  // one line (line breaks become spaces). The HTML part is optional (empty when absent). When
+  // the channel has a layout, it is rendered with the same context plus `content` (the rendered
+  // part, to be inserted with {{{content}}}) and `subject`.
   notify::Content render(const std::string& name, const std::string& locale,
                          const nlohmann::json& context);
 
-  // Only lowercase letters, digits, '_', '-' and '/' between segments: a name never leaves the
-  // templates directory.
+  // Segments of lowercase letters, digits, '_' and '-' joined by '/', none starting with '_':
+  // a name never leaves the templates directory and never names a layout or partial folder.
   static bool valid_name(const std::string& name);
+
+  const std::string& root() const { return root_; }
 
  private:
   struct Compiled;
+  struct Partials;
   Compiled* load(const std::string& path, bool escape_html);  // nullptr: no such file
-  Compiled* part(const std::string& name, const std::string& locale, const std::string& part,
-                 bool required);
+  Compiled* localized(const std::string& folder, const std::string& locale,
+                      const std::string& part);  // nullptr: neither localized nor default
+  const Partials& partials();
+  using Data = kainjow::mustache::basic_data<std::string>;
+  std::string render_one(Compiled& compiled, const std::string& locale, const Data& data,
+                         const Data* extra);
 
   std::string root_;
   std::map<std::string, std::unique_ptr<Compiled>> cache_;  // by path; null when absent
+  std::unique_ptr<Partials> partials_;                      // loaded on first render
 };
 
 }  // namespace etl

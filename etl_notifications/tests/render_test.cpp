@@ -1,0 +1,347 @@
+#include <doctest/doctest.h>
+
+#include <filesystem>
+#include <fstream>
+#include <random>
+#include <string>
+
+#include "render.hpp"
+
+using etl::TemplateError;
+using etl::TemplateStore;
+namespace fs = std::filesystem;
+
+namespace {
+
+// A throw-away template root, so each test states exactly the files it relies on.
+class TemplateTree {
+ public:
+  TemplateTree() {
+    std::random_device rd;
+    root_ =
+        fs::temp_directory_path() / ("render_test_" + std::to_string(rd()) + std::to_string(rd()));
+    fs::create_directories(root_);
+  }
+  ~TemplateTree() {
+    std::error_code ec;
+    fs::remove_all(root_, ec);
+  }
+  TemplateTree(const TemplateTree&) = delete;
+  TemplateTree& operator=(const TemplateTree&) = delete;
+
+  TemplateTree& file(const std::string& path, const std::string& text) {
+    const fs::path p = root_ / path;
+    fs::create_directories(p.parent_path());
+    std::ofstream(p, std::ios::binary) << text;
+    return *this;
+  }
+  // A template with all three parts.
+  TemplateTree& parts(const std::string& folder, const std::string& subject,
+                      const std::string& text, const std::string& html) {
+    return file(folder + "/subject.mustache", subject)
+        .file(folder + "/text.mustache", text)
+        .file(folder + "/html.mustache", html);
+  }
+  std::string root() const { return root_.string(); }
+
+ private:
+  fs::path root_;
+};
+
+bool contains(const std::string& haystack, const std::string& needle) {
+  return haystack.find(needle) != std::string::npos;
+}
+
+std::size_t count(const std::string& haystack, const std::string& needle) {
+  std::size_t n = 0;
+  for (auto at = haystack.find(needle); at != std::string::npos;
+       at = haystack.find(needle, at + needle.size())) {
+    ++n;
+  }
+  return n;
+}
+
+std::string error_of(TemplateStore& store, const std::string& name, const std::string& locale,
+                     const nlohmann::json& context) {
+  try {
+    store.render(name, locale, context);
+  } catch (const TemplateError& e) {
+    return e.what();
+  }
+  return "(no error)";
+}
+
+nlohmann::json example(const std::string& name) {
+  std::ifstream in(NOTIFY_SOURCE_DIR "/templates/" + name + "/example.json");
+  REQUIRE(in);
+  return nlohmann::json::parse(in);
+}
+
+const nlohmann::json kAnn = {{"user", {{"first_name", "Ann"}}}};
+
+}  // namespace
+
+TEST_CASE("a channel layout wraps the rendered text and HTML with content and subject") {
+  TemplateTree t;
+  t.parts("email/note", "Hi {{user.first_name}}\n", "Body for {{user.first_name}}\n",
+          "<p>Body for {{user.first_name}}</p>\n")
+      .file("email/_layout/html.mustache",
+            "<html><title>{{subject}}</title>\n{{{content}}}</html>\n")
+      .file("email/_layout/text.mustache", "{{{content}}}-- \nsent to {{user.first_name}}\n");
+  TemplateStore store(t.root());
+  const notify::Content c = store.render("email/note", "", kAnn);
+  CHECK(c.subject == "Hi Ann");
+  CHECK(c.html == "<html><title>Hi Ann</title>\n<p>Body for Ann</p>\n</html>\n");
+  CHECK(c.text == "Body for Ann\n-- \nsent to Ann\n");
+
+  SUBCASE("another channel has no layout") {
+    t.parts("sms/note", "s", "t {{user.first_name}}", "<b>{{user.first_name}}</b>");
+    const notify::Content sms = store.render("sms/note", "", kAnn);
+    CHECK(sms.text == "t Ann");
+    CHECK(sms.html == "<b>Ann</b>");
+  }
+  SUBCASE("a template without an HTML part gets no HTML, not an empty layout") {
+    t.file("email/plain/subject.mustache", "s").file("email/plain/text.mustache", "t");
+    const notify::Content plain = store.render("email/plain", "", kAnn);
+    CHECK(plain.text == "t-- \nsent to Ann\n");
+    CHECK(plain.html.empty());
+  }
+  SUBCASE("the layout's content and subject win over context values of the same name") {
+    const notify::Content own = store.render(
+        "email/note", "", {{"user", {{"first_name", "Ann"}}}, {"content", "X"}, {"subject", "Y"}});
+    CHECK(own.html == c.html);
+  }
+}
+
+TEST_CASE("user values are HTML-escaped in the body and in the layout, verbatim in text") {
+  TemplateTree t;
+  t.parts("email/note", "Hi {{user.first_name}}", "Hi {{user.first_name}}",
+          "<p>Hi {{user.first_name}}</p>")
+      .file("email/_layout/html.mustache", "<title>{{subject}}</title>{{{content}}}")
+      .file("email/_layout/text.mustache", "{{{content}}} / {{user.first_name}}");
+  TemplateStore store(t.root());
+  const notify::Content c =
+      store.render("email/note", "", {{"user", {{"first_name", "<b>Tom & \"Jerry\"</b>"}}}});
+  CHECK(c.subject == "Hi <b>Tom & \"Jerry\"</b>");
+  CHECK(c.text == "Hi <b>Tom & \"Jerry\"</b> / <b>Tom & \"Jerry\"</b>");
+  // Escaped once: in the body, and in the subject the layout puts into the title.
+  CHECK(c.html ==
+        "<title>Hi &lt;b&gt;Tom &amp; &quot;Jerry&quot;&lt;/b&gt;</title>"
+        "<p>Hi &lt;b&gt;Tom &amp; &quot;Jerry&quot;&lt;/b&gt;</p>");
+}
+
+TEST_CASE("layouts follow the locale fallback of the parts") {
+  TemplateTree t;
+  t.parts("email/note", "s", "t", "body")
+      .parts("email/note/de", "s-de", "t-de", "Inhalt")
+      .file("email/_layout/html.mustache", "<html lang=\"en\">{{{content}}}</html>")
+      .file("email/_layout/de/html.mustache", "<html lang=\"de\">{{{content}}}</html>")
+      .file("email/_layout/de-CH/html.mustache", "<html lang=\"de-CH\">{{{content}}}</html>");
+  TemplateStore store(t.root());
+  CHECK(store.render("email/note", "de-AT", kAnn).html == "<html lang=\"de\">Inhalt</html>");
+  CHECK(store.render("email/note", "de-CH", kAnn).html == "<html lang=\"de-CH\">Inhalt</html>");
+  CHECK(store.render("email/note", "de", kAnn).html == "<html lang=\"de\">Inhalt</html>");
+  CHECK(store.render("email/note", "fr", kAnn).html == "<html lang=\"en\">body</html>");
+  CHECK(store.render("email/note", "", kAnn).html == "<html lang=\"en\">body</html>");
+  CHECK(store.render("email/note", "../x", kAnn).html == "<html lang=\"en\">body</html>");
+}
+
+TEST_CASE("partials come from _partials/, per locale, with the escaping of the part using them") {
+  TemplateTree t;
+  t.parts("email/note", "{{> sign}}", "Hi\n{{> sign}}", "<p>Hi</p>{{> sign}}")
+      .file("_partials/sign.mustache", "from {{sender}}")
+      .file("_partials/de/sign.mustache", "von {{sender}}")
+      .file("_partials/README.txt", "{{> not a partial");  // only *.mustache files count
+  TemplateStore store(t.root());
+  const nlohmann::json ctx = {{"sender", "Tom & Jerry"}};
+  const notify::Content en = store.render("email/note", "en-GB", ctx);
+  CHECK(en.subject == "from Tom & Jerry");
+  CHECK(en.text == "Hi\nfrom Tom & Jerry");
+  CHECK(en.html == "<p>Hi</p>from Tom &amp; Jerry");
+  CHECK(store.render("email/note", "de-AT", ctx).text == "Hi\nvon Tom & Jerry");
+
+  SUBCASE("partials in the layout, and partials using partials") {
+    t.file("email/_layout/html.mustache", "{{{content}}}{{> footer}}")
+        .file("_partials/footer.mustache", "<footer>{{> sign}}</footer>");
+    TemplateStore fresh(t.root());
+    CHECK(fresh.render("email/note", "", ctx).html ==
+          "<p>Hi</p>from Tom &amp; Jerry<footer>from Tom &amp; Jerry</footer>");
+  }
+  SUBCASE("a context value named like a partial is never rendered as a template") {
+    const notify::Content c =
+        store.render("email/note", "", {{"sender", "x"}, {"sign", "{{#boom}}"}, {"boom", "BOOM"}});
+    CHECK(c.text == "Hi\nfrom x");
+  }
+}
+
+TEST_CASE("partial errors: an unknown partial and a broken one are named") {
+  TemplateTree t;
+  t.parts("email/note", "s", "{{> nope}}", "h").parts("email/other", "s", "{{> broken}}", "h");
+  t.parts("email/fine", "s", "fine", "h").file("_partials/broken.mustache", "{{#open}}x");
+  TemplateStore store(t.root());
+  CHECK(error_of(store, "email/note", "", kAnn) ==
+        "template email/note/text.mustache: no partial 'nope' in _partials/");
+  CHECK(contains(error_of(store, "email/other", "", kAnn), "template _partials/broken.mustache: "));
+  // A broken partial only breaks the templates that use it.
+  CHECK(store.render("email/fine", "", kAnn).text == "fine");
+  // The failed render left nothing behind: the same template fails the same way again.
+  CHECK(error_of(store, "email/note", "", kAnn) ==
+        "template email/note/text.mustache: no partial 'nope' in _partials/");
+}
+
+TEST_CASE("parse errors name the file, layouts included") {
+  TemplateTree t;
+  t.parts("email/bad", "s", "t", "<p>{{#items}}unclosed</p>")
+      .parts("email/good", "s", "t", "h")
+      .file("email/_layout/text.mustache", "{{{content}}}{{/stray}}");
+  TemplateStore store(t.root());
+  CHECK(
+      contains(error_of(store, "email/good", "", kAnn), "template email/_layout/text.mustache: "));
+  fs::remove(fs::path(t.root()) / "email/_layout/text.mustache");
+  TemplateStore fresh(t.root());
+  CHECK(contains(error_of(fresh, "email/bad", "", kAnn), "template email/bad/html.mustache: "));
+  CHECK(fresh.render("email/good", "", kAnn).html == "h");
+}
+
+TEST_CASE("layout and partial folders are not template names") {
+  CHECK_FALSE(TemplateStore::valid_name("_layout"));
+  CHECK_FALSE(TemplateStore::valid_name("email/_layout"));
+  CHECK_FALSE(TemplateStore::valid_name("_partials/footer"));
+  CHECK_FALSE(TemplateStore::valid_name("email/welcome/_x"));
+  CHECK_FALSE(TemplateStore::valid_name("email/../_layout"));
+  CHECK(TemplateStore::valid_name("email/new_movies"));
+  CHECK(TemplateStore::valid_name("email/a_b"));
+  TemplateStore store(NOTIFY_SOURCE_DIR "/templates");
+  CHECK(error_of(store, "email/_layout", "", kAnn) == "template name not allowed: 'email/_layout'");
+  CHECK(error_of(store, "_partials/footer", "", kAnn) ==
+        "template name not allowed: '_partials/footer'");
+}
+
+TEST_CASE("a subject is one line") {
+  TemplateTree t;
+  t.parts("email/note", "Hi {{name}}\r\n", "t", "h");
+  TemplateStore store(t.root());
+  CHECK(store.render("email/note", "", {{"name", "A\r\nBcc: x@y"}}).subject == "Hi A Bcc: x@y");
+}
+
+TEST_CASE("the welcome email: body in its template, shell and footer from the email layout") {
+  TemplateStore store(NOTIFY_SOURCE_DIR "/templates");
+  const nlohmann::json ctx = {{"user", {{"first_name", "Ann <script>"}}},
+                              {"confirm_url", "https://example.org/s/AbC12"}};
+  const notify::Content en = store.render("email/welcome", "en", ctx);
+  CHECK(en.subject == "Welcome, Ann <script>! Please confirm your email");
+  CHECK(en.html.rfind("<!DOCTYPE html>\n<html lang=\"en\">", 0) == 0);
+  CHECK(count(en.html, "<!DOCTYPE html>") == 1);
+  CHECK(contains(en.html, "<title>Welcome, Ann &lt;script&gt;! Please confirm your email</title>"));
+  CHECK(contains(en.html, "Hello Ann &lt;script&gt;,"));
+  CHECK_FALSE(contains(en.html, "<script>"));
+  CHECK(contains(en.html, "href=\"https://example.org/s/AbC12\""));
+  CHECK(contains(en.html, "You receive this email because you have an account with notify."));
+  CHECK_FALSE(contains(en.html, "Unsubscribe"));  // only when the context has unsubscribe_url
+  CHECK(en.html.find("Hello Ann") < en.html.find("You receive this email"));
+  CHECK(contains(en.text, "Hello Ann <script>,"));
+  CHECK(contains(en.text, "https://example.org/s/AbC12"));
+  CHECK(contains(en.text, "\n-- \nYou receive this email because"));
+
+  const notify::Content de = store.render("email/welcome", "de-AT", ctx);
+  CHECK(de.subject.rfind("Willkommen, Ann <script>!", 0) == 0);
+  CHECK(de.html.rfind("<!DOCTYPE html>\n<html lang=\"de\">", 0) == 0);
+  CHECK(contains(de.html, "Hallo Ann &lt;script&gt;,"));
+  CHECK(contains(de.html, "Du erhältst diese E-Mail"));
+  CHECK(contains(de.text, "Du erhältst diese E-Mail"));
+}
+
+TEST_CASE("every catalogue template renders its example context in English and German") {
+  TemplateStore store(NOTIFY_SOURCE_DIR "/templates");
+  for (const char* name : {"email/welcome", "email/password_changed", "email/new_movies",
+                           "email/event_reminder", "email/generic"}) {
+    for (const char* locale : {"en", "de"}) {
+      CAPTURE(name);
+      CAPTURE(locale);
+      const notify::Content c = store.render(name, locale, example(name));
+      CHECK_FALSE(c.subject.empty());
+      CHECK_FALSE(contains(c.subject, "\n"));
+      CHECK(contains(c.text, "Ann"));
+      CHECK(contains(c.html, "Ann"));
+      CHECK(contains(c.html, "</html>"));
+      for (const std::string& part : {c.subject, c.text, c.html}) {
+        CHECK_FALSE(contains(part, "{{"));
+        CHECK_FALSE(contains(part, "}}"));
+      }
+    }
+  }
+}
+
+TEST_CASE("email/new_movies lists every movie, escaped in HTML, and the unsubscribe link") {
+  TemplateStore store(NOTIFY_SOURCE_DIR "/templates");
+  nlohmann::json ctx = {{"user", {{"first_name", "Ann"}}},
+                        {"movies",
+                         {{{"title", "One"}, {"url", "https://m.example/1"}},
+                          {{"title", "Tom & <Jerry>"}, {"url", "https://m.example/2?a=1&b=2"}},
+                          {{"title", "Three"}, {"url", "https://m.example/3"}}}},
+                        {"unsubscribe_url", "https://example.org/unsub?u=1&l=movies"}};
+  const notify::Content c = store.render("email/new_movies", "en", ctx);
+  CHECK(c.subject == "New movies for you, Ann");
+  CHECK(count(c.html, "<li ") == 3);
+  CHECK(contains(c.html, "<a href=\"https://m.example/1\" style=\"color: #2f6fed;\">One</a>"));
+  CHECK(contains(c.html, "href=\"https://m.example/2?a=1&amp;b=2\""));
+  CHECK(contains(c.html, ">Tom &amp; &lt;Jerry&gt;</a>"));
+  CHECK(c.html.find(">One<") < c.html.find(">Three<"));
+  CHECK(contains(c.text,
+                 "- One\n  https://m.example/1\n- Tom & <Jerry>\n  https://m.example/2?a=1&b=2\n"
+                 "- Three\n  https://m.example/3\n"));
+  CHECK(contains(c.html, "<a href=\"https://example.org/unsub?u=1&amp;l=movies\""));
+  CHECK(contains(c.text, "Unsubscribe from these emails: https://example.org/unsub?u=1&l=movies"));
+
+  ctx.erase("unsubscribe_url");
+  const notify::Content without = store.render("email/new_movies", "de", ctx);
+  CHECK(without.subject == "Neue Filme für dich, Ann");
+  CHECK(count(without.html, "<li ") == 3);
+  CHECK_FALSE(contains(without.html, "abbestellen"));
+  CHECK_FALSE(contains(without.text, "abbestellen"));
+}
+
+TEST_CASE("email/password_changed, email/event_reminder and email/generic show their values") {
+  TemplateStore store(NOTIFY_SOURCE_DIR "/templates");
+  const notify::Content pw = store.render("email/password_changed", "en",
+                                          {{"user", {{"first_name", "Ann"}}},
+                                           {"changed_at", "23 Nov 2026, 11:00"},
+                                           {"support_url", "https://example.org/support"}});
+  CHECK(pw.subject == "Your password was changed");
+  CHECK(contains(pw.text, "changed on 23 Nov 2026, 11:00."));
+  CHECK(contains(pw.text, "https://example.org/support"));
+  CHECK(contains(pw.html, "href=\"https://example.org/support\""));
+
+  const notify::Content nameless = store.render("email/password_changed", "de", {{"user", {}}});
+  CHECK(nameless.text.rfind("Hallo,\n", 0) == 0);
+
+  const notify::Content reminder = store.render("email/event_reminder", "en",
+                                                {{"user", {{"first_name", "Ann"}}},
+                                                 {"event_name", "Q&A"},
+                                                 {"starts_at", "tomorrow at 19:00"},
+                                                 {"event_url", "https://example.org/e/1"}});
+  CHECK(reminder.subject == "Reminder: Q&A, tomorrow at 19:00");
+  CHECK(contains(reminder.text, "Q&A starts tomorrow at 19:00."));
+  CHECK(contains(reminder.html, "<strong>Q&amp;A</strong>"));
+  CHECK(contains(reminder.html, "href=\"https://example.org/e/1\""));
+
+  nlohmann::json generic = {{"user", {{"first_name", "Ann"}}},
+                            {"title", "Export <ready>"},
+                            {"message", "Line one\nLine two"},
+                            {"action_url", "https://example.org/x"},
+                            {"action_label", "Download"}};
+  const notify::Content g = store.render("email/generic", "en", generic);
+  CHECK(g.subject == "Export <ready>");
+  CHECK(contains(g.text, "Line one\nLine two\n\nDownload: https://example.org/x\n"));
+  CHECK(contains(g.html,
+                 "<h1 style=\"font-size: 22px; margin: 0 0 16px;\">Export &lt;ready&gt;</h1>"));
+  CHECK(contains(g.html, ">Download</a>"));
+  generic.erase("action_label");
+  CHECK(
+      contains(store.render("email/generic", "de", generic).text, "Öffnen: https://example.org/x"));
+  generic.erase("action_url");
+  const notify::Content bare = store.render("email/generic", "en", generic);
+  CHECK_FALSE(contains(bare.text, "https://example.org/x"));
+  CHECK_FALSE(contains(bare.html, "https://example.org/x"));
+  CHECK_FALSE(contains(bare.text, "Open"));
+}
