@@ -1,0 +1,564 @@
+// The worker on a real RabbitMQ, alone: postings published straight into its exchange, mail
+// received by an in-process SMTP sink that can be scripted to fail. Each test has its own
+// exchange (so its own queues) and its own sink. Quiet hours are a window of a few seconds
+// around now, in UTC, so deferral through the delay queues is seen end to end in seconds.
+
+#include <doctest/doctest.h>
+
+#include <cstdio>
+#include <fstream>
+#include <map>
+#include <memory>
+#include <set>
+#include <sstream>
+#include <thread>
+
+#include <nlohmann/json.hpp>
+
+#include "notify/amqp.hpp"
+#include "notify/posting.hpp"
+#include "smtp_sink.hpp"
+#include "stack.hpp"
+
+using namespace std::chrono_literals;
+using notify::testing::Process;
+using notify::testing::SmtpSink;
+using notify::testing::SmtpStage;
+using notify::testing::Stack;
+using notify::testing::unique_name;
+using notify::testing::wait_until;
+using SysClock = std::chrono::system_clock;
+
+namespace {
+
+constexpr const char* kAddress = "ann@example.com";
+constexpr const char* kFrom = "notifications@example.com";
+
+notify::TimePoint now_ms() {
+  return std::chrono::time_point_cast<std::chrono::milliseconds>(SysClock::now());
+}
+
+// "HH:MM:SS" of a UTC instant, wrapping at midnight.
+std::string time_of_day(std::chrono::sys_seconds t) {
+  const long long s = ((t.time_since_epoch().count() % 86400) + 86400) % 86400;
+  char buf[16];
+  std::snprintf(buf, sizeof buf, "%02lld:%02lld:%02lld", s / 3600, s / 60 % 60, s % 60);
+  return buf;
+}
+
+// A QUIET_HOURS window (UTC) that contains now and ends `ahead` from now, on a whole second.
+struct QuietWindow {
+  std::string spec;
+  SysClock::time_point end;
+};
+QuietWindow window_ending_in(std::chrono::seconds ahead) {
+  const auto now = SysClock::now();
+  const auto end = std::chrono::ceil<std::chrono::seconds>(now) + ahead;
+  const auto start = std::chrono::floor<std::chrono::seconds>(now) - 60s;
+  return {time_of_day(start) + "-" + time_of_day(end), end};
+}
+
+// No quiet hours at all (start == end), so the real time of day never defers a test's posting.
+constexpr const char* kNoQuietHours = "00:00-00:00";
+
+std::string tail(const std::string& text, std::size_t n = 6000) {
+  return text.size() <= n ? text : "..." + text.substr(text.size() - n);
+}
+
+// The worker's JSON log lines with that msg and, for each given field, that value.
+std::vector<nlohmann::json> entries(const Process& worker, const std::string& msg,
+                                    const std::map<std::string, std::string>& fields = {}) {
+  std::vector<nlohmann::json> found;
+  std::istringstream in(worker.log());
+  std::string line;
+  while (std::getline(in, line)) {
+    const auto j = nlohmann::json::parse(line, nullptr, /*allow_exceptions=*/false);
+    if (j.is_discarded() || !j.is_object() || j.value("msg", "") != msg) continue;
+    bool match = true;
+    for (const auto& [key, value] : fields) {
+      if (!j.contains(key)) {
+        match = false;
+      } else if (j[key].is_string()) {
+        match = match && j[key].get<std::string>() == value;
+      } else {
+        match = match && j[key].dump() == value;
+      }
+    }
+    if (match) found.push_back(j);
+  }
+  return found;
+}
+
+std::string posting_id_of(const notify::testing::SinkMessage& m) {
+  return m.header("X-Notify-Posting-Id").value_or("");
+}
+
+struct Fixture {
+  std::string exchange = unique_name("worker");
+  SmtpSink sink;
+  int workers_started = 0;
+
+  notify::amqp::Topology topology() const {
+    notify::amqp::Topology t;
+    t.exchange = exchange;
+    return t;
+  }
+
+  notify::amqp::ConnectionOptions connection() const {
+    notify::amqp::ConnectionOptions o;
+    o.url = notify::amqp::Url::parse(Stack::get().value("RABBITMQ_URL"));
+    o.connection_name = "worker_integration";
+    return o;
+  }
+
+  std::map<std::string, std::string> env() const {
+    return {{"RABBITMQ_URL", Stack::get().value("RABBITMQ_URL")},
+            {"RABBITMQ_EXCHANGE", exchange},
+            {"SMTP_HOST", sink.host()},
+            {"SMTP_PORT", std::to_string(sink.port())},
+            {"SMTP_FROM", kFrom},
+            {"SMTP_TIMEOUT", "5s"},
+            {"DELAY_TIERS", "1s,2s,5s"},
+            {"RETRY_BASE_DELAY", "1s"},
+            {"QUIET_HOURS", kNoQuietHours},
+            {"QUIET_HOURS_SPREAD", "0"},
+            {"DEFAULT_TIMEZONE", "UTC"},
+            {"LOG_LEVEL", "debug"}};
+  }
+
+  // Starts a worker with the fixture's environment overridden by `overrides`, and waits until it
+  // consumes (so what a test publishes next is seen by a running worker).
+  std::unique_ptr<Process> start_worker(const std::map<std::string, std::string>& overrides = {}) {
+    auto e = env();
+    for (const auto& [k, v] : overrides) e[k] = v;
+    const Stack& s = Stack::get();
+    auto worker = std::make_unique<Process>(s.value("BIN_DIR") + "/worker_notifications",
+                                            std::vector<std::string>{}, e,
+                                            s.value("STACK_DIR") + "/test-logs/" + exchange + "-" +
+                                                std::to_string(++workers_started) + ".log");
+    const bool connected =
+        wait_until([&] { return !entries(*worker, "rabbitmq connected").empty(); }, 20s);
+    INFO("worker log:\n" << tail(worker->log()));
+    REQUIRE(connected);
+    return worker;
+  }
+
+  notify::Posting posting(const std::string& subject, int priority = 5,
+                          notify::QuietHours quiet = notify::QuietHours::kBypass) const {
+    const auto now = now_ms();
+    notify::Posting p;
+    p.event_id = unique_name("event");
+    p.posting_id = notify::make_posting_id(p.event_id, kAddress, "email");
+    p.event_type = "user_signed_up";
+    p.source = "auth";
+    p.event_time = now;
+    p.channel = "email";
+    p.template_name = "user_signed_up";
+    p.recipient = {"user-1", kAddress, "Ann Example", "UTC", "en"};
+    p.content = {subject, "Hello Ann,\nplease confirm.", "<p>Hello Ann, please confirm.</p>"};
+    p.priority = priority;
+    p.quiet_hours = quiet;
+    p.created_at = now;
+    p.expires_at = now + std::chrono::hours(1);
+    return p;
+  }
+
+  static notify::amqp::Message message_of(const notify::Posting& p) {
+    notify::amqp::Message m;
+    m.routing_key = "email";
+    m.body = notify::encode(p);
+    m.message_id = p.posting_id;
+    m.priority = static_cast<std::uint8_t>(p.priority);
+    return m;
+  }
+
+  // Publishes with confirms into the exchange; every message must reach the work queue. Retries
+  // the connection for a while, as the broker may just have restarted.
+  void publish(const std::vector<notify::amqp::Message>& messages) const {
+    notify::amqp::ConfirmedPublisher::Options o;
+    o.connection = connection();
+    o.exchange = exchange;
+    o.declare = topology();
+    notify::amqp::ConfirmedPublisher publisher(o);
+    std::string last_error;
+    const bool connected = wait_until(
+        [&] {
+          try {
+            publisher.connect();
+            return true;
+          } catch (const notify::amqp::Error& e) {
+            last_error = e.what();
+            std::this_thread::sleep_for(250ms);
+            return false;
+          }
+        },
+        30s);
+    INFO("last connection error: " << last_error);
+    REQUIRE(connected);
+    std::size_t acked = 0, returned = 0;
+    for (const auto& m : messages) {
+      publisher.publish(m, [&](notify::amqp::ConfirmedPublisher::Result r) {
+        ++(r == notify::amqp::ConfirmedPublisher::Result::kAcked ? acked : returned);
+      });
+    }
+    REQUIRE(publisher.flush(10s));
+    REQUIRE(returned == 0);
+    REQUIRE(acked == messages.size());
+  }
+  void publish(const std::vector<notify::Posting>& postings) const {
+    std::vector<notify::amqp::Message> messages;
+    for (const auto& p : postings) messages.push_back(message_of(p));
+    publish(messages);
+  }
+  void publish(const notify::Posting& p) const { publish(std::vector<notify::Posting>{p}); }
+
+  std::unique_ptr<notify::amqp::Consumer> consumer(const std::string& queue) const {
+    notify::amqp::Consumer::Options o;
+    o.connection = connection();
+    o.queue = queue;
+    o.prefetch = 10;
+    o.declare = topology();
+    auto c = std::make_unique<notify::amqp::Consumer>(o);
+    c->connect();
+    return c;
+  }
+
+  // With no worker running: nothing ready and nothing unacknowledged in the work queue.
+  bool work_queue_empty() const {
+    auto c = consumer(topology().queue_for("email"));
+    if (auto d = c->next(500ms)) {
+      c->reject(d->delivery_tag, /*requeue=*/true);
+      return false;
+    }
+    return true;
+  }
+
+  // The next dead letter (acknowledged), or nothing within the timeout.
+  std::optional<notify::amqp::Delivery> next_dead_letter(std::chrono::milliseconds timeout) const {
+    auto c = consumer(topology().dead_letter_queue_for("email"));
+    auto d = c->next(timeout);
+    if (d) c->ack(d->delivery_tag);
+    return d;
+  }
+
+  std::size_t mails_for(const std::string& posting_id) const {
+    std::size_t n = 0;
+    for (const auto& m : sink.messages()) n += posting_id_of(m) == posting_id ? 1 : 0;
+    return n;
+  }
+};
+
+}  // namespace
+
+TEST_CASE("worker: a posting is sent as one multipart mail and acknowledged") {
+  Fixture f;
+  auto worker = f.start_worker();
+  const auto p = f.posting("Welcome aboard");
+  f.publish(p);
+
+  INFO("worker log:\n" << tail(worker->log()));
+  REQUIRE(f.sink.wait_for_messages(1, 10s));
+  REQUIRE(wait_until([&] { return !entries(*worker, "posting sent").empty(); }, 5s));
+  std::this_thread::sleep_for(500ms);  // a duplicate would show up now
+  CHECK(worker->terminate() == 0);
+
+  const auto mails = f.sink.messages();
+  REQUIRE(mails.size() == 1);
+  const auto& mail = mails.front();
+  CHECK(mail.mail_from == kFrom);
+  CHECK(mail.rcpt_to == std::vector<std::string>{kAddress});
+  CHECK(mail.header("Subject") == "Welcome aboard");
+  // curl wraps the text and HTML alternatives in a multipart/mixed envelope.
+  CHECK(mail.header("Content-Type").value_or("").rfind("multipart/", 0) == 0);
+  CHECK(mail.body().find("multipart/alternative") != std::string::npos);
+  CHECK(mail.body().find("text/plain") != std::string::npos);
+  CHECK(mail.body().find("text/html") != std::string::npos);
+  CHECK(mail.header("Message-ID").value_or("").find(p.posting_id) != std::string::npos);
+  CHECK(posting_id_of(mail) == p.posting_id);
+  CHECK(mail.body().find("please confirm") != std::string::npos);
+  const auto sent = entries(*worker, "posting sent", {{"posting_id", p.posting_id}});
+  CHECK(sent.size() == 1);
+  CHECK(f.work_queue_empty());
+}
+
+TEST_CASE("worker: an expired posting is dropped, never sent") {
+  Fixture f;
+  auto worker = f.start_worker();
+  auto p = f.posting("Too late");
+  p.created_at -= std::chrono::hours(2);
+  p.expires_at = now_ms() - std::chrono::minutes(1);
+  f.publish(p);
+
+  INFO("worker log:\n" << tail(worker->log()));
+  REQUIRE(wait_until(
+      [&] {
+        return !entries(*worker, "posting dropped",
+                        {{"posting_id", p.posting_id}, {"outcome", "expired"}})
+                    .empty();
+      },
+      10s));
+  std::this_thread::sleep_for(2s);
+  CHECK(f.sink.messages().empty());
+  CHECK(f.sink.connections() == 0);
+  CHECK(worker->terminate() == 0);
+  CHECK(f.work_queue_empty());
+  CHECK_FALSE(f.next_dead_letter(300ms));
+}
+
+TEST_CASE("worker: quiet hours hold a respect posting until the window ends; bypass goes at once") {
+  Fixture f;
+  const auto window = window_ending_in(4s);
+  auto worker = f.start_worker({{"QUIET_HOURS", window.spec}});
+  const auto quiet = f.posting("Your weekly digest", 3, notify::QuietHours::kRespect);
+  const auto urgent = f.posting("New sign-in to your account", 9, notify::QuietHours::kBypass);
+  f.publish({quiet, urgent});
+
+  INFO("quiet hours " << window.spec << "; worker log:\n" << tail(worker->log()));
+  REQUIRE(wait_until([&] { return f.mails_for(urgent.posting_id) == 1; }, 3s));
+  CHECK(SysClock::now() < window.end);
+  // Until the window ends, only the bypass mail may be there.
+  while (SysClock::now() < window.end - 100ms) {
+    REQUIRE(f.mails_for(quiet.posting_id) == 0);
+    std::this_thread::sleep_for(50ms);
+  }
+  const auto deferred = entries(*worker, "posting deferred",
+                                {{"posting_id", quiet.posting_id}, {"reason", "quiet_hours"}});
+  CHECK(deferred.size() == 1);
+  REQUIRE(wait_until([&] { return f.mails_for(quiet.posting_id) == 1; }, 8s));
+  const auto arrived = SysClock::now();
+  CHECK(arrived >= window.end);
+  CHECK(arrived < window.end + 3s);
+  std::this_thread::sleep_for(500ms);
+  CHECK(f.sink.messages().size() == 2);
+  CHECK(worker->terminate() == 0);
+  CHECK(f.work_queue_empty());
+}
+
+TEST_CASE("worker: a deferral survives a worker restart") {
+  Fixture f;
+  const auto window = window_ending_in(6s);
+  auto first = f.start_worker({{"QUIET_HOURS", window.spec}});
+  const auto p = f.posting("Digest after restart", 3, notify::QuietHours::kRespect);
+  f.publish(p);
+
+  INFO("quiet hours " << window.spec << "; first worker log:\n" << tail(first->log()));
+  REQUIRE(wait_until(
+      [&] {
+        return !entries(*first, "posting deferred", {{"posting_id", p.posting_id}}).empty();
+      },
+      5s));
+  CHECK(first->terminate() == 0);
+  CHECK(SysClock::now() < window.end);
+
+  auto second = f.start_worker({{"QUIET_HOURS", window.spec}});
+  INFO("second worker log:\n" << tail(second->log()));
+  while (SysClock::now() < window.end - 100ms) {
+    REQUIRE(f.sink.messages().empty());
+    std::this_thread::sleep_for(50ms);
+  }
+  REQUIRE(wait_until([&] { return f.mails_for(p.posting_id) >= 1; }, 10s));
+  CHECK(SysClock::now() >= window.end);
+  std::this_thread::sleep_for(1500ms);
+  CHECK(f.sink.messages().size() == 1);
+  CHECK(second->terminate() == 0);
+  CHECK(f.work_queue_empty());
+}
+
+TEST_CASE("worker: a deferral survives a RabbitMQ restart") {
+  Fixture f;
+  // Long enough that the posting comes back from the delay queue, and is deferred once more,
+  // after the broker is up again and the worker has reconnected (its backoff reaches 8 s).
+  const auto window = window_ending_in(24s);
+  const std::map<std::string, std::string> env = {{"QUIET_HOURS", window.spec},
+                                                  {"DELAY_TIERS", "1s,2s,5s,10s"}};
+  auto worker = f.start_worker(env);
+  const auto p = f.posting("Digest across a broker restart", 3, notify::QuietHours::kRespect);
+  f.publish(p);
+
+  INFO("quiet hours " << window.spec << "; worker log:\n" << tail(worker->log()));
+  REQUIRE(wait_until(
+      [&] {
+        return !entries(*worker, "posting deferred",
+                        {{"posting_id", p.posting_id}, {"tier", "10s"}})
+                    .empty();
+      },
+      5s));
+  // The posting sits in the 10 s delay queue, held only by the broker: restart it.
+  Stack::get().control("restart", "rabbitmq");
+  const auto left =
+      std::chrono::duration_cast<std::chrono::milliseconds>(window.end - SysClock::now());
+  INFO("rabbitmq was back " << left.count() << " ms before the window ended");
+
+  REQUIRE(wait_until([&] { return f.mails_for(p.posting_id) >= 1; }, 40s));
+  CHECK(SysClock::now() >= window.end);
+  std::this_thread::sleep_for(1500ms);
+  CHECK(f.sink.messages().size() == 1);
+  CHECK(worker->terminate() == 0);
+  CHECK(f.work_queue_empty());
+}
+
+TEST_CASE("worker: SMTP 451 twice then 250 sends exactly one mail after two retries") {
+  Fixture f;
+  f.sink.script(SmtpStage::kMail, "451 4.3.0 Try again later", 2);
+  auto worker = f.start_worker();
+  const auto p = f.posting("Retry me");
+  f.publish(p);
+
+  INFO("worker log:\n" << tail(worker->log()));
+  REQUIRE(wait_until([&] { return f.mails_for(p.posting_id) >= 1; }, 20s));
+  REQUIRE(wait_until([&] { return !entries(*worker, "posting sent").empty(); }, 5s));
+  std::this_thread::sleep_for(1s);
+  CHECK(f.sink.messages().size() == 1);
+
+  const auto retries =
+      entries(*worker, "posting deferred", {{"posting_id", p.posting_id}, {"reason", "retry"}});
+  REQUIRE(retries.size() == 2);
+  CHECK(retries[0].value("attempts", 0) == 1);
+  CHECK(retries[1].value("attempts", 0) == 2);
+  CHECK(retries[0].value("last_error", "").find("451") != std::string::npos);
+  // Three MAIL FROM commands: two refused, one accepted.
+  std::size_t mail_commands = 0;
+  for (const auto& c : f.sink.commands()) mail_commands += c.rfind("MAIL FROM", 0) == 0 ? 1 : 0;
+  CHECK(mail_commands == 3);
+  CHECK(worker->terminate() == 0);
+  CHECK(f.work_queue_empty());
+  CHECK_FALSE(f.next_dead_letter(300ms));
+}
+
+TEST_CASE("worker: SMTP 550 dead-letters the posting with its reason, nothing is sent") {
+  Fixture f;
+  f.sink.script(SmtpStage::kRcpt, "550 5.1.1 No such user here", 1);
+  auto worker = f.start_worker();
+  const auto p = f.posting("Nobody home");
+  f.publish(p);
+
+  INFO("worker log:\n" << tail(worker->log()));
+  auto dead = f.next_dead_letter(10s);
+  REQUIRE(dead);
+  CHECK(dead->message_id == p.posting_id);
+  CHECK(notify::decode_posting(dead->body).posting_id == p.posting_id);
+  CHECK(dead->headers["x-dead-reason"] == "permanent_failure");
+  CHECK(dead->headers["x-last-error"].find("550") != std::string::npos);
+  CHECK(dead->headers["x-attempts"] == "1");
+  CHECK(entries(*worker, "posting dead-lettered", {{"posting_id", p.posting_id}}).size() == 1);
+  std::this_thread::sleep_for(500ms);
+  CHECK(f.sink.messages().empty());
+  CHECK(worker->terminate() == 0);
+  CHECK(f.work_queue_empty());
+  CHECK_FALSE(f.next_dead_letter(300ms));
+}
+
+TEST_CASE("worker: an undecodable posting is dead-lettered at once") {
+  Fixture f;
+  auto worker = f.start_worker();
+  notify::amqp::Message garbage;
+  garbage.routing_key = "email";
+  garbage.body = "not json";
+  garbage.message_id = unique_name("garbage");
+  f.publish(std::vector<notify::amqp::Message>{garbage});
+
+  INFO("worker log:\n" << tail(worker->log()));
+  auto dead = f.next_dead_letter(10s);
+  REQUIRE(dead);
+  CHECK(dead->body == "not json");
+  CHECK(dead->message_id == garbage.message_id);
+  CHECK(dead->headers["x-dead-reason"].rfind("undecodable", 0) == 0);
+  CHECK(dead->headers["x-attempts"] == "0");
+  CHECK(f.sink.connections() == 0);
+  CHECK(worker->terminate() == 0);
+  CHECK(f.work_queue_empty());
+}
+
+TEST_CASE("worker: a priority-9 posting overtakes a backlog") {
+  Fixture f;
+  std::vector<notify::Posting> backlog;
+  for (int i = 0; i < 30; ++i) backlog.push_back(f.posting("Newsletter " + std::to_string(i), 0));
+  f.publish(backlog);
+  const auto urgent = f.posting("Password reset", 9);
+  f.publish(urgent);
+
+  auto worker = f.start_worker({{"WORKER_PREFETCH", "1"}, {"SMTP_CONCURRENCY", "1"}});
+  INFO("worker log:\n" << tail(worker->log()));
+  REQUIRE(f.sink.wait_for_messages(31, 30s));
+  const auto mails = f.sink.messages();
+  CHECK((posting_id_of(mails[0]) == urgent.posting_id ||
+         posting_id_of(mails[1]) == urgent.posting_id));
+  CHECK(f.mails_for(urgent.posting_id) == 1);
+  CHECK(worker->terminate() == 0);
+  CHECK(f.work_queue_empty());
+}
+
+TEST_CASE("worker: two competing workers send every posting exactly once") {
+  Fixture f;
+  auto a = f.start_worker({{"WORKER_PREFETCH", "5"}});
+  auto b = f.start_worker({{"WORKER_PREFETCH", "5"}});
+  std::vector<notify::Posting> postings;
+  for (int i = 0; i < 40; ++i) postings.push_back(f.posting("Item " + std::to_string(i)));
+  f.publish(postings);
+
+  INFO("worker a log:\n" << tail(a->log(), 3000) << "\nworker b log:\n" << tail(b->log(), 3000));
+  REQUIRE(f.sink.wait_for_messages(40, 30s));
+  std::this_thread::sleep_for(1s);  // duplicates would arrive now
+  CHECK(a->terminate() == 0);
+  CHECK(b->terminate() == 0);
+
+  std::map<std::string, int> received;
+  for (const auto& m : f.sink.messages()) ++received[posting_id_of(m)];
+  CHECK(f.sink.messages().size() == 40);
+  for (const auto& p : postings) CHECK_MESSAGE(received[p.posting_id] == 1, p.content.subject);
+  // Both took part.
+  CHECK_FALSE(entries(*a, "posting sent").empty());
+  CHECK_FALSE(entries(*b, "posting sent").empty());
+  CHECK(entries(*a, "posting sent").size() + entries(*b, "posting sent").size() == 40);
+  CHECK(f.work_queue_empty());
+}
+
+TEST_CASE("worker: SIGTERM mid-way loses nothing") {
+  Fixture f;
+  std::vector<notify::Posting> postings;
+  for (int i = 0; i < 20; ++i) postings.push_back(f.posting("Batch " + std::to_string(i)));
+  f.publish(postings);
+
+  // Throttled to 4 mails a second, the batch takes ~4 s: stop the worker after the first few.
+  auto first = f.start_worker({{"MAILS_PER_SECOND", "4"}});
+  INFO("first worker log:\n" << tail(first->log(), 3000));
+  REQUIRE(f.sink.wait_for_messages(6, 10s));
+  CHECK(first->terminate() == 0);
+  const auto before = f.sink.messages().size();
+  CHECK(before < postings.size());
+
+  auto second = f.start_worker();
+  INFO("second worker log:\n" << tail(second->log(), 3000));
+  std::set<std::string> expected;
+  for (const auto& p : postings) expected.insert(p.posting_id);
+  REQUIRE(wait_until(
+      [&] {
+        std::set<std::string> seen;
+        for (const auto& m : f.sink.messages()) seen.insert(posting_id_of(m));
+        return seen == expected;
+      },
+      20s));
+  CHECK(second->terminate() == 0);
+  CHECK(f.work_queue_empty());
+  CHECK(entries(*first, "stopped").size() == 1);
+}
+
+TEST_CASE("worker: reconnects by itself after a RabbitMQ restart") {
+  Fixture f;
+  auto worker = f.start_worker();
+  const auto before = f.posting("Before the restart");
+  f.publish(before);
+  REQUIRE(wait_until([&] { return f.mails_for(before.posting_id) == 1; }, 10s));
+
+  Stack::get().control("restart", "rabbitmq");
+  const auto after = f.posting("After the restart");
+  f.publish(after);
+
+  INFO("worker log:\n" << tail(worker->log()));
+  REQUIRE(wait_until([&] { return f.mails_for(after.posting_id) == 1; }, 40s));
+  CHECK(worker->running());
+  CHECK(entries(*worker, "rabbitmq connected").size() >= 2);
+  CHECK(f.sink.messages().size() == 2);
+  CHECK(worker->terminate() == 0);
+  CHECK(f.work_queue_empty());
+}
