@@ -134,8 +134,8 @@ DeliveryLoop::DeliveryLoop(const WorkerConfig& config, Throttle& throttle,
       consumer_(notify::amqp::Consumer::Options{connection_of(config, index),
                                                 topology_.queue_for("email"), config.prefetch,
                                                 topology_}),
-      publisher_(notify::amqp::ConfirmedPublisher::Options{connection_of(config, index), "",
-                                                           64, std::nullopt}),
+      publisher_options_{connection_of(config, index), "", 64, std::nullopt},
+      publisher_(std::make_unique<notify::amqp::ConfirmedPublisher>(publisher_options_)),
       sender_(smtp_options(config)),
       rng_(std::random_device{}()) {
   random01_ = [this] { return std::uniform_real_distribution<double>(0.0, 1.0)(rng_); };
@@ -146,7 +146,7 @@ void DeliveryLoop::connect_with_backoff(const std::atomic<bool>& stop) {
   while (!stop.load()) {
     try {
       if (!consumer_.connected()) consumer_.connect();
-      if (!publisher_.connected()) publisher_.connect();
+      if (!publisher_->connected()) publisher_->connect();
       notify::log::info("rabbitmq connected", {{"queue", topology_.queue_for("email")},
                                                {"prefetch", config_.prefetch}});
       return;
@@ -161,7 +161,7 @@ void DeliveryLoop::connect_with_backoff(const std::atomic<bool>& stop) {
 
 void DeliveryLoop::run(const std::atomic<bool>& stop) {
   while (!stop.load()) {
-    if (!consumer_.connected() || !publisher_.connected()) {
+    if (!consumer_.connected() || !publisher_->connected()) {
       connect_with_backoff(stop);
       continue;
     }
@@ -208,11 +208,23 @@ void DeliveryLoop::handle(const notify::amqp::Delivery& delivery) {
 
 bool DeliveryLoop::republish(notify::amqp::Message message) {
   bool acked = false;
-  publisher_.publish(std::move(message), [&acked](notify::amqp::ConfirmedPublisher::Result r) {
-    acked = r == notify::amqp::ConfirmedPublisher::Result::kAcked;
-  });
-  publisher_.flush(kConfirmTimeout);
-  return acked;
+  // A copy without its confirm stays in the publisher, which would send it again after
+  // reconnecting while the original goes back to the queue: two copies, two mails (and a
+  // callback into this finished frame). The original is the one that counts: forget the copy.
+  const auto forget_copy = [this] {
+    publisher_ = std::make_unique<notify::amqp::ConfirmedPublisher>(publisher_options_);
+  };
+  try {
+    publisher_->publish(std::move(message), [&acked](notify::amqp::ConfirmedPublisher::Result r) {
+      acked = r == notify::amqp::ConfirmedPublisher::Result::kAcked;
+    });
+    if (publisher_->flush(kConfirmTimeout)) return acked;
+  } catch (const notify::amqp::Error&) {
+    forget_copy();
+    throw;
+  }
+  forget_copy();
+  return false;
 }
 
 void DeliveryLoop::apply(const notify::amqp::Delivery& delivery, const notify::Posting* posting,

@@ -8,6 +8,7 @@
 #include <atomic>
 #include <chrono>
 #include <functional>
+#include <memory>
 #include <random>
 #include <string>
 #include <variant>
@@ -87,7 +88,9 @@ class DeliveryLoop {
   const notify::Clock& clock_;
   notify::amqp::Topology topology_;
   notify::amqp::Consumer consumer_;
-  notify::amqp::ConfirmedPublisher publisher_;
+  notify::amqp::ConfirmedPublisher::Options publisher_options_;
+  // Replaced when a copy was not confirmed: see republish().
+  std::unique_ptr<notify::amqp::ConfirmedPublisher> publisher_;
   notify::worker::SmtpSender sender_;
   std::mt19937_64 rng_;
   std::function<double()> random01_;
