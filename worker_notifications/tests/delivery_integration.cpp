@@ -367,7 +367,8 @@ TEST_CASE("worker: a deferral survives a worker restart") {
 TEST_CASE("worker: a deferral survives a RabbitMQ restart") {
   Fixture f;
   // Long enough that the posting comes back from the delay queue, and is deferred once more,
-  // after the broker is up again and the worker has reconnected (its backoff reaches 8 s).
+  // after the broker is up again and the worker has reconnected (its backoff reaches 8 s): the
+  // first copy then goes to a publisher connection the restart broke, and must not be sent twice.
   const auto window = window_ending_in(24s);
   const std::map<std::string, std::string> env = {{"QUIET_HOURS", window.spec},
                                                   {"DELAY_TIERS", "1s,2s,5s,10s"}};
