@@ -56,7 +56,30 @@ EtlConfig load_config(const notify::Env& env) {
   c.auth_max_attempts = static_cast<int>(env.integer("AUTH_MAX_ATTEMPTS", c.auth_max_attempts, 1, 20));
   c.templates_dir = env.str("TEMPLATES_DIR", c.templates_dir);
   c.public_base_url = env.str("PUBLIC_BASE_URL", c.public_base_url);
+  c.dlq_topic = env.str("NOTIFY_EVENTS_DLQ_TOPIC", c.events_topic + ".dlq");
   c.welcome_ttl = env.duration("WELCOME_TTL", c.welcome_ttl);
+  c.security_ttl = env.duration("SECURITY_NOTICE_TTL", c.security_ttl);
+  c.default_ttl = env.duration("DEFAULT_TTL", c.default_ttl);
+  c.reminder_ttl = env.duration("REMINDER_TTL", c.reminder_ttl);
+  c.context_url_allowlist = split(env.str("CONTEXT_URL_ALLOWLIST", ""), ',');
+  c.webhook_url_allowlist = split(env.str("WEBHOOK_URL_ALLOWLIST", ""), ',');
+  for (const auto& [name, list] : {std::pair{"CONTEXT_URL_ALLOWLIST", &c.context_url_allowlist},
+                                   std::pair{"WEBHOOK_URL_ALLOWLIST", &c.webhook_url_allowlist}}) {
+    for (const std::string& entry : *list) {
+      if (entry.rfind("http://", 0) != 0 && entry.rfind("https://", 0) != 0) {
+        throw notify::ConfigError(std::string(name) + ": '" + entry +
+                                  "' is not an http(s) base URL");
+      }
+    }
+  }
+  c.max_event_bytes = static_cast<std::size_t>(
+      env.integer("MAX_EVENT_BYTES", static_cast<std::int64_t>(c.max_event_bytes), 64, 1 << 28));
+  c.max_recipients = static_cast<std::size_t>(env.integer(
+      "MAX_RECIPIENTS", static_cast<std::int64_t>(c.max_recipients), 1, 100000000));
+  c.max_context_fetch_bytes = static_cast<std::size_t>(
+      env.integer("MAX_CONTEXT_FETCH_BYTES", static_cast<std::int64_t>(c.max_context_fetch_bytes),
+                  1, 1 << 28));
+  c.auth_cache_ttl = env.duration("AUTH_CACHE_TTL", c.auth_cache_ttl);
   c.retry_max_backoff = env.duration("ETL_RETRY_MAX_BACKOFF", c.retry_max_backoff);
   c.log_level = env.str("LOG_LEVEL", c.log_level);
   return c;

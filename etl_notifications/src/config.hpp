@@ -6,6 +6,7 @@
 #include <cstddef>
 #include <map>
 #include <string>
+#include <vector>
 
 #include "notify/config.hpp"
 
@@ -25,8 +26,18 @@ struct EtlConfig {
   std::chrono::milliseconds auth_timeout{5000};
   int auth_max_attempts = 3;
   std::string templates_dir = "templates";
+  std::string dlq_topic = "notify_events.dlq";
   std::string public_base_url = "http://localhost:8000";
   std::chrono::milliseconds welcome_ttl = std::chrono::hours(24);
+  std::chrono::milliseconds security_ttl = std::chrono::hours(24);
+  std::chrono::milliseconds default_ttl = std::chrono::hours(48);
+  std::chrono::milliseconds reminder_ttl = std::chrono::hours(1);
+  std::vector<std::string> context_url_allowlist;
+  std::vector<std::string> webhook_url_allowlist;
+  std::size_t max_event_bytes = 1 << 20;
+  std::size_t max_recipients = 100000;
+  std::size_t max_context_fetch_bytes = 256 * 1024;
+  std::chrono::milliseconds auth_cache_ttl{60000};
   std::chrono::milliseconds retry_max_backoff{30000};  // transient trouble: pause and retry
   std::string log_level = "info";
 };

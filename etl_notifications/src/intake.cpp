@@ -1,6 +1,9 @@
 #include "intake.hpp"
 
+#include <algorithm>
 #include <array>
+#include <cctype>
+#include <set>
 #include <string_view>
 
 #include "notify/time.hpp"
@@ -11,6 +14,7 @@ namespace {
 using nlohmann::json;
 
 constexpr std::array<std::string_view, 4> kPriorities = {"immediate", "high", "normal", "low"};
+const std::set<std::string> kChannels = {"email", "webhook"};
 
 std::optional<std::string> string_at(const json& object, const char* name) {
   auto it = object.find(name);
@@ -22,23 +26,143 @@ Rejection missing(const std::string& field) {
   return Rejection{"missing or non-string field '" + field + "'"};
 }
 
-// user_signed_up: the Auth service's message as it emits it today.
-std::variant<Event, Rejection> decode_user_event(Event event, const json& doc) {
-  auto id = string_at(doc, "id");
-  if (!id || id->empty()) return missing("id");
-  event.user_id = *id;
+// A field that must be a non-empty string when the type needs it.
+bool need_string(const json& doc, const char* name, std::string* out, Rejection* why) {
+  auto value = string_at(doc, name);
+  if (!value || value->empty()) {
+    *why = missing(name);
+    return false;
+  }
+  *out = *value;
+  return true;
+}
+
+std::optional<Rejection> read_channels(const json& doc, const char* name, Event* event) {
+  auto it = doc.find(name);
+  if (it == doc.end()) return std::nullopt;
+  if (!it->is_array() || it->empty()) {
+    return Rejection{"field '" + std::string(name) + "' must be a non-empty array of channels"};
+  }
+  for (const auto& c : *it) {
+    if (!c.is_string() || kChannels.count(c.get<std::string>()) == 0) {
+      return Rejection{"unknown channel " + c.dump() + " in '" + name + "' (email, webhook)"};
+    }
+    const auto channel = c.get<std::string>();
+    if (std::find(event->channels.begin(), event->channels.end(), channel) ==
+        event->channels.end()) {
+      event->channels.push_back(channel);
+    }
+  }
+  return std::nullopt;
+}
+
+std::optional<Rejection> read_template(const json& doc, Event* event) {
+  Rejection why;
+  if (!need_string(doc, "template", &event->template_name, &why)) return why;
+  auto ctx = doc.find("template_context");
+  if (ctx != doc.end() && !ctx->is_null()) {
+    if (!ctx->is_object()) return Rejection{"field 'template_context' must be an object"};
+    event->template_context = *ctx;
+  }
+  return std::nullopt;
+}
+
+std::optional<Rejection> read_expires_in(const json& doc, Event* event) {
+  auto it = doc.find("expires_in");
+  if (it == doc.end() || it->is_null()) return std::nullopt;
+  if (it->is_number_integer() && it->get<long long>() > 0) {
+    event->expires_in = std::chrono::seconds(it->get<long long>());
+    return std::nullopt;
+  }
+  if (it->is_string()) {
+    if (auto d = parse_expires_in(it->get<std::string>())) {
+      event->expires_in = *d;
+      return std::nullopt;
+    }
+  }
+  return Rejection{"expires_in is not a duration (e.g. \"2 days\", \"120 sec\", \"PT2H\"): " +
+                   it->dump()};
+}
+
+std::optional<Rejection> read_webhook(const json& doc, Event* event) {
+  auto it = doc.find("webhook_url");
+  if (it == doc.end() || it->is_null()) return std::nullopt;
+  if (!it->is_string()) return missing("webhook_url");
+  event->webhook_url = it->get<std::string>();
+  return std::nullopt;
+}
+
+// The Auth service's messages as it emits them today: user id in "id", data in "details".
+std::optional<Rejection> decode_user_event(const json& doc, Event* event) {
+  Rejection why;
+  if (!need_string(doc, "id", &event->user_id, &why)) return why;
   auto details = doc.find("details");
   if (details == doc.end() || !details->is_object()) {
     return Rejection{"missing or non-object field 'details'"};
   }
   auto email = string_at(*details, "email");
   if (!email || email->empty()) return missing("details.email");
-  if (event.type == "user_signed_up") {
+  if (event->type == "user_signed_up") {
     auto link = string_at(*details, "confirm_link");
     if (!link || link->empty()) return missing("details.confirm_link");
   }
-  event.details = *details;
-  return event;
+  event->details = *details;
+  return std::nullopt;
+}
+
+std::optional<Rejection> decode_mailing(const json& doc, Event* event) {
+  Rejection why;
+  if (!need_string(doc, "receivers", &event->receivers, &why)) return why;
+  if (auto r = read_template(doc, event)) return r;
+  if (auto r = read_channels(doc, "delivery_type", event)) return r;
+  return read_expires_in(doc, event);
+}
+
+std::optional<Rejection> decode_reminder(const json& doc, Event* event) {
+  Rejection why;
+  if (!need_string(doc, "user_id", &event->user_id, &why)) return why;
+  std::string send_at;
+  if (!need_string(doc, "send_at", &send_at, &why)) return why;
+  event->send_at = notify::parse_iso8601(send_at);
+  if (!event->send_at) return Rejection{"send_at is not an ISO 8601 time: " + send_at};
+  if (auto r = read_template(doc, event)) return r;
+  if (auto r = read_channels(doc, "channels", event)) return r;
+  if (auto r = read_webhook(doc, event)) return r;
+  return read_expires_in(doc, event);
+}
+
+std::optional<Rejection> decode_request(const json& doc, Event* event,
+                                        const IntakeLimits& limits) {
+  auto ids = doc.find("user_ids");
+  if (ids == doc.end() || !ids->is_array() || ids->empty()) {
+    return Rejection{"field 'user_ids' must be a non-empty array of strings"};
+  }
+  if (ids->size() > limits.max_recipients) {
+    return Rejection{"user_ids has " + std::to_string(ids->size()) +
+                     " recipients, more than MAX_RECIPIENTS=" +
+                     std::to_string(limits.max_recipients)};
+  }
+  std::set<std::string> seen;
+  for (const auto& id : *ids) {
+    if (!id.is_string() || id.get<std::string>().empty()) {
+      return Rejection{"field 'user_ids' must be a non-empty array of strings"};
+    }
+    if (seen.insert(id.get<std::string>()).second) event->user_ids.push_back(id.get<std::string>());
+  }
+  if (auto r = read_template(doc, event)) return r;
+  if (auto r = read_channels(doc, "channels", event)) return r;
+  if (auto r = read_expires_in(doc, event)) return r;
+  if (auto r = read_webhook(doc, event)) return r;
+  if (auto q = string_at(doc, "quiet_hours")) {
+    if (*q == "respect") {
+      event->quiet_hours = notify::QuietHours::kRespect;
+    } else if (*q == "bypass") {
+      event->quiet_hours = notify::QuietHours::kBypass;
+    } else {
+      return Rejection{"quiet_hours must be respect or bypass, not '" + *q + "'"};
+    }
+  }
+  return std::nullopt;
 }
 
 }  // namespace
@@ -48,7 +172,13 @@ std::string message_identity(const RawMessage& m) {
 }
 
 std::variant<Event, Rejection> decode_event(const RawMessage& message,
-                                            notify::TimePoint received_at) {
+                                            notify::TimePoint received_at,
+                                            const IntakeLimits& limits) {
+  if (message.value.size() > limits.max_event_bytes) {
+    return Rejection{"event of " + std::to_string(message.value.size()) +
+                     " bytes is larger than MAX_EVENT_BYTES=" +
+                     std::to_string(limits.max_event_bytes)};
+  }
   json doc = json::parse(message.value, nullptr, /*allow_exceptions=*/false);
   if (doc.is_discarded()) return Rejection{"value is not valid JSON"};
   if (!doc.is_object()) return Rejection{"value is not a JSON object"};
@@ -58,10 +188,9 @@ std::variant<Event, Rejection> decode_event(const RawMessage& message,
   if (!type || type->empty()) return missing("event_type");
   event.type = *type;
   event.source = string_at(doc, "from_service").value_or("");
-  event.priority = string_at(doc, "priority").value_or("normal");
-  bool known_priority = false;
-  for (auto p : kPriorities) known_priority = known_priority || p == event.priority;
-  if (!known_priority) {
+  event.priority = string_at(doc, "priority").value_or("");
+  if (!event.priority.empty() &&
+      std::find(kPriorities.begin(), kPriorities.end(), event.priority) == kPriorities.end()) {
     return Rejection{"unknown priority '" + event.priority + "' (immediate, high, normal, low)"};
   }
 
@@ -78,8 +207,89 @@ std::variant<Event, Rejection> decode_event(const RawMessage& message,
     event.time = received_at;
   }
 
-  if (event.type == "user_signed_up") return decode_user_event(std::move(event), doc);
-  return Rejection{"unknown event_type '" + event.type + "'"};
+  std::optional<Rejection> refused;
+  if (event.type == "user_signed_up" || event.type == "user_changed_password_successfully") {
+    refused = decode_user_event(doc, &event);
+  } else if (event.type == "mailing") {
+    refused = decode_mailing(doc, &event);
+  } else if (event.type == "reminder") {
+    refused = decode_reminder(doc, &event);
+  } else if (event.type == "notification_requested") {
+    if (!event_id || event_id->empty()) return missing("event_id");
+    refused = decode_request(doc, &event, limits);
+  } else {
+    return Rejection{"unknown event_type '" + event.type + "'"};
+  }
+  if (refused) return *refused;
+  return event;
+}
+
+std::optional<std::chrono::milliseconds> parse_expires_in(const std::string& text) {
+  using std::chrono::milliseconds;
+  using std::chrono::seconds;
+  std::size_t i = 0;
+  auto skip_spaces = [&] {
+    while (i < text.size() && std::isspace(static_cast<unsigned char>(text[i]))) ++i;
+  };
+  auto number = [&]() -> std::optional<long long> {
+    std::size_t start = i;
+    while (i < text.size() && std::isdigit(static_cast<unsigned char>(text[i]))) ++i;
+    if (i == start || i - start > 12) return std::nullopt;
+    return std::stoll(text.substr(start, i - start));
+  };
+
+  skip_spaces();
+  if (i < text.size() && text[i] == 'P') {  // ISO 8601: PnDTnHnMnS (and nW)
+    ++i;
+    long long total = 0;
+    bool in_time = false;
+    bool any = false;
+    while (i < text.size()) {
+      if (text[i] == 'T') {
+        if (in_time) return std::nullopt;
+        in_time = true;
+        ++i;
+        continue;
+      }
+      auto n = number();
+      if (!n || i >= text.size()) return std::nullopt;
+      const char unit = text[i++];
+      long long factor = 0;
+      if (!in_time && unit == 'W') factor = 7 * 86400;
+      if (!in_time && unit == 'D') factor = 86400;
+      if (in_time && unit == 'H') factor = 3600;
+      if (in_time && unit == 'M') factor = 60;
+      if (in_time && unit == 'S') factor = 1;
+      if (factor == 0) return std::nullopt;
+      total += *n * factor;
+      any = true;
+    }
+    if (!any || total <= 0) return std::nullopt;
+    return std::chrono::duration_cast<milliseconds>(seconds(total));
+  }
+
+  auto n = number();
+  if (!n) return std::nullopt;
+  skip_spaces();
+  std::string unit;
+  while (i < text.size() && std::isalpha(static_cast<unsigned char>(text[i]))) {
+    unit.push_back(static_cast<char>(std::tolower(static_cast<unsigned char>(text[i++]))));
+  }
+  skip_spaces();
+  if (i != text.size() || *n <= 0) return std::nullopt;
+  static const std::array<std::pair<std::string_view, long long>, 16> kUnits = {{
+      {"s", 1}, {"sec", 1}, {"secs", 1}, {"second", 1}, {"seconds", 1},
+      {"m", 60}, {"min", 60}, {"mins", 60}, {"minute", 60}, {"minutes", 60},
+      {"h", 3600}, {"hour", 3600}, {"hours", 3600},
+      {"d", 86400}, {"day", 86400}, {"days", 86400},
+  }};
+  for (const auto& [name, factor] : kUnits) {
+    if (unit == name) return std::chrono::duration_cast<milliseconds>(seconds(*n * factor));
+  }
+  if (unit == "w" || unit == "week" || unit == "weeks") {
+    return std::chrono::duration_cast<milliseconds>(seconds(*n * 7 * 86400));
+  }
+  return std::nullopt;
 }
 
 }  // namespace etl

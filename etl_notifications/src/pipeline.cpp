@@ -2,6 +2,7 @@
 
 #include <algorithm>
 
+#include "auth_client/url.hpp"
 #include "notify/log.hpp"
 #include "notify/posting.hpp"
 
@@ -15,6 +16,8 @@ constexpr auto kFirstBackoff = 500ms;
 constexpr auto kIdlePoll = 100ms;
 constexpr auto kRevokeFlush = 5s;
 constexpr auto kShutdownFlush = 10s;
+constexpr std::size_t kUsersPerStep = 100;  // single lookups between two publish rounds
+constexpr std::size_t kMaxBacklog = 1000;   // consumed events waiting: more pauses intake
 
 nlohmann::json where(const notify::kafka::Message& m) {
   return {{"topic", m.topic}, {"partition", m.partition}, {"offset", m.offset}};
@@ -42,6 +45,7 @@ notify::amqp::ConfirmedPublisher::Options publisher_options(const EtlConfig& c) 
   o.window = c.confirm_window;
   notify::amqp::Topology topology;
   topology.exchange = c.exchange;
+  topology.channels = {"email", "webhook"};
   o.declare = topology;
   return o;
 }
@@ -52,6 +56,19 @@ auth::ClientOptions auth_options(const EtlConfig& c) {
   o.token = c.auth_token;
   o.request_timeout = c.auth_timeout;
   o.max_attempts = c.auth_max_attempts;
+  o.cache_ttl = c.auth_cache_ttl;
+  return o;
+}
+
+TransformOptions transform_options(const EtlConfig& c) {
+  TransformOptions o;
+  o.public_base_url = c.public_base_url;
+  o.welcome_ttl = c.welcome_ttl;
+  o.security_ttl = c.security_ttl;
+  o.default_ttl = c.default_ttl;
+  o.reminder_ttl = c.reminder_ttl;
+  o.webhook_allowlist = c.webhook_url_allowlist;
+  o.context_allowlist = c.context_url_allowlist;
   return o;
 }
 
@@ -60,9 +77,10 @@ auth::ClientOptions auth_options(const EtlConfig& c) {
 Pipeline::Pipeline(const EtlConfig& config)
     : config_(config),
       templates_(config.templates_dir),
-      transformer_(TransformOptions{config.public_base_url, config.welcome_ttl}, templates_),
+      transformer_(transform_options(config), templates_),
       auth_(auth_options(config)),
-      publisher_(publisher_options(config)) {
+      publisher_(publisher_options(config)),
+      dlq_(std::make_unique<notify::kafka::Producer>(config.kafka_bootstrap_servers)) {
   notify::kafka::Consumer::Options o;
   o.bootstrap_servers = config.kafka_bootstrap_servers;
   o.group_id = config.group_id;
@@ -108,11 +126,9 @@ void Pipeline::run(const std::atomic<bool>& stop) {
       block("a posting was returned unroutable: is the queue bound?");
       continue;
     }
-    // Take a new event only when everything before it is in the publisher's hands.
-    if (pending_.empty() && backlog_.empty()) {
-      const auto timeout = publisher_.outstanding() > 0 ? 1ms : kIdlePoll;
-      if (auto m = consumer_->poll(timeout)) take(std::move(*m));
-    }
+    const bool busy = job_ || !backlog_.empty() || !pending_.empty() || publisher_.outstanding() > 0;
+    if (auto m = consumer_->poll(busy ? 0ms : kIdlePoll)) take(std::move(*m));
+    work();
   }
   shutdown();
 }
@@ -120,61 +136,193 @@ void Pipeline::run(const std::atomic<bool>& stop) {
 void Pipeline::take(notify::kafka::Message message) {
   tracker_.begin(TopicPartition{message.topic, message.partition}, message.offset);
   backlog_.push_back(std::move(message));
-  if (blocked_reason_.empty()) drain_backlog();
+  update_pause();
 }
 
-void Pipeline::drain_backlog() {
-  while (!backlog_.empty()) {
-    if (prepare(backlog_.front()) == Step::kTransient) return;
-    backlog_.pop_front();
+// Moves events forward while the postings waiting for the publisher stay under one window.
+void Pipeline::work() {
+  while (blocked_reason_.empty() && pending_.size() < config_.confirm_window) {
+    if (!job_) {
+      if (backlog_.empty()) break;
+      Job job;
+      job.message = std::move(backlog_.front());
+      backlog_.pop_front();
+      job.ticket = std::make_shared<Ticket>(
+          Ticket{TopicPartition{job.message.topic, job.message.partition}, job.message.offset});
+      job_ = std::move(job);
+      update_pause();
+    }
+    const Step step = advance(*job_);
+    if (step == Step::kTransient) return;
+    if (step == Step::kDone) {
+      seal(*job_);
+      job_.reset();
+    }
   }
 }
 
-Pipeline::Step Pipeline::prepare(const notify::kafka::Message& message) {
-  auto decoded = decode_event(raw(message), clock_.now());
-  if (auto* rejection = std::get_if<Rejection>(&decoded)) {
-    reject(message, rejection->reason);
-    return Step::kDone;
+Pipeline::Step Pipeline::advance(Job& job) {
+  if (!job.event) {
+    IntakeLimits limits{config_.max_event_bytes, config_.max_recipients};
+    auto decoded = decode_event(raw(job.message), clock_.now(), limits);
+    if (auto* rejection = std::get_if<Rejection>(&decoded)) {
+      return dead_letter(job, rejection->reason);
+    }
+    auto planned = plan(std::get<Event>(decoded), transformer_.options());
+    if (auto* rejection = std::get_if<Rejection>(&planned)) {
+      return dead_letter(job, rejection->reason);
+    }
+    job.event = std::move(std::get<Event>(decoded));
+    job.request = std::move(std::get<Request>(planned));
   }
-  const Event& event = std::get<Event>(decoded);
+  if (!job.context_resolved) {
+    const Step step = resolve_context(job);
+    if (step != Step::kMore) return step;
+    job.context_resolved = true;
+  }
+  return job.request->audience.kind == Audience::Kind::kUsers ? walk_users(job) : walk_pages(job);
+}
 
-  const auth::Lookup lookup = auth_.get_user(event.user_id);
-  if (lookup.status == auth::LookupStatus::kUnknownUser) {
-    reject(message, "unknown user " + event.user_id);
-    return Step::kDone;
+// Fetches the allowlisted URLs of template_context once per event.
+Pipeline::Step Pipeline::resolve_context(Job& job) {
+  auto keys = context_urls_to_fetch(job.request->context, transformer_.options());
+  if (auto* rejection = std::get_if<Rejection>(&keys)) return dead_letter(job, rejection->reason);
+  for (const std::string& key : std::get<std::vector<std::string>>(keys)) {
+    const std::string url = job.request->context[key].get<std::string>();
+    const auth::FetchResult fetched = auth_.fetch_json(url, config_.max_context_fetch_bytes);
+    switch (fetched.status) {
+      case auth::FetchStatus::kOk: job.request->context[key] = fetched.body; break;
+      case auth::FetchStatus::kUnavailable: block("context fetch: " + fetched.error); return Step::kTransient;
+      case auth::FetchStatus::kTooLarge:
+        return dead_letter(job, "template_context." + key + ": answer larger than " +
+                                    "MAX_CONTEXT_FETCH_BYTES=" +
+                                    std::to_string(config_.max_context_fetch_bytes));
+      default:
+        return dead_letter(job, "template_context." + key + ": " + fetched.error);
+    }
   }
-  if (lookup.status != auth::LookupStatus::kFound) {
-    block("auth: " + lookup.error);
+  return Step::kMore;
+}
+
+Pipeline::Step Pipeline::add_user(Job& job, const auth::User& user) {
+  auto result = transformer_.postings(*job.event, *job.request, user, clock_.now());
+  if (auto* rejection = std::get_if<Rejection>(&result)) return dead_letter(job, rejection->reason);
+  if (auto* skip = std::get_if<Skip>(&result)) {
+    ++job.skipped;
+    notify::log::debug("recipient skipped", {{"event_id", job.event->identity},
+                                             {"user_id", user.id},
+                                             {"reason", skip->reason}});
+    return Step::kMore;
+  }
+  for (auto& p : std::get<std::vector<notify::Posting>>(result)) {
+    notify::log::debug("posting rendered", {{"event_id", p.event_id},
+                                            {"posting_id", p.posting_id},
+                                            {"template", p.template_name},
+                                            {"channel", p.channel}});
+    ++job.ticket->unconfirmed;
+    ++job.postings;
+    pending_.push_back(Outgoing{to_amqp(p), job.ticket});
+  }
+  return Step::kMore;
+}
+
+Pipeline::Step Pipeline::walk_users(Job& job) {
+  const auto& ids = job.request->audience.user_ids;
+  const std::size_t end = std::min(ids.size(), job.next_user + kUsersPerStep);
+  while (job.next_user < end) {
+    const std::string& id = ids[job.next_user];
+    const auth::Lookup lookup = auth_.get_user(id);
+    if (lookup.status == auth::LookupStatus::kUnavailable) {
+      block("auth: " + lookup.error);
+      return Step::kTransient;
+    }
+    if (lookup.status == auth::LookupStatus::kUnknownUser) {
+      if (job.request->single_user) return dead_letter(job, "unknown user " + id);
+      ++job.skipped;
+      notify::log::info("unknown user skipped", {{"event_id", job.event->identity}, {"user_id", id}});
+    } else if (const Step step = add_user(job, *lookup.user); step != Step::kMore) {
+      return step;  // refused: dead-lettered, or the dead-letter topic is unavailable
+    }
+    ++job.next_user;
+  }
+  return job.next_user == ids.size() ? Step::kDone : Step::kMore;
+}
+
+Pipeline::Step Pipeline::walk_pages(Job& job) {
+  const std::string& base = job.request->audience.users_url;
+  if (job.next_page == 0) {
+    if (!auth::url_allowed(base, {config_.auth_url})) {
+      return dead_letter(job, "receivers must be a users URL of the Auth service (" +
+                                  config_.auth_url + "): " + base);
+    }
+    const auto first = auth::query_param(base, "page_number");
+    try {
+      job.next_page = first ? std::max(1, std::stoi(*first)) : 1;
+    } catch (const std::exception&) {
+      return dead_letter(job, "receivers: page_number is not a number");
+    }
+  }
+  const auto url = auth::with_query_param(base, "page_number", std::to_string(job.next_page));
+  if (!url) return dead_letter(job, "receivers is not a URL: " + base);
+  const auth::PageLookup page = auth_.list_users(*url);
+  if (page.status == auth::LookupStatus::kUnavailable) {
+    block("auth: " + page.error);
     return Step::kTransient;
   }
+  if (page.status != auth::LookupStatus::kFound) {
+    return dead_letter(job, "receivers: " + page.error);
+  }
+  if (page.page->total > static_cast<long long>(config_.max_recipients)) {
+    return dead_letter(job, "audience of " + std::to_string(page.page->total) +
+                                " users is larger than MAX_RECIPIENTS=" +
+                                std::to_string(config_.max_recipients));
+  }
+  for (const auth::User& user : page.page->items) {
+    if (const Step step = add_user(job, user); step != Step::kMore) return step;
+  }
+  job.skipped += page.page->skipped;
+  const long long seen = static_cast<long long>(job.next_page) * page.page->page_size;
+  if (page.page->items.empty() || page.page->page_size <= 0 || seen >= page.page->total) {
+    return Step::kDone;
+  }
+  ++job.next_page;
+  return Step::kMore;
+}
 
-  auto result = transformer_.postings(event, *lookup.user, clock_.now());
-  if (auto* rejection = std::get_if<Rejection>(&result)) {
-    reject(message, rejection->reason);
-    return Step::kDone;
+// A permanent refusal: the original goes to the dead-letter topic with the reason, and the
+// offset moves on. If Kafka does not take it, that is transient: pause and try again.
+Pipeline::Step Pipeline::dead_letter(Job& job, const std::string& reason) {
+  const auto& m = job.message;
+  notify::kafka::Headers headers = {{"error", reason},
+                                    {"original_topic", m.topic},
+                                    {"original_partition", std::to_string(m.partition)},
+                                    {"original_offset", std::to_string(m.offset)}};
+  try {
+    dlq_->produce(config_.dlq_topic, m.key, m.value, 10s, headers);
+  } catch (const notify::kafka::Error& e) {
+    block(std::string("dead-letter topic: ") + e.what());
+    return Step::kTransient;
   }
-  auto& postings = std::get<std::vector<notify::Posting>>(result);
-  const TopicPartition tp{message.topic, message.partition};
-  if (postings.empty()) {
-    finish(tp, message.offset);
-    return Step::kDone;
-  }
-  auto ticket = std::make_shared<Ticket>(Ticket{tp, message.offset, postings.size()});
-  for (const auto& p : postings) {
-    notify::log::info("posting rendered", {{"event_id", p.event_id},
-                                           {"posting_id", p.posting_id},
-                                           {"template", p.template_name},
-                                           {"channel", p.channel}});
-    pending_.push_back(Outgoing{to_amqp(p), ticket});
-  }
+  auto fields = where(m);
+  fields["reason"] = reason;
+  fields["dead_letter_topic"] = config_.dlq_topic;
+  if (job.event) fields["event_id"] = job.event->identity;
+  notify::log::warn("event rejected", fields);
+  job.request.reset();
   return Step::kDone;
 }
 
-void Pipeline::reject(const notify::kafka::Message& message, const std::string& reason) {
-  auto fields = where(message);
-  fields["reason"] = reason;
-  notify::log::warn("event rejected", fields);
-  finish(TopicPartition{message.topic, message.partition}, message.offset);
+void Pipeline::seal(Job& job) {
+  job.ticket->sealed = true;
+  if (job.request) {
+    auto fields = where(job.message);
+    fields["event_id"] = job.event->identity;
+    fields["event_type"] = job.event->type;
+    fields["postings"] = job.postings;
+    fields["skipped"] = job.skipped;
+    notify::log::info("event processed", fields);
+  }
+  if (job.ticket->unconfirmed == 0) finish(job.ticket->tp, job.ticket->offset);
 }
 
 void Pipeline::finish(const TopicPartition& tp, std::int64_t offset) {
@@ -188,8 +336,8 @@ void Pipeline::publish_pending() {
     Outgoing copy{out.message, ticket};  // kept in case the broker returns it unroutable
     try {
       publisher_.publish(std::move(out.message),
-                         [this, ticket, copy = std::move(copy)](auto result) mutable {
-                           confirmed(ticket, std::move(copy), result);
+                         [this, ticket, copy = std::move(copy)](auto result) {
+                           confirmed(ticket, copy, result);
                          });
     } catch (const notify::amqp::Error& e) {
       pending_.pop_front();  // the publisher keeps it and sends it again after connect()
@@ -200,21 +348,19 @@ void Pipeline::publish_pending() {
   }
 }
 
-void Pipeline::confirmed(const std::shared_ptr<Ticket>& ticket, Outgoing returned_copy,
+void Pipeline::confirmed(const std::shared_ptr<Ticket>& ticket, const Outgoing& copy,
                          notify::amqp::ConfirmedPublisher::Result result) {
   if (result == notify::amqp::ConfirmedPublisher::Result::kReturned) {
-    notify::log::error("posting returned unroutable",
-                       {{"posting_id", returned_copy.message.message_id},
-                        {"routing_key", returned_copy.message.routing_key}});
-    returned_.push_back(std::move(returned_copy));
+    notify::log::error("posting returned unroutable", {{"posting_id", copy.message.message_id},
+                                                       {"routing_key", copy.message.routing_key}});
+    returned_.push_back(copy);
     return;
   }
-  if (--ticket->unconfirmed == 0) finish(ticket->tp, ticket->offset);
+  if (--ticket->unconfirmed == 0 && ticket->sealed) finish(ticket->tp, ticket->offset);
 }
 
 void Pipeline::block(const std::string& reason) {
   if (blocked_reason_.empty()) {
-    consumer_->pause(consumer_->assignment());
     backoff_ = kFirstBackoff;
     notify::log::warn("intake paused", {{"reason", reason}});
   } else {
@@ -223,6 +369,7 @@ void Pipeline::block(const std::string& reason) {
   }
   blocked_reason_ = reason;
   retry_at_ = std::chrono::steady_clock::now() + backoff_;
+  update_pause();
 }
 
 void Pipeline::try_unblock() {
@@ -238,17 +385,30 @@ void Pipeline::try_unblock() {
       return;
     }
   }
-  drain_backlog();
+  work();
   if (!blocked_reason_.empty()) return;
-  consumer_->resume(consumer_->assignment());
+  update_pause();
   notify::log::info("intake resumed", {{"after", before}});
+}
+
+// Intake stops while downstream is in trouble or too many consumed events wait.
+void Pipeline::update_pause() {
+  const bool want = !blocked_reason_.empty() || backlog_.size() >= kMaxBacklog;
+  if (want == paused_) return;
+  const auto assigned = consumer_->assignment();
+  if (want) {
+    consumer_->pause(assigned);
+  } else {
+    consumer_->resume(assigned);
+  }
+  paused_ = want;
 }
 
 void Pipeline::on_assigned(const std::vector<TopicPartition>& partitions) {
   nlohmann::json list = nlohmann::json::array();
   for (const auto& tp : partitions) list.push_back(tp.topic + "/" + std::to_string(tp.partition));
   notify::log::info("partitions assigned", {{"partitions", list}});
-  if (!blocked_reason_.empty()) consumer_->pause(partitions);
+  if (paused_) consumer_->pause(partitions);
 }
 
 void Pipeline::on_revoked(const std::vector<TopicPartition>& partitions) {
@@ -260,14 +420,12 @@ void Pipeline::on_revoked(const std::vector<TopicPartition>& partitions) {
       notify::log::warn("flush on revoke failed", {{"error", e.what()}});
     }
   }
-  auto revoked = [&](const notify::kafka::Message& m) {
-    return std::find(partitions.begin(), partitions.end(),
-                     TopicPartition{m.topic, m.partition}) != partitions.end();
+  auto revoked = [&](const TopicPartition& tp) {
+    return std::find(partitions.begin(), partitions.end(), tp) != partitions.end();
   };
-  std::erase_if(backlog_, revoked);
-  std::erase_if(pending_, [&](const Outgoing& o) {
-    return std::find(partitions.begin(), partitions.end(), o.ticket->tp) != partitions.end();
-  });
+  std::erase_if(backlog_, [&](const auto& m) { return revoked({m.topic, m.partition}); });
+  std::erase_if(pending_, [&](const Outgoing& o) { return revoked(o.ticket->tp); });
+  if (job_ && revoked(job_->ticket->tp)) job_.reset();  // the new owner starts it again
   tracker_.forget(partitions);
   notify::log::info("partitions revoked", {{"count", partitions.size()}});
 }

@@ -2,7 +2,8 @@
 // The ETL's loop: Kafka in, postings out, offsets stored only past events whose postings
 // RabbitMQ confirmed. One thread drives everything, so the poll loop is never starved: slow
 // or failing downstream work pauses the partitions and keeps polling (the group membership
-// and rebalances are served), then resumes where it stopped.
+// and rebalances are served), then resumes where it stopped. A large audience is walked page by
+// page, with a bounded number of postings in memory.
 
 #include <atomic>
 #include <chrono>
@@ -35,28 +36,48 @@ class Pipeline final : public notify::kafka::RebalanceListener {
   void on_revoked(const std::vector<notify::kafka::TopicPartition>& partitions) override;
 
  private:
-  // An event being published: its offset is finished once every posting is confirmed.
+  // An event's offset is finished once it is sealed (all postings made) and every posting
+  // is confirmed.
   struct Ticket {
     notify::kafka::TopicPartition tp;
     std::int64_t offset = 0;
     std::size_t unconfirmed = 0;
+    bool sealed = false;
   };
   struct Outgoing {
     notify::amqp::Message message;
     std::shared_ptr<Ticket> ticket;
   };
-  enum class Step { kDone, kTransient };
+  // The event in progress.
+  struct Job {
+    notify::kafka::Message message;
+    std::shared_ptr<Ticket> ticket;
+    std::optional<Event> event;
+    std::optional<Request> request;
+    bool context_resolved = false;
+    std::size_t next_user = 0;  // Audience::kUsers
+    int next_page = 0;          // Audience::kUsersUrl; 0: from the URL's page_number
+    long long postings = 0;
+    long long skipped = 0;
+  };
+  enum class Step { kMore, kDone, kTransient };
 
   void take(notify::kafka::Message message);
-  void drain_backlog();
-  Step prepare(const notify::kafka::Message& message);
-  void reject(const notify::kafka::Message& message, const std::string& reason);
+  void work();
+  Step advance(Job& job);
+  Step resolve_context(Job& job);
+  Step add_user(Job& job, const auth::User& user);
+  Step walk_users(Job& job);
+  Step walk_pages(Job& job);
+  Step dead_letter(Job& job, const std::string& reason);
+  void seal(Job& job);
   void finish(const notify::kafka::TopicPartition& tp, std::int64_t offset);
   void publish_pending();
-  void confirmed(const std::shared_ptr<Ticket>& ticket, Outgoing returned_copy,
+  void confirmed(const std::shared_ptr<Ticket>& ticket, const Outgoing& copy,
                  notify::amqp::ConfirmedPublisher::Result result);
   void block(const std::string& reason);
   void try_unblock();
+  void update_pause();
   void shutdown();
 
   EtlConfig config_;
@@ -66,12 +87,15 @@ class Pipeline final : public notify::kafka::RebalanceListener {
   auth::Client auth_;
   notify::amqp::ConfirmedPublisher publisher_;
   OffsetTracker tracker_;
-  std::deque<notify::kafka::Message> backlog_;  // consumed, not yet turned into postings
+  std::deque<notify::kafka::Message> backlog_;  // consumed, not yet started
+  std::optional<Job> job_;                      // the event in progress
   std::deque<Outgoing> pending_;                // rendered, not yet handed to the publisher
   std::vector<Outgoing> returned_;              // unroutable: published again after a pause
   std::string blocked_reason_;                  // empty when running
+  bool paused_ = false;
   std::chrono::steady_clock::time_point retry_at_{};
   std::chrono::milliseconds backoff_{0};
+  std::unique_ptr<notify::kafka::Producer> dlq_;       // the dead-letter topic
   std::unique_ptr<notify::kafka::Consumer> consumer_;  // last: calls back into this
 };
 

@@ -1,26 +1,31 @@
 #include "transform.hpp"
 
+#include <date/date.h>
+
+#include "auth_client/url.hpp"
+#include "notify/time.hpp"
+
 namespace etl {
 namespace {
 
 using nlohmann::json;
-
-notify::Recipient email_recipient(const auth::User& user, const std::string& fallback_address) {
-  notify::Recipient r;
-  r.user_id = user.id;
-  r.address = user.email.empty() ? fallback_address : user.email;
-  r.name = user.first_name;
-  if (!user.last_name.empty()) r.name += (r.name.empty() ? "" : " ") + user.last_name;
-  r.timezone = user.timezone;
-  r.locale = user.locale;
-  return r;
-}
 
 json user_context(const auth::User& user) {
   return {{"id", user.id},
           {"first_name", user.first_name},
           {"last_name", user.last_name},
           {"email", user.email}};
+}
+
+std::string display_name(const auth::User& user) {
+  std::string name = user.first_name;
+  if (!user.last_name.empty()) name += (name.empty() ? "" : " ") + user.last_name;
+  return name;
+}
+
+// "23 November 2026, 10:00 UTC": readable in a notice, independent of the reader's locale.
+std::string readable_time(notify::TimePoint t) {
+  return date::format("%d %B %Y, %H:%M UTC", date::floor<std::chrono::minutes>(t));
 }
 
 }  // namespace
@@ -40,41 +45,145 @@ std::string absolute_url(const std::string& base, const std::string& link) {
   return out + link;
 }
 
-Transformer::Result Transformer::postings(const Event& event, const auth::User& user,
-                                          notify::TimePoint now) {
-  try {
-    if (event.type == "user_signed_up") return welcome(event, user, now);
-  } catch (const TemplateError& e) {
-    return Rejection{e.what()};
+std::variant<Request, Rejection> plan(const Event& event, const TransformOptions& o) {
+  Request r;
+  r.channels = event.channels.empty() ? std::vector<std::string>{"email"} : event.channels;
+  r.context = event.template_context;
+  r.webhook_url = event.webhook_url;
+  auto ttl = [&](std::chrono::milliseconds fallback) { return event.expires_in.value_or(fallback); };
+
+  if (event.type == "user_signed_up") {
+    r.template_name = "email/welcome";
+    r.channels = {"email"};
+    r.terms = terms_for(event.priority.empty() ? "immediate" : event.priority);
+    r.expires_at = event.time + o.welcome_ttl;
+    r.context["confirm_url"] =
+        absolute_url(o.public_base_url, event.details.value("confirm_link", ""));
+    // The user is waiting for this link; a new account may not be active yet.
+    r.skip_opted_out = false;
+    r.skip_inactive = false;
+    r.single_user = true;
+    r.audience.user_ids = {event.user_id};
+  } else if (event.type == "user_changed_password_successfully") {
+    // A security notice: at once, at any hour, even to users who opted out of other mail.
+    r.template_name = "email/password_changed";
+    r.channels = {"email"};
+    r.terms = {std::max(7, terms_for(event.priority).priority), notify::QuietHours::kBypass};
+    r.expires_at = event.time + o.security_ttl;
+    r.context["changed_at"] = readable_time(event.time);
+    r.context["support_url"] = absolute_url(o.public_base_url, "/support");
+    r.skip_opted_out = false;
+    r.skip_inactive = false;
+    r.single_user = true;
+    r.audience.user_ids = {event.user_id};
+  } else if (event.type == "mailing") {
+    r.template_name = event.template_name;
+    r.terms = terms_for(event.priority.empty() ? "low" : event.priority);
+    r.terms.quiet_hours = notify::QuietHours::kRespect;  // mailings always respect them
+    r.expires_at = event.time + ttl(o.default_ttl);
+    r.audience.kind = Audience::Kind::kUsersUrl;
+    r.audience.users_url = event.receivers;
+  } else if (event.type == "reminder") {
+    // The user chose the time: not before send_at, and at send_at even inside quiet hours.
+    r.template_name = event.template_name;
+    r.terms = {terms_for(event.priority).priority, notify::QuietHours::kBypass};
+    r.not_before = event.send_at;
+    r.expires_at = *event.send_at + ttl(o.reminder_ttl);
+    r.skip_opted_out = false;
+    r.single_user = true;
+    r.audience.user_ids = {event.user_id};
+  } else if (event.type == "notification_requested") {
+    r.template_name = event.template_name;
+    r.terms = terms_for(event.priority);
+    if (event.quiet_hours) r.terms.quiet_hours = *event.quiet_hours;
+    r.expires_at = event.time + ttl(o.default_ttl);
+    r.single_user = event.user_ids.size() == 1;
+    r.audience.user_ids = event.user_ids;
+  } else {
+    return Rejection{"no postings defined for event_type '" + event.type + "'"};
   }
-  return Rejection{"no postings defined for event_type '" + event.type + "'"};
+  if (!TemplateStore::valid_name(r.template_name)) {
+    return Rejection{"template name not allowed: '" + r.template_name + "'"};
+  }
+  return r;
 }
 
-Transformer::Result Transformer::welcome(const Event& event, const auth::User& user,
-                                         notify::TimePoint now) {
-  notify::Posting p;
-  p.channel = "email";
-  p.recipient = email_recipient(user, event.details.value("email", ""));
-  if (p.recipient.address.empty()) return Rejection{"user " + user.id + " has no email address"};
-  p.event_id = event.identity;
-  p.event_type = event.type;
-  p.source = event.source;
-  p.event_time = event.time;
-  p.template_name = "email/welcome";
-  p.posting_id = notify::make_posting_id(event.identity, user.id, p.channel);
-  const DeliveryTerms terms = terms_for(event.priority);
-  p.priority = terms.priority;
-  p.quiet_hours = terms.quiet_hours;
-  p.created_at = now;
-  p.expires_at = event.time + options_.welcome_ttl;
+std::variant<std::vector<std::string>, Rejection> context_urls_to_fetch(
+    const nlohmann::json& context, const TransformOptions& options) {
+  std::vector<std::string> keys;
+  const auto public_site = auth::origin_of(options.public_base_url);
+  for (const auto& [key, value] : context.items()) {
+    if (!value.is_string()) continue;
+    const std::string& text = value.get_ref<const std::string&>();
+    const auto origin = auth::origin_of(text);
+    if (!origin) {
+      // Not an http(s) URL we can read; other schemes that look like URLs are refused.
+      if (text.find("://") != std::string::npos) {
+        return Rejection{"template_context." + key + ": URL not allowed: " + text};
+      }
+      continue;
+    }
+    if (auth::url_allowed(text, options.context_allowlist)) {
+      keys.push_back(key);
+    } else if (!(public_site && origin->scheme == public_site->scheme &&
+                 origin->host == public_site->host && origin->port == public_site->port)) {
+      return Rejection{"template_context." + key + ": URL not allowed: " + text};
+    }
+  }
+  return keys;
+}
 
-  const json context = {
-      {"user", user_context(user)},
-      {"confirm_url",
-       absolute_url(options_.public_base_url, event.details.value("confirm_link", ""))},
-  };
-  p.content = templates_.render(p.template_name, user.locale, context);
-  return std::vector<notify::Posting>{std::move(p)};
+Transformer::Result Transformer::postings(const Event& event, const Request& request,
+                                          const auth::User& user, notify::TimePoint now) {
+  if (request.skip_inactive && !user.active) return Skip{"inactive"};
+  std::vector<notify::Posting> out;
+  std::optional<notify::Content> content;  // rendered once, shared by the channels
+  for (const std::string& channel : request.channels) {
+    notify::Posting p;
+    p.channel = channel;
+    p.recipient.user_id = user.id;
+    p.recipient.name = display_name(user);
+    p.recipient.timezone = user.timezone;
+    p.recipient.locale = user.locale;
+    if (channel == "email") {
+      if (request.skip_opted_out && !user.email_notifications) continue;
+      p.recipient.address = user.email.empty() ? event.details.value("email", "") : user.email;
+      if (p.recipient.address.empty()) continue;
+    } else {
+      p.recipient.address = request.webhook_url;
+      if (p.recipient.address.empty()) continue;
+      if (!auth::url_allowed(p.recipient.address, options_.webhook_allowlist)) {
+        return Rejection{"webhook URL not allowed: " + p.recipient.address};
+      }
+    }
+    p.event_id = event.identity;
+    p.event_type = event.type;
+    p.source = event.source;
+    p.event_time = event.time;
+    p.template_name = request.template_name;
+    p.posting_id = notify::make_posting_id(event.identity, user.id, channel);
+    p.priority = request.terms.priority;
+    p.quiet_hours = request.terms.quiet_hours;
+    p.created_at = now;
+    p.expires_at = request.expires_at;
+    p.not_before = request.not_before;
+    if (!content) {
+      json context = request.context;
+      context["user"] = user_context(user);
+      try {
+        content = templates_.render(request.template_name, user.locale, context);
+      } catch (const TemplateError& e) {
+        return Rejection{e.what()};
+      }
+    }
+    p.content = *content;  // a webhook carries the same rendered content as JSON
+    out.push_back(std::move(p));
+  }
+  if (out.empty()) {
+    if (request.skip_opted_out && !user.email_notifications) return Skip{"opted_out"};
+    return Skip{"no_address"};
+  }
+  return out;
 }
 
 }  // namespace etl

@@ -1,8 +1,11 @@
 #pragma once
-// Transform: decides who is told what, when and how. An event plus the user it is about
-// becomes rendered postings, or a rejection with its reason. Pure but for the template files.
+// Transform: decides who is told what, when and how. An event becomes a Request (the
+// template, context, channels and delivery terms, plus its audience), and the Request with one
+// user becomes that user's rendered postings — or a reason why not. Pure but for the template
+// files; the Auth lookups and page walks happen in the pipeline.
 
 #include <chrono>
+#include <optional>
 #include <string>
 #include <variant>
 #include <vector>
@@ -17,6 +20,11 @@ namespace etl {
 struct TransformOptions {
   std::string public_base_url = "http://localhost:8000";
   std::chrono::milliseconds welcome_ttl = std::chrono::hours(24);
+  std::chrono::milliseconds security_ttl = std::chrono::hours(24);
+  std::chrono::milliseconds default_ttl = std::chrono::hours(48);    // mailings, requests
+  std::chrono::milliseconds reminder_ttl = std::chrono::hours(1);    // after send_at
+  std::vector<std::string> webhook_allowlist;  // WEBHOOK_URL_ALLOWLIST: where webhooks may go
+  std::vector<std::string> context_allowlist;  // CONTEXT_URL_ALLOWLIST: services fetched from
 };
 
 struct DeliveryTerms {
@@ -31,17 +39,55 @@ DeliveryTerms terms_for(const std::string& event_priority);
 // A relative link joined to the public base URL; an absolute link is kept.
 std::string absolute_url(const std::string& base, const std::string& link);
 
+// Who an event is for.
+struct Audience {
+  enum class Kind { kUsers, kUsersUrl };
+  Kind kind = Kind::kUsers;
+  std::vector<std::string> user_ids;  // kUsers
+  std::string users_url;              // kUsersUrl: an Auth listing, walked page by page
+};
+
+// What an event asks for, the same for every recipient.
+struct Request {
+  std::string template_name;
+  nlohmann::json context = nlohmann::json::object();
+  std::vector<std::string> channels;
+  DeliveryTerms terms;
+  notify::TimePoint expires_at{};
+  std::optional<notify::TimePoint> not_before;
+  bool skip_opted_out = true;  // users with email_notifications=false get no email
+  bool skip_inactive = true;
+  bool single_user = false;    // an unknown user refuses the event (else: skipped)
+  std::string webhook_url;
+  Audience audience;
+};
+
+std::variant<Request, Rejection> plan(const Event& event, const TransformOptions& options);
+
+// template_context values that are URLs: those of allowlisted services are to be fetched
+// (their JSON replaces the value); links to the public site stay links; any other URL refuses
+// the event, so an event cannot make the ETL fetch internal addresses. Returns the keys to
+// fetch.
+std::variant<std::vector<std::string>, Rejection> context_urls_to_fetch(
+    const nlohmann::json& context, const TransformOptions& options);
+
+// Why a user of the audience gets nothing: not an error.
+struct Skip {
+  std::string reason;  // "opted_out", "inactive", "no_address"
+};
+
 class Transformer {
  public:
   Transformer(TransformOptions options, TemplateStore& templates)
       : options_(std::move(options)), templates_(templates) {}
 
-  using Result = std::variant<std::vector<notify::Posting>, Rejection>;
-  Result postings(const Event& event, const auth::User& user, notify::TimePoint now);
+  const TransformOptions& options() const { return options_; }
+
+  using Result = std::variant<std::vector<notify::Posting>, Skip, Rejection>;
+  Result postings(const Event& event, const Request& request, const auth::User& user,
+                  notify::TimePoint now);
 
  private:
-  Result welcome(const Event& event, const auth::User& user, notify::TimePoint now);
-
   TransformOptions options_;
   TemplateStore& templates_;
 };

@@ -66,3 +66,96 @@ TEST_CASE("bad events are refused with a clear reason") {
   CHECK(reason(decode_event(message(bad_time.dump()), kNow)) ==
         "event_time is not an ISO 8601 time: yesterday");
 }
+
+TEST_CASE("the catalogue: password change, mailing, reminder, generic request") {
+  auto ok = [](const std::string& value) {
+    auto r = decode_event(message(value), kNow);
+    if (auto* rej = std::get_if<Rejection>(&r)) FAIL_CHECK(rej->reason);
+    REQUIRE(std::holds_alternative<Event>(r));
+    return std::get<Event>(r);
+  };
+  const Event pw = ok(R"({"id": "u1", "event_type": "user_changed_password_successfully",
+                          "from_service": "auth", "details": {"email": "u@example.com"}})");
+  CHECK(pw.user_id == "u1");
+
+  const Event mailing = ok(R"({"event_type": "mailing", "from_service": "mailing",
+      "receivers": "http://auth/api/v1/users/?is_active=true&page_number=1&page_size=500",
+      "template": "email/new_movies", "delivery_type": ["email"],
+      "template_context": {"title": "New"}, "expires_in": "2 days"})");
+  CHECK(mailing.receivers.find("page_size=500") != std::string::npos);
+  CHECK(mailing.template_name == "email/new_movies");
+  CHECK(mailing.channels == std::vector<std::string>{"email"});
+  CHECK(mailing.expires_in == std::chrono::hours(48));
+  CHECK(mailing.template_context["title"] == "New");
+
+  const Event reminder = ok(R"({"event_type": "reminder", "user_id": "u2",
+      "send_at": "2026-12-01T18:00:00+03:00", "template": "email/event_reminder",
+      "template_context": {"event_name": "Premiere"}})");
+  CHECK(notify::format_iso8601(*reminder.send_at) == "2026-12-01T15:00:00.000Z");
+
+  const Event request = ok(R"({"event_type": "notification_requested", "event_id": "req-1",
+      "user_ids": ["u1", "u2", "u1"], "template": "email/generic", "template_context": {},
+      "channels": ["email", "webhook"], "priority": "high", "expires_in": "PT2H",
+      "quiet_hours": "bypass"})");
+  CHECK(request.identity == "req-1");
+  CHECK(request.user_ids == std::vector<std::string>{"u1", "u2"});  // duplicates dropped
+  CHECK(request.channels == std::vector<std::string>{"email", "webhook"});
+  CHECK(request.expires_in == std::chrono::hours(2));
+  CHECK(request.quiet_hours == notify::QuietHours::kBypass);
+}
+
+TEST_CASE("schema violations of the catalogue are refused with the field") {
+  auto why = [](const std::string& value) { return reason(decode_event(message(value), kNow)); };
+  CHECK(why(R"({"event_type": "mailing", "template": "email/x"})") ==
+        "missing or non-string field 'receivers'");
+  CHECK(why(R"({"event_type": "mailing", "receivers": "http://a/", "template": "t",
+               "delivery_type": ["pigeon"]})") ==
+        "unknown channel \"pigeon\" in 'delivery_type' (email, webhook)");
+  CHECK(why(R"({"event_type": "mailing", "receivers": "http://a/", "template": "t",
+               "expires_in": "soon"})") ==
+        "expires_in is not a duration (e.g. \"2 days\", \"120 sec\", \"PT2H\"): \"soon\"");
+  CHECK(why(R"({"event_type": "reminder", "user_id": "u", "send_at": "tomorrow", "template": "t"})") ==
+        "send_at is not an ISO 8601 time: tomorrow");
+  CHECK(why(R"({"event_type": "notification_requested", "user_ids": ["u"], "template": "t"})") ==
+        "missing or non-string field 'event_id'");
+  CHECK(why(R"({"event_type": "notification_requested", "event_id": "e", "user_ids": [],
+               "template": "t"})") == "field 'user_ids' must be a non-empty array of strings");
+  CHECK(why(R"({"event_type": "notification_requested", "event_id": "e", "user_ids": ["u"],
+               "template": "t", "template_context": []})") ==
+        "field 'template_context' must be an object");
+  CHECK(why(R"({"event_type": "notification_requested", "event_id": "e", "user_ids": ["u"],
+               "template": "t", "quiet_hours": "sometimes"})") ==
+        "quiet_hours must be respect or bypass, not 'sometimes'");
+}
+
+TEST_CASE("limits: event size and recipients per event") {
+  IntakeLimits limits;
+  limits.max_event_bytes = 100;
+  auto big = decode_event(message(std::string(200, ' ')), kNow, limits);
+  CHECK(std::get<Rejection>(big).reason == "event of 200 bytes is larger than MAX_EVENT_BYTES=100");
+  limits = IntakeLimits{};
+  limits.max_recipients = 2;
+  auto many = decode_event(message(R"({"event_type": "notification_requested", "event_id": "e",
+      "user_ids": ["a", "b", "c"], "template": "t"})"), kNow, limits);
+  CHECK(std::get<Rejection>(many).reason ==
+        "user_ids has 3 recipients, more than MAX_RECIPIENTS=2");
+}
+
+TEST_CASE("expires_in: plain words and ISO 8601 durations") {
+  using namespace std::chrono;
+  CHECK(parse_expires_in("120 sec") == seconds(120));
+  CHECK(parse_expires_in("1 hour") == hours(1));
+  CHECK(parse_expires_in("2 days") == hours(48));
+  CHECK(parse_expires_in("90 minutes") == minutes(90));
+  CHECK(parse_expires_in("PT2H") == hours(2));
+  CHECK(parse_expires_in("P2D") == hours(48));
+  CHECK(parse_expires_in("P1DT12H30M") == hours(36) + minutes(30));
+  CHECK(parse_expires_in("PT45S") == seconds(45));
+  CHECK_FALSE(parse_expires_in("soon"));
+  CHECK_FALSE(parse_expires_in("P"));
+  CHECK_FALSE(parse_expires_in("PT"));
+  CHECK_FALSE(parse_expires_in("P1H"));   // hours belong after T
+  CHECK_FALSE(parse_expires_in("0 sec"));
+  CHECK_FALSE(parse_expires_in("2 fortnights"));
+  CHECK_FALSE(parse_expires_in(""));
+}

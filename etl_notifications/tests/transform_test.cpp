@@ -7,6 +7,7 @@ using namespace etl;
 
 namespace {
 const notify::TimePoint kNow = *notify::parse_iso8601("2026-11-23T10:00:05Z");
+const notify::TimePoint kEventTime = *notify::parse_iso8601("2026-11-23T10:00:00Z");
 
 Event signup() {
   Event e;
@@ -16,7 +17,7 @@ Event signup() {
   e.priority = "immediate";
   e.user_id = "u-1";
   e.details = {{"email", "old@example.com"}, {"confirm_link", "/s/AbC12"}};
-  e.time = *notify::parse_iso8601("2026-11-23T10:00:00Z");
+  e.time = kEventTime;
   return e;
 }
 
@@ -30,19 +31,32 @@ auth::User ann() {
   u.locale = "en";
   return u;
 }
+
+Request planned(const Event& e, const TransformOptions& o = {}) {
+  auto r = plan(e, o);
+  REQUIRE(std::holds_alternative<Request>(r));
+  return std::get<Request>(r);
+}
+
+std::vector<notify::Posting> render(Transformer& t, const Event& e, const auth::User& u) {
+  auto result = t.postings(e, planned(e, t.options()), u, kNow);
+  REQUIRE(std::holds_alternative<std::vector<notify::Posting>>(result));
+  return std::get<std::vector<notify::Posting>>(result);
+}
 }  // namespace
 
 TEST_CASE("a sign-up becomes one rendered welcome email posting") {
   TemplateStore templates(NOTIFY_SOURCE_DIR "/templates");
-  Transformer transform({"https://example.org/", std::chrono::hours(24)}, templates);
-  auto result = transform.postings(signup(), ann(), kNow);
-  REQUIRE(std::holds_alternative<std::vector<notify::Posting>>(result));
-  const auto& postings = std::get<std::vector<notify::Posting>>(result);
+  TransformOptions options;
+  options.public_base_url = "https://example.org/";
+  Transformer transform(options, templates);
+  const auto postings = render(transform, signup(), ann());
   REQUIRE(postings.size() == 1);
   const notify::Posting& p = postings[0];
   CHECK(p.posting_id == notify::make_posting_id("notify_events/0/7", "u-1", "email"));
   CHECK(p.channel == "email");
   CHECK(p.recipient.address == "ann@example.com");
+  CHECK(p.recipient.name == "Ann <script> Lee");
   CHECK(p.recipient.timezone == "Europe/Berlin");
   CHECK(p.priority == 9);
   CHECK(p.quiet_hours == notify::QuietHours::kBypass);
@@ -56,16 +70,153 @@ TEST_CASE("a sign-up becomes one rendered welcome email posting") {
   CHECK(p.content.html.find("href=\"https://example.org/s/AbC12\"") != std::string::npos);
 }
 
+TEST_CASE("a sign-up goes even to a user who opted out or is not active yet") {
+  TemplateStore templates(NOTIFY_SOURCE_DIR "/templates");
+  Transformer transform({}, templates);
+  auto user = ann();
+  user.email_notifications = false;
+  user.active = false;
+  CHECK(render(transform, signup(), user).size() == 1);
+}
+
 TEST_CASE("the same event yields the same posting id; another event another") {
   TemplateStore templates(NOTIFY_SOURCE_DIR "/templates");
   Transformer transform({}, templates);
-  auto a = std::get<std::vector<notify::Posting>>(transform.postings(signup(), ann(), kNow));
-  auto b = std::get<std::vector<notify::Posting>>(transform.postings(signup(), ann(), kNow));
+  auto a = render(transform, signup(), ann());
+  auto b = render(transform, signup(), ann());
   CHECK(a[0].posting_id == b[0].posting_id);
   Event other = signup();
   other.identity = "notify_events/0/8";
-  auto c = std::get<std::vector<notify::Posting>>(transform.postings(other, ann(), kNow));
-  CHECK(a[0].posting_id != c[0].posting_id);
+  CHECK(a[0].posting_id != render(transform, other, ann())[0].posting_id);
+}
+
+TEST_CASE("a password change is a security notice: bypass, high priority, even if opted out") {
+  Event e = signup();
+  e.type = "user_changed_password_successfully";
+  e.priority = "";
+  e.details = {{"email", "ann@example.com"}};
+  const Request r = planned(e);
+  CHECK(r.template_name == "email/password_changed");
+  CHECK(r.terms.quiet_hours == notify::QuietHours::kBypass);
+  CHECK(r.terms.priority >= 7);
+  CHECK_FALSE(r.skip_opted_out);
+  CHECK(r.context["changed_at"] == "23 November 2026, 10:00 UTC");
+}
+
+TEST_CASE("a mailing respects quiet hours and opt-outs and walks a users URL") {
+  Event e;
+  e.identity = "notify_events/1/3";
+  e.type = "mailing";
+  e.time = kEventTime;
+  e.receivers = "http://auth/api/v1/users/?page_number=1&page_size=500";
+  e.template_name = "email/new_movies";
+  e.channels = {"email"};
+  e.expires_in = std::chrono::hours(48);
+  const Request r = planned(e);
+  CHECK(r.audience.kind == Audience::Kind::kUsersUrl);
+  CHECK(r.audience.users_url == e.receivers);
+  CHECK(r.terms.quiet_hours == notify::QuietHours::kRespect);
+  CHECK(r.skip_opted_out);
+  CHECK(notify::format_iso8601(r.expires_at) == "2026-11-25T10:00:00.000Z");
+
+  TemplateStore templates(NOTIFY_SOURCE_DIR "/templates");
+  Transformer transform({}, templates);
+  auto user = ann();
+  user.email_notifications = false;
+  auto result = transform.postings(e, r, user, kNow);
+  REQUIRE(std::holds_alternative<Skip>(result));
+  CHECK(std::get<Skip>(result).reason == "opted_out");
+  user.email_notifications = true;
+  user.active = false;
+  CHECK(std::get<Skip>(transform.postings(e, r, user, kNow)).reason == "inactive");
+}
+
+TEST_CASE("a reminder is not sent before send_at, and at send_at even in quiet hours") {
+  Event e;
+  e.identity = "evt-9";
+  e.type = "reminder";
+  e.time = kEventTime;
+  e.user_id = "u-1";
+  e.send_at = *notify::parse_iso8601("2026-12-01T18:00:00+03:00");
+  e.template_name = "email/event_reminder";
+  const Request r = planned(e);
+  REQUIRE(r.not_before);
+  CHECK(notify::format_iso8601(*r.not_before) == "2026-12-01T15:00:00.000Z");
+  CHECK(r.terms.quiet_hours == notify::QuietHours::kBypass);
+  CHECK(r.expires_at > *r.not_before);
+}
+
+TEST_CASE("a generic request names its users, channels, priority and quiet hours") {
+  Event e;
+  e.identity = "req-1";
+  e.type = "notification_requested";
+  e.time = kEventTime;
+  e.user_ids = {"u-1", "u-2"};
+  e.template_name = "email/generic";
+  e.channels = {"email", "webhook"};
+  e.priority = "high";
+  e.quiet_hours = notify::QuietHours::kBypass;
+  const Request r = planned(e);
+  CHECK(r.audience.user_ids.size() == 2);
+  CHECK(r.terms.priority == 7);
+  CHECK(r.terms.quiet_hours == notify::QuietHours::kBypass);
+  CHECK_FALSE(r.single_user);
+}
+
+TEST_CASE("template names that leave the templates folder are refused") {
+  Event e;
+  e.identity = "req-2";
+  e.type = "notification_requested";
+  e.time = kEventTime;
+  e.user_ids = {"u-1"};
+  e.template_name = "../../etc/passwd";
+  auto r = plan(e, {});
+  REQUIRE(std::holds_alternative<Rejection>(r));
+  CHECK(std::get<Rejection>(r).reason == "template name not allowed: '../../etc/passwd'");
+}
+
+TEST_CASE("a webhook goes only to an allowlisted URL") {
+  TemplateStore templates(NOTIFY_SOURCE_DIR "/templates");
+  TransformOptions options;
+  options.webhook_allowlist = {"https://hooks.example.org"};
+  Transformer transform(options, templates);
+  Event e;
+  e.identity = "req-3";
+  e.type = "notification_requested";
+  e.time = kEventTime;
+  e.user_ids = {"u-1"};
+  e.template_name = "email/welcome";
+  e.channels = {"email", "webhook"};
+  e.webhook_url = "https://hooks.example.org/notify";
+  auto ok = transform.postings(e, planned(e, options), ann(), kNow);
+  REQUIRE(std::holds_alternative<std::vector<notify::Posting>>(ok));
+  const auto& postings = std::get<std::vector<notify::Posting>>(ok);
+  REQUIRE(postings.size() == 2);
+  CHECK(postings[1].channel == "webhook");
+  CHECK(postings[1].recipient.address == "https://hooks.example.org/notify");
+  CHECK(postings[0].posting_id != postings[1].posting_id);
+
+  e.webhook_url = "http://169.254.169.254/latest";
+  auto refused = transform.postings(e, planned(e, options), ann(), kNow);
+  REQUIRE(std::holds_alternative<Rejection>(refused));
+  CHECK(std::get<Rejection>(refused).reason == "webhook URL not allowed: http://169.254.169.254/latest");
+}
+
+TEST_CASE("context URLs: allowlisted services are fetched, public links kept, others refused") {
+  TransformOptions o;
+  o.public_base_url = "https://example.org";
+  o.context_allowlist = {"http://content.internal:8080/api"};
+  auto keys = context_urls_to_fetch({{"movies", "http://content.internal:8080/api/new"},
+                                     {"more", "https://example.org/movies"},
+                                     {"title", "New this week"}},
+                                    o);
+  REQUIRE(std::holds_alternative<std::vector<std::string>>(keys));
+  CHECK(std::get<std::vector<std::string>>(keys) == std::vector<std::string>{"movies"});
+  auto refused = context_urls_to_fetch({{"x", "http://127.0.0.1:15672/api/users"}}, o);
+  REQUIRE(std::holds_alternative<Rejection>(refused));
+  CHECK(std::get<Rejection>(refused).reason ==
+        "template_context.x: URL not allowed: http://127.0.0.1:15672/api/users");
+  CHECK(std::holds_alternative<Rejection>(context_urls_to_fetch({{"f", "file:///etc/passwd"}}, o)));
 }
 
 TEST_CASE("priorities map to delivery terms") {
@@ -73,6 +224,7 @@ TEST_CASE("priorities map to delivery terms") {
   CHECK(terms_for("immediate").quiet_hours == notify::QuietHours::kBypass);
   CHECK(terms_for("high").priority == 7);
   CHECK(terms_for("normal").priority == 5);
+  CHECK(terms_for("").priority == 5);
   CHECK(terms_for("low").priority == 2);
   CHECK(terms_for("low").quiet_hours == notify::QuietHours::kRespect);
 }

@@ -1,0 +1,302 @@
+// The event catalogue on real brokers and the development Auth service: each event type, a
+// fan-out over pages with opt-outs counted exactly, and every bad-input class in the
+// dead-letter topic while good events keep flowing.
+
+#include <doctest/doctest.h>
+
+#include <fstream>
+#include <map>
+#include <set>
+#include <thread>
+
+#include <httplib.h>
+
+#include "notify/amqp.hpp"
+#include "notify/kafka.hpp"
+#include "notify/posting.hpp"
+#include "notify/time.hpp"
+#include "stack.hpp"
+
+using namespace std::chrono_literals;
+using notify::testing::Process;
+using notify::testing::Stack;
+using notify::testing::unique_name;
+using notify::testing::wait_until;
+
+namespace {
+
+struct Catalogue {
+  std::string topic = unique_name("notify_events");
+  std::string group = unique_name("etl");
+  std::string exchange = unique_name("notifications");
+  std::unique_ptr<notify::kafka::Producer> producer = std::make_unique<notify::kafka::Producer>(
+      Stack::get().value("KAFKA_BOOTSTRAP_SERVERS"));
+
+  std::unique_ptr<Process> start_etl(std::map<std::string, std::string> extra = {}) const {
+    const Stack& s = Stack::get();
+    std::map<std::string, std::string> env = {
+        {"KAFKA_BOOTSTRAP_SERVERS", s.value("KAFKA_BOOTSTRAP_SERVERS")},
+        {"NOTIFY_EVENTS_TOPIC", topic},
+        {"KAFKA_GROUP_ID", group},
+        {"KAFKA_CONSUMER_CONFIG",
+         "session.timeout.ms=6000,heartbeat.interval.ms=500,fetch.wait.max.ms=50"},
+        {"RABBITMQ_URL", s.value("RABBITMQ_URL")},
+        {"RABBITMQ_EXCHANGE", exchange},
+        {"AUTH_URL", s.value("AUTH_URL")},
+        {"ETL_RETRY_MAX_BACKOFF", "2s"},
+        {"TEMPLATES_DIR", s.value("SOURCE_DIR") + "/templates"},
+        {"PUBLIC_BASE_URL", "https://example.org"},
+        {"CONTEXT_URL_ALLOWLIST", s.value("AUTH_URL") + "/api/v1/users"},
+        {"WEBHOOK_URL_ALLOWLIST", "https://hooks.example.org"},
+        {"LOG_LEVEL", "info"}};
+    for (auto& [k, v] : extra) env[k] = v;
+    return std::make_unique<Process>(s.value("BIN_DIR") + "/etl_notifications",
+                                     std::vector<std::string>{}, env,
+                                     s.value("STACK_DIR") + "/test-logs/" + group + ".log");
+  }
+
+  std::unique_ptr<notify::amqp::Consumer> queue(const std::string& channel) const {
+    notify::amqp::Consumer::Options o;
+    o.connection.url = notify::amqp::Url::parse(Stack::get().value("RABBITMQ_URL"));
+    notify::amqp::Topology topology;
+    topology.exchange = exchange;
+    topology.channels = {"email", "webhook"};
+    o.queue = topology.queue_for(channel);
+    o.declare = topology;
+    o.prefetch = 1000;
+    auto consumer = std::make_unique<notify::amqp::Consumer>(o);
+    consumer->connect();
+    return consumer;
+  }
+
+  notify::kafka::Delivery emit(const nlohmann::json& value, const std::string& key = "k") const {
+    return producer->produce(topic, key, value.dump());
+  }
+  notify::kafka::Delivery emit_raw(const std::string& value, const std::string& key = "k") const {
+    return producer->produce(topic, key, value);
+  }
+};
+
+// Postings read until `count` arrived or nothing came for `quiet`.
+std::vector<notify::Posting> drain(notify::amqp::Consumer& q, std::size_t count,
+                                   std::chrono::seconds timeout) {
+  std::vector<notify::Posting> out;
+  const auto until = std::chrono::steady_clock::now() + timeout;
+  while (out.size() < count && std::chrono::steady_clock::now() < until) {
+    if (auto d = q.next(200ms)) {
+      out.push_back(notify::decode_posting(d->body));
+      q.ack(d->delivery_tag);
+    }
+  }
+  return out;
+}
+
+nlohmann::json fixture_user(std::size_t i) {
+  std::ifstream in(Stack::get().value("SOURCE_DIR") + "/dev/users.json");
+  return nlohmann::json::parse(in).at(i);
+}
+
+httplib::Client auth() { return httplib::Client(Stack::get().value("AUTH_URL")); }
+
+// Dead-lettered events of a topic: error header by original value.
+std::map<std::string, std::string> dead_letters(const std::string& topic, std::size_t count,
+                                                std::chrono::seconds timeout) {
+  struct Listener : notify::kafka::RebalanceListener {
+    void on_assigned(const std::vector<notify::kafka::TopicPartition>&) override {}
+    void on_revoked(const std::vector<notify::kafka::TopicPartition>&) override {}
+  } listener;
+  notify::kafka::Consumer::Options o;
+  o.bootstrap_servers = Stack::get().value("KAFKA_BOOTSTRAP_SERVERS");
+  o.group_id = unique_name("dlq-reader");
+  o.topics = {topic};
+  o.extra = {{"fetch.wait.max.ms", "50"}};
+  notify::kafka::Consumer consumer(o, &listener);
+  std::map<std::string, std::string> out;
+  const auto until = std::chrono::steady_clock::now() + timeout;
+  while (out.size() < count && std::chrono::steady_clock::now() < until) {
+    if (auto m = consumer.poll(200ms)) {
+      for (const auto& [name, value] : m->headers) {
+        if (name == "error") out[m->value] = value;
+      }
+    }
+  }
+  consumer.close();
+  return out;
+}
+
+}  // namespace
+
+TEST_CASE("catalogue: every event type becomes its postings") {
+  Catalogue c;
+  auto email = c.queue("email");
+  auto webhook = c.queue("webhook");
+  const auto ada = fixture_user(0);
+  const auto zoe = fixture_user(1);
+  const auto id = [](const nlohmann::json& u) { return u["id"].get<std::string>(); };
+
+  c.emit({{"id", id(ada)},
+          {"event_type", "user_changed_password_successfully"},
+          {"priority", "immediate"},
+          {"from_service", "auth"},
+          {"details", {{"email", ada["email"]}}}});
+  c.emit({{"event_type", "reminder"},
+          {"user_id", id(zoe)},
+          {"send_at", "2026-12-01T18:00:00+03:00"},
+          {"template", "email/event_reminder"},
+          {"template_context",
+           {{"event_name", "Premiere"}, {"starts_at", "18:00"}, {"event_url", "https://example.org/e/1"}}}});
+  c.emit({{"event_type", "notification_requested"},
+          {"event_id", unique_name("req")},
+          {"user_ids", {id(ada), id(zoe)}},
+          {"template", "email/generic"},
+          {"template_context", {{"title", "Hello"}, {"message", "A message"}}},
+          {"channels", {"email", "webhook"}},
+          {"webhook_url", "https://hooks.example.org/in"},
+          {"priority", "high"},
+          {"expires_in", "2 hours"}});
+  auto etl = c.start_etl();
+  const auto mails = drain(*email, 4, 60s);
+  const auto hooks = drain(*webhook, 2, 10s);
+  INFO("etl log:\n" << etl->log());
+  REQUIRE(mails.size() == 4);
+  REQUIRE(hooks.size() == 2);
+
+  std::map<std::string, std::vector<notify::Posting>> by_template;
+  for (const auto& p : mails) by_template[p.template_name].push_back(p);
+  REQUIRE(by_template["email/password_changed"].size() == 1);
+  const auto& pw = by_template["email/password_changed"][0];
+  CHECK(pw.quiet_hours == notify::QuietHours::kBypass);
+  CHECK(pw.priority >= 7);
+  CHECK(pw.recipient.address == ada["email"]);
+
+  REQUIRE(by_template["email/event_reminder"].size() == 1);
+  const auto& reminder = by_template["email/event_reminder"][0];
+  REQUIRE(reminder.not_before);
+  CHECK(notify::format_iso8601(*reminder.not_before) == "2026-12-01T15:00:00.000Z");
+  CHECK(reminder.quiet_hours == notify::QuietHours::kBypass);
+  CHECK(reminder.content.text.find("Premiere") != std::string::npos);
+
+  REQUIRE(by_template["email/generic"].size() == 2);
+  for (const auto& p : by_template["email/generic"]) {
+    CHECK(p.priority == 7);
+    CHECK(p.expires_at - p.event_time == std::chrono::hours(2));
+  }
+  for (const auto& h : hooks) CHECK(h.recipient.address == "https://hooks.example.org/in");
+  CHECK(etl->terminate() == 0);
+}
+
+TEST_CASE("catalogue: a mailing fans out over 10,000 users in pages, opt-outs counted exactly") {
+  Catalogue c;
+  const std::string prefix = unique_name("fan") + "-";
+  auto a = auth();
+  REQUIRE(a.Post(("/_dev/users/bulk?count=10000&prefix=" + prefix).c_str(), "", "text/plain"));
+  // Every 7th of them opts out.
+  nlohmann::json opted_out = nlohmann::json::array();
+  for (int i = 7; i <= 10000; i += 7) {
+    const std::string n = std::to_string(i);
+    opted_out.push_back({{"id", prefix + n},
+                         {"email", prefix + n + "@example.com"},
+                         {"first_name", "F" + n},
+                         {"email_notifications", false},
+                         {"active", true}});
+  }
+  REQUIRE(a.Post("/_dev/users", opted_out.dump(), "application/json")->status / 100 == 2);
+  // The expected count, from the Auth service itself: every active user who did not opt out.
+  auto expected_page = a.Get("/api/v1/users/?is_active=true&email_notifications=true&page_size=1");
+  REQUIRE(expected_page);
+  const long long expected = nlohmann::json::parse(expected_page->body)["total"].get<long long>();
+  CHECK(expected >= 10000 - 1428);
+
+  auto email = c.queue("email");
+  // No opt-out filter in the URL: the ETL itself must leave them out.
+  c.emit({{"event_type", "mailing"},
+          {"from_service", "mailing"},
+          {"receivers", Stack::get().value("AUTH_URL") +
+                            "/api/v1/users/?is_active=true&page_number=1&page_size=500"},
+          {"template", "email/new_movies"},
+          {"delivery_type", {"email"}},
+          {"template_context", {{"movies", {{{"title", "Arrival"}, {"url", "https://example.org/m/1"}}}}}},
+          {"expires_in", "2 days"}});
+  auto etl = c.start_etl();
+  const auto postings = drain(*email, static_cast<std::size_t>(expected) + 10, 120s);
+  INFO("etl log:\n" << etl->log());
+  std::set<std::string> ids;
+  for (const auto& p : postings) {
+    ids.insert(p.posting_id);
+    CHECK(p.quiet_hours == notify::QuietHours::kRespect);
+  }
+  CHECK(postings.size() == static_cast<std::size_t>(expected));
+  CHECK(ids.size() == postings.size());
+  CHECK(etl->log().find("\"skipped\":1428") != std::string::npos);
+  CHECK(etl->terminate() == 0);
+}
+
+TEST_CASE("catalogue: every bad-input class lands in the dead-letter topic; good events flow") {
+  Catalogue c;
+  auto email = c.queue("email");
+  const auto ada = fixture_user(0);
+  const std::string key = "same-partition";
+  const std::vector<std::pair<std::string, std::string>> bad = {
+      {"{not json", "value is not valid JSON"},
+      {R"({"event_type": "party"})", "unknown event_type 'party'"},
+      {R"({"event_type": "mailing", "template": "email/new_movies"})",
+       "missing or non-string field 'receivers'"},
+      {R"({"event_type": "notification_requested", "event_id": "x1", "user_ids": [")" +
+           ada["id"].get<std::string>() + R"("], "template": "email/no_such_template"})",
+       "template 'email/no_such_template' has no subject.mustache"},
+      {R"({"event_type": "notification_requested", "event_id": "x2", "user_ids": [")" +
+           ada["id"].get<std::string>() +
+           R"("], "template": "email/generic", "template_context": {"x": "http://169.254.169.254/latest"}})",
+       "template_context.x: URL not allowed: http://169.254.169.254/latest"},
+      {R"({"event_type": "mailing", "receivers": "http://169.254.169.254/users", "template": "email/new_movies"})",
+       "receivers must be a users URL of the Auth service"},
+      {std::string(2000, 'x'), "larger than MAX_EVENT_BYTES=1024"},
+  };
+  for (const auto& [value, reason] : bad) c.emit_raw(value, key);
+  c.emit({{"id", ada["id"]},
+          {"event_type", "user_signed_up"},
+          {"priority", "immediate"},
+          {"details", {{"email", ada["email"]}, {"confirm_link", "/s/good"}}}},
+         key);
+  auto etl = c.start_etl({{"MAX_EVENT_BYTES", "1024"}});
+  const auto good = drain(*email, 1, 60s);
+  INFO("etl log:\n" << etl->log());
+  REQUIRE(good.size() == 1);
+  CHECK(good[0].template_name == "email/welcome");
+
+  const auto dead = dead_letters(c.topic + ".dlq", bad.size(), 30s);
+  for (const auto& [value, reason] : bad) {
+    INFO(value.substr(0, 80));
+    REQUIRE(dead.count(value) == 1);
+    CHECK(dead.at(value).find(reason) != std::string::npos);
+  }
+  CHECK(etl->running());
+  CHECK(etl->terminate() == 0);
+}
+
+TEST_CASE("catalogue: Auth answering 503 for ten seconds loses nothing") {
+  Catalogue c;
+  auto email = c.queue("email");
+  auto a = auth();
+  REQUIRE(a.Post("/_dev/faults", R"({"status": 503, "seconds": 10})", "application/json"));
+  const auto ada = fixture_user(0);
+  std::set<std::string> expected;
+  for (int i = 0; i < 5; ++i) {
+    const std::string id = unique_name("req");
+    expected.insert(id);
+    c.emit({{"event_type", "notification_requested"},
+            {"event_id", id},
+            {"user_ids", {ada["id"]}},
+            {"template", "email/generic"},
+            {"template_context", {{"title", "T"}, {"message", "M"}}}});
+  }
+  auto etl = c.start_etl({{"AUTH_MAX_ATTEMPTS", "2"}, {"AUTH_CACHE_TTL", "0"}});
+  const auto postings = drain(*email, expected.size(), 90s);
+  INFO("etl log:\n" << etl->log());
+  std::set<std::string> seen;
+  for (const auto& p : postings) seen.insert(p.event_id);
+  CHECK(seen == expected);
+  CHECK(etl->log().find("intake paused") != std::string::npos);
+  CHECK(etl->terminate() == 0);
+  a.Delete("/_dev/faults");
+}
