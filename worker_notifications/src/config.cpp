@@ -24,6 +24,9 @@ WorkerConfig load_config(const notify::Env& env) {
   c.smtp_password = env.str("SMTP_PASSWORD", "");
   c.smtp_timeout = env.duration("SMTP_TIMEOUT", c.smtp_timeout);
   c.smtp_concurrency = static_cast<int>(env.integer("SMTP_CONCURRENCY", c.smtp_concurrency, 1, 64));
+  c.webhook_concurrency =
+      static_cast<int>(env.integer("WEBHOOK_CONCURRENCY", c.webhook_concurrency, 0, 64));
+  c.webhook_timeout = env.duration("WEBHOOK_TIMEOUT", c.webhook_timeout);
   c.throttle.per_second = static_cast<double>(env.integer("MAILS_PER_SECOND", 0, 0, 1000000));
   c.throttle.per_hour = static_cast<double>(env.integer("MAILS_PER_HOUR", 0, 0, 1000000000));
 

@@ -25,6 +25,8 @@ struct WorkerConfig {
   std::string smtp_password;
   std::chrono::milliseconds smtp_timeout{30000};
   int smtp_concurrency = 1;  // sender threads, each with its own SMTP and AMQP connections
+  int webhook_concurrency = 1;  // webhook threads; 0: the webhook queue is not consumed
+  std::chrono::milliseconds webhook_timeout{10000};
   ThrottleOptions throttle;  // MAILS_PER_SECOND, MAILS_PER_HOUR (0: unlimited)
   PolicyOptions policy;      // QUIET_HOURS, QUIET_HOURS_SPREAD, DEFAULT_TIMEZONE
   std::vector<std::chrono::milliseconds> delay_tiers;  // DELAY_TIERS

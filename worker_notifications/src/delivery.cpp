@@ -16,14 +16,16 @@ constexpr auto kLongestThrottleSleep = 5s;
 notify::amqp::Topology topology_of(const WorkerConfig& c) {
   notify::amqp::Topology t;
   t.exchange = c.exchange;
+  t.channels = {"email", "webhook"};
   t.delay_tiers = c.delay_tiers;
   return t;
 }
 
-notify::amqp::ConnectionOptions connection_of(const WorkerConfig& c, int index) {
+notify::amqp::ConnectionOptions connection_of(const WorkerConfig& c, const std::string& channel,
+                                              int index) {
   notify::amqp::ConnectionOptions o;
   o.url = notify::amqp::Url::parse(c.rabbitmq_url);
-  o.connection_name = "worker_notifications#" + std::to_string(index);
+  o.connection_name = "worker_notifications " + channel + "#" + std::to_string(index);
   return o;
 }
 
@@ -60,9 +62,30 @@ std::optional<notify::TimePoint> deliver_at_of(const notify::amqp::Delivery& d) 
   return notify::parse_iso8601(it->second);
 }
 
-std::string smtp_reply(const SendResult& r) {
-  return "smtp " + std::to_string(r.smtp_code) + ": " + r.detail;
+std::string transport_reply(const notify::Posting& p, const SendResult& r) {
+  return std::string(p.channel == "webhook" ? "http " : "smtp ") + std::to_string(r.smtp_code) +
+         ": " + r.detail;
 }
+
+class EmailChannel final : public ChannelSender {
+ public:
+  explicit EmailChannel(const WorkerConfig& c) : smtp_(smtp_options(c)), from_(c.smtp_from) {}
+  SendResult send(const notify::Posting& p) override { return smtp_.send(to_email(p, from_)); }
+
+ private:
+  notify::worker::SmtpSender smtp_;
+  std::string from_;
+};
+
+class WebhookChannel final : public ChannelSender {
+ public:
+  explicit WebhookChannel(const WorkerConfig& c)
+      : http_(notify::worker::WebhookOptions{std::chrono::milliseconds(5000), c.webhook_timeout}) {}
+  SendResult send(const notify::Posting& p) override { return http_.send(p); }
+
+ private:
+  notify::worker::WebhookSender http_;
+};
 
 }  // namespace
 
@@ -115,28 +138,34 @@ Action after_send(const SendResult& result, const notify::Posting& posting, int 
   if (result.status == SendStatus::kSent) return Ack{"sent"};
   const int failed = attempts + 1;
   if (result.status == SendStatus::kPermanent) {
-    return DeadLetter{"permanent_failure", failed, smtp_reply(result)};
+    return DeadLetter{"permanent_failure", failed, transport_reply(posting, result)};
   }
   const RetryDecision next = decide_retry(failed, now, posting.expires_at, retry, random01);
   if (const auto* defer = std::get_if<Defer>(&next)) {
-    return Postpone{defer->until, "retry", failed, smtp_reply(result)};
+    return Postpone{defer->until, "retry", failed, transport_reply(posting, result)};
   }
   if (const auto* drop = std::get_if<Drop>(&next)) return Ack{drop->reason};
-  return DeadLetter{std::get<Exhausted>(next).reason, failed, smtp_reply(result)};
+  return DeadLetter{std::get<Exhausted>(next).reason, failed, transport_reply(posting, result)};
 }
 
-DeliveryLoop::DeliveryLoop(const WorkerConfig& config, Throttle& throttle,
+std::unique_ptr<ChannelSender> make_sender(const std::string& channel, const WorkerConfig& config) {
+  if (channel == "webhook") return std::make_unique<WebhookChannel>(config);
+  return std::make_unique<EmailChannel>(config);
+}
+
+DeliveryLoop::DeliveryLoop(const WorkerConfig& config, std::string channel, Throttle* throttle,
                            const notify::Clock& clock, int index)
     : config_(config),
+      channel_(std::move(channel)),
       throttle_(throttle),
       clock_(clock),
       topology_(topology_of(config)),
-      consumer_(notify::amqp::Consumer::Options{connection_of(config, index),
-                                                topology_.queue_for("email"), config.prefetch,
+      consumer_(notify::amqp::Consumer::Options{connection_of(config, channel_, index),
+                                                topology_.queue_for(channel_), config.prefetch,
                                                 topology_}),
-      publisher_options_{connection_of(config, index), "", 64, std::nullopt},
+      publisher_options_{connection_of(config, channel_, index), "", 64, std::nullopt},
       publisher_(std::make_unique<notify::amqp::ConfirmedPublisher>(publisher_options_)),
-      sender_(smtp_options(config)),
+      sender_(make_sender(channel_, config)),
       rng_(std::random_device{}()) {
   random01_ = [this] { return std::uniform_real_distribution<double>(0.0, 1.0)(rng_); };
 }
@@ -147,7 +176,7 @@ void DeliveryLoop::connect_with_backoff(const std::atomic<bool>& stop) {
     try {
       if (!consumer_.connected()) consumer_.connect();
       if (!publisher_->connected()) publisher_->connect();
-      notify::log::info("rabbitmq connected", {{"queue", topology_.queue_for("email")},
+      notify::log::info("rabbitmq connected", {{"queue", topology_.queue_for(channel_)},
                                                {"prefetch", config_.prefetch}});
       return;
     } catch (const notify::amqp::Error& e) {
@@ -168,9 +197,11 @@ void DeliveryLoop::run(const std::atomic<bool>& stop) {
     try {
       if (auto delivery = consumer_.next(200ms)) handle(*delivery);
     } catch (const notify::amqp::Error& e) {
-      // Unacknowledged deliveries return to the queue on the broker's side; reconnect.
+      // Unacknowledged deliveries return to the queue on the broker's side; reconnect both
+      // connections (the publisher's is most likely gone too).
       notify::log::warn("rabbitmq connection lost", {{"error", e.what()}});
       consumer_.disconnect();
+      publisher_ = std::make_unique<notify::amqp::ConfirmedPublisher>(publisher_options_);
     }
   }
   // Prefetched deliveries not yet handled return to the queue when the connection closes.
@@ -194,14 +225,15 @@ void DeliveryLoop::handle(const notify::amqp::Delivery& delivery) {
     return;
   }
 
-  const auto wait = throttle_.reserve(std::chrono::steady_clock::now());
+  const auto wait = throttle_ != nullptr ? throttle_->reserve(std::chrono::steady_clock::now())
+                                         : std::chrono::milliseconds(0);
   if (wait > kLongestThrottleSleep) {
     apply(delivery, &posting, Postpone{now + wait, "throttled", attempts, {}});
     return;
   }
   if (wait > 0ms) std::this_thread::sleep_for(wait);
 
-  const SendResult result = sender_.send(to_email(posting, config_.smtp_from));
+  const SendResult result = sender_->send(posting);
   now = clock_.now();
   apply(delivery, &posting, after_send(result, posting, attempts, now, config_.retry, random01_));
 }
@@ -255,7 +287,7 @@ void DeliveryLoop::apply(const notify::amqp::Delivery& delivery, const notify::P
     const auto remaining =
         std::max<std::chrono::milliseconds>(later->until - clock_.now(), std::chrono::milliseconds(0));
     const auto tier = choose_tier(remaining, config_.delay_tiers);
-    copy.routing_key = topology_.delay_queue_for("email", tier);
+    copy.routing_key = topology_.delay_queue_for(channel_, tier);
     copy.headers[kDeliverAtHeader] = notify::format_iso8601(later->until);
     copy.headers[kDeferReasonHeader] = later->reason;
     copy.headers[kAttemptsHeader] = std::to_string(later->attempts);
@@ -268,7 +300,7 @@ void DeliveryLoop::apply(const notify::amqp::Delivery& delivery, const notify::P
     what = "posting deferred";
   } else {
     const auto& dead = std::get<DeadLetter>(action);
-    copy.routing_key = topology_.dead_letter_queue_for("email");
+    copy.routing_key = topology_.dead_letter_queue_for(channel_);
     copy.headers[kDeadReasonHeader] = dead.reason;
     copy.headers[kAttemptsHeader] = std::to_string(dead.attempts);
     if (!dead.last_error.empty()) copy.headers[kLastErrorHeader] = dead.last_error;

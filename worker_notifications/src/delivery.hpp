@@ -20,6 +20,7 @@
 #include "notify/time.hpp"
 #include "policy.hpp"
 #include "senders/smtp_sender.hpp"
+#include "senders/webhook_sender.hpp"
 #include "throttle.hpp"
 
 namespace worker {
@@ -64,16 +65,26 @@ std::variant<std::monostate, Action> before_send(const notify::Posting& posting,
                                                  int attempts, notify::TimePoint now,
                                                  const PolicyOptions& policy,
                                                  const std::function<double()>& random01);
-// After sending: sent, retried through the ladder, or dead-lettered.
+// After sending: sent, retried through the ladder, or dead-lettered. The reply of the
+// transport ("smtp 451: ...", "http 503: ...") travels along.
 Action after_send(const SendResult& result, const notify::Posting& posting, int attempts,
                   notify::TimePoint now, const RetryOptions& retry,
                   const std::function<double()>& random01);
 
-// One sender thread: its own AMQP consumer and publisher connections and SMTP connection.
+// The transport of one channel: e-mail over SMTP, webhooks over HTTP.
+class ChannelSender {
+ public:
+  virtual ~ChannelSender() = default;
+  virtual SendResult send(const notify::Posting& posting) = 0;
+};
+std::unique_ptr<ChannelSender> make_sender(const std::string& channel, const WorkerConfig& config);
+
+// One sender thread of one channel: its own AMQP consumer and publisher connections and its own
+// SMTP or HTTP connection.
 class DeliveryLoop {
  public:
-  DeliveryLoop(const WorkerConfig& config, Throttle& throttle, const notify::Clock& clock,
-               int index);
+  DeliveryLoop(const WorkerConfig& config, std::string channel, Throttle* throttle,
+               const notify::Clock& clock, int index);
   void run(const std::atomic<bool>& stop);
 
  private:
@@ -84,14 +95,15 @@ class DeliveryLoop {
   void connect_with_backoff(const std::atomic<bool>& stop);
 
   WorkerConfig config_;
-  Throttle& throttle_;
+  std::string channel_;
+  Throttle* throttle_;  // e-mail caps; none for webhooks
   const notify::Clock& clock_;
   notify::amqp::Topology topology_;
   notify::amqp::Consumer consumer_;
   notify::amqp::ConfirmedPublisher::Options publisher_options_;
   // Replaced when a copy was not confirmed: see republish().
   std::unique_ptr<notify::amqp::ConfirmedPublisher> publisher_;
-  notify::worker::SmtpSender sender_;
+  std::unique_ptr<ChannelSender> sender_;
   std::mt19937_64 rng_;
   std::function<double()> random01_;
 };

@@ -35,11 +35,15 @@ int main() {
     worker::Throttle throttle(config.throttle);
     std::vector<std::unique_ptr<worker::DeliveryLoop>> loops;
     for (int i = 0; i < config.smtp_concurrency; ++i) {
-      loops.push_back(std::make_unique<worker::DeliveryLoop>(config, throttle, clock, i));
+      loops.push_back(std::make_unique<worker::DeliveryLoop>(config, "email", &throttle, clock, i));
+    }
+    for (int i = 0; i < config.webhook_concurrency; ++i) {
+      loops.push_back(std::make_unique<worker::DeliveryLoop>(config, "webhook", nullptr, clock, i));
     }
     notify::log::info("started", {{"exchange", config.exchange},
                                   {"smtp", config.smtp_host + ":" + std::to_string(config.smtp_port)},
-                                  {"concurrency", config.smtp_concurrency}});
+                                  {"smtp_concurrency", config.smtp_concurrency},
+                                  {"webhook_concurrency", config.webhook_concurrency}});
     std::vector<std::thread> threads;
     for (auto& loop : loops) threads.emplace_back([&loop] { loop->run(g_stop); });
     for (auto& t : threads) t.join();
