@@ -33,6 +33,8 @@ class FakeAuth {
     port_ = server_.bind_to_any_port("127.0.0.1");
     REQUIRE(port_ > 0);
     thread_ = std::thread([this] { server_.listen_after_bind(); });
+    // A stop() before the listen loop runs would be lost and the join would hang.
+    while (!server_.is_running()) std::this_thread::sleep_for(1ms);
   }
   void stop() {
     server_.stop();
