@@ -6,7 +6,7 @@ RUN apt-get update \
       build-essential cmake pkg-config \
       librdkafka-dev librabbitmq-dev libcurl4-openssl-dev uuid-dev \
       nlohmann-json3-dev doctest-dev libkainjow-mustache-dev \
-      libhowardhinnant-date-dev libcpp-httplib-dev \
+      libhowardhinnant-date-dev libcpp-httplib-dev prometheus-cpp-dev \
  && rm -rf /var/lib/apt/lists/*
 WORKDIR /src
 COPY CMakeLists.txt ./
@@ -23,7 +23,8 @@ RUN cmake -S . -B build -DCMAKE_BUILD_TYPE=Release \
 FROM debian:bookworm-slim AS runtime
 RUN apt-get update \
  && apt-get install -y --no-install-recommends \
-      librdkafka1 librabbitmq4 libcurl4 libuuid1 libdate-tz3 tzdata ca-certificates \
+      librdkafka1 librabbitmq4 libcurl4 libuuid1 libdate-tz3 libprometheus-cpp-core1.0 \
+      libcpp-httplib0.11 tzdata ca-certificates \
  && rm -rf /var/lib/apt/lists/* \
  && useradd --system --uid 10001 --home-dir /app notify
 WORKDIR /app

@@ -8,7 +8,7 @@ packages=(
   build-essential cmake pkg-config git curl ca-certificates
   librdkafka-dev librabbitmq-dev libcurl4-openssl-dev uuid-dev
   nlohmann-json3-dev doctest-dev libkainjow-mustache-dev
-  libhowardhinnant-date-dev tzdata libcpp-httplib-dev
+  libhowardhinnant-date-dev tzdata libcpp-httplib-dev prometheus-cpp-dev
   rabbitmq-server supervisor kcat python3
   nodejs npm
   "$@"

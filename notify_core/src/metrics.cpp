@@ -1,0 +1,108 @@
+#include "notify/metrics.hpp"
+
+#include <httplib.h>
+#include <prometheus/registry.h>
+#include <prometheus/text_serializer.h>
+#include <sys/socket.h>
+
+#include <atomic>
+#include <chrono>
+#include <mutex>
+#include <stdexcept>
+#include <thread>
+
+namespace notify {
+namespace {
+
+using namespace std::chrono_literals;
+
+// A scrape and two probes at a time are plenty; httplib's default pool is eight threads.
+constexpr std::size_t kServerThreads = 2;
+
+}  // namespace
+
+std::string render_metrics(prometheus::Registry& registry) {
+  return prometheus::TextSerializer().Serialize(registry.Collect());
+}
+
+struct MetricsServer::Impl {
+  std::shared_ptr<prometheus::Registry> registry;
+  httplib::Server server;
+  std::thread thread;
+  std::atomic<bool> done{false};  // the accept loop has returned
+  int port = 0;
+  std::mutex check_mutex;
+  std::function<bool()> ready_check;
+
+  bool ready() {
+    std::function<bool()> check;
+    {
+      std::lock_guard lock(check_mutex);
+      check = ready_check;
+    }
+    try {
+      return check && check();
+    } catch (...) {
+      return false;
+    }
+  }
+};
+
+MetricsServer::MetricsServer(Options options, std::shared_ptr<prometheus::Registry> registry)
+    : impl_(std::make_unique<Impl>()) {
+  impl_->registry = registry ? std::move(registry) : std::make_shared<prometheus::Registry>();
+  Impl* self = impl_.get();
+  auto& server = impl_->server;
+  server.new_task_queue = [] { return new httplib::ThreadPool(kServerThreads); };
+  // httplib's default is SO_REUSEPORT, which lets a second process share the port and answer
+  // half the scrapes: a port taken must be an error instead.
+  server.set_socket_options([](socket_t sock) {
+    int yes = 1;
+    setsockopt(sock, SOL_SOCKET, SO_REUSEADDR, &yes, sizeof yes);
+  });
+  server.Get("/metrics", [self](const httplib::Request&, httplib::Response& res) {
+    res.set_content(render_metrics(*self->registry), kMetricsContentType);
+  });
+  server.Get("/healthz", [](const httplib::Request&, httplib::Response& res) {
+    res.set_content("ok\n", "text/plain");
+  });
+  server.Get("/readyz", [self](const httplib::Request&, httplib::Response& res) {
+    const bool ready = self->ready();
+    res.status = ready ? 200 : 503;
+    res.set_content(ready ? "ready\n" : "not ready\n", "text/plain");
+  });
+
+  if (options.port == 0) {
+    impl_->port = server.bind_to_any_port(options.host);
+  } else if (server.bind_to_port(options.host, options.port)) {
+    impl_->port = options.port;
+  } else {
+    impl_->port = -1;
+  }
+  if (impl_->port <= 0) {
+    throw std::runtime_error("metrics server: cannot listen on " + options.host + ":" +
+                             std::to_string(options.port));
+  }
+  impl_->thread = std::thread([self] {
+    self->server.listen_after_bind();
+    self->done.store(true);
+  });
+}
+
+MetricsServer::~MetricsServer() {
+  // stop() does nothing before the accept loop runs, and must be called once: wait for the loop.
+  while (!impl_->server.is_running() && !impl_->done.load()) std::this_thread::sleep_for(1ms);
+  if (!impl_->done.load()) impl_->server.stop();
+  impl_->thread.join();
+}
+
+int MetricsServer::port() const { return impl_->port; }
+
+std::shared_ptr<prometheus::Registry> MetricsServer::registry() const { return impl_->registry; }
+
+void MetricsServer::set_ready_check(std::function<bool()> check) {
+  std::lock_guard lock(impl_->check_mutex);
+  impl_->ready_check = std::move(check);
+}
+
+}  // namespace notify
