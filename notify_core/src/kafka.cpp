@@ -373,6 +373,29 @@ std::vector<TopicPartition> Consumer::assignment() const {
   return from_list(list.get());
 }
 
+std::vector<PartitionLag> Consumer::lag() const {
+  impl_->check_open();
+  rd_kafka_topic_partition_list_t* raw = nullptr;
+  if (const auto err = rd_kafka_assignment(impl_->rk.get(), &raw)) fail("kafka assignment", err);
+  ListPtr list(raw);
+  // Fills each element's offset with the position (the next offset to hand to the application).
+  if (const auto err = rd_kafka_position(impl_->rk.get(), list.get())) fail("kafka position", err);
+  std::vector<PartitionLag> out;
+  for (int i = 0; i < list->cnt; ++i) {
+    const rd_kafka_topic_partition_t& e = list->elems[i];
+    std::int64_t low = 0;
+    std::int64_t high = 0;
+    if (e.err != RD_KAFKA_RESP_ERR_NO_ERROR || e.offset < 0) continue;
+    if (rd_kafka_get_watermark_offsets(impl_->rk.get(), e.topic, e.partition, &low, &high) !=
+            RD_KAFKA_RESP_ERR_NO_ERROR ||
+        high < 0) {
+      continue;
+    }
+    out.push_back({TopicPartition{e.topic, e.partition}, std::max<std::int64_t>(0, high - e.offset)});
+  }
+  return out;
+}
+
 void Consumer::close() {
   if (!impl_ || !impl_->rk) return;
   try {
@@ -530,6 +553,113 @@ std::int64_t committed_offset(const std::string& bootstrap_servers, const std::s
   if (err) fail("kafka committed offset of " + group_id, err);
   if (list->elems[0].err) fail("kafka committed offset of " + group_id, list->elems[0].err);
   return list->elems[0].offset;
+}
+
+// ---------------------------------------------------------------------------------------------
+// read_topic_to_end: a tools' reader by assignment, apart from the group consumer above.
+
+namespace {
+
+struct TopicDeleter {
+  void operator()(rd_kafka_topic_t* rkt) const { rd_kafka_topic_destroy(rkt); }
+};
+struct MetadataDeleter {
+  void operator()(const rd_kafka_metadata_t* md) const { rd_kafka_metadata_destroy(md); }
+};
+
+std::vector<std::int32_t> partitions_of(rd_kafka_t* rk, const std::string& topic,
+                                        std::chrono::milliseconds timeout) {
+  std::unique_ptr<rd_kafka_topic_t, TopicDeleter> rkt(
+      rd_kafka_topic_new(rk, topic.c_str(), nullptr));
+  if (!rkt) fail("kafka topic " + topic, rd_kafka_last_error());
+  const rd_kafka_metadata_t* raw = nullptr;
+  if (const auto err =
+          rd_kafka_metadata(rk, 0, rkt.get(), &raw, static_cast<int>(timeout.count()))) {
+    fail("kafka metadata of " + topic, err);
+  }
+  std::unique_ptr<const rd_kafka_metadata_t, MetadataDeleter> md(raw);
+  if (md->topic_cnt != 1) throw Error("kafka metadata of " + topic + ": topic not in the answer");
+  const rd_kafka_metadata_topic_t& t = md->topics[0];
+  if (t.err) fail("kafka topic " + topic, t.err);
+  std::vector<std::int32_t> out;
+  for (int i = 0; i < t.partition_cnt; ++i) out.push_back(t.partitions[i].id);
+  std::sort(out.begin(), out.end());
+  return out;
+}
+
+}  // namespace
+
+void read_topic_to_end(const std::string& bootstrap_servers, const std::string& topic,
+                       const std::function<bool(const Message&)>& on_message,
+                       std::chrono::milliseconds timeout) {
+  using Clock = std::chrono::steady_clock;
+  ConfPtr conf = base_conf(bootstrap_servers);
+  // consumer_poll() needs a group, but it is never joined (assign, not subscribe) and nothing
+  // is committed.
+  set(conf.get(), "group.id", "notify-read-to-end");
+  set(conf.get(), "enable.auto.commit", "false");
+  set(conf.get(), "enable.auto.offset.store", "false");
+  set(conf.get(), "enable.partition.eof", "true");
+  // An empty fetch is held this long before the end of a partition shows.
+  set(conf.get(), "fetch.wait.max.ms", "100");
+  HandlePtr rk = new_handle(RD_KAFKA_CONSUMER, std::move(conf));
+  struct NoClose {  // never joined a group: nothing to leave
+    HandlePtr& rk;
+    ~NoClose() { rd_kafka_destroy_flags(rk.release(), RD_KAFKA_DESTROY_F_NO_CONSUMER_CLOSE); }
+  } no_close{rk};
+
+  // The end of each partition is fixed now: what arrives later (a replay that fails again)
+  // is not read in this pass.
+  std::map<std::int32_t, std::int64_t> end;
+  ListPtr assignment(rd_kafka_topic_partition_list_new(1));
+  for (const std::int32_t p : partitions_of(rk.get(), topic, timeout)) {
+    std::int64_t low = 0;
+    std::int64_t high = 0;
+    if (const auto err = rd_kafka_query_watermark_offsets(rk.get(), topic.c_str(), p, &low, &high,
+                                                          static_cast<int>(timeout.count()))) {
+      fail("kafka watermarks of " + topic + "[" + std::to_string(p) + "]", err);
+    }
+    if (high <= low) continue;
+    end[p] = high;
+    rd_kafka_topic_partition_list_add(assignment.get(), topic.c_str(), p)->offset = low;
+  }
+  if (end.empty()) return;
+  if (const auto err = rd_kafka_assign(rk.get(), assignment.get())) fail("kafka assign", err);
+
+  // The timeout is for silence, not for the whole read: a long topic takes what it takes.
+  auto deadline = Clock::now() + timeout;
+  while (!end.empty()) {
+    if (Clock::now() >= deadline) {
+      throw Error("kafka read of " + topic + ": no progress within " +
+                  std::to_string(timeout.count()) + " ms");
+    }
+    MessagePtr msg(rd_kafka_consumer_poll(rk.get(), 200));
+    if (!msg) continue;
+    const std::int32_t p = msg->partition;
+    if (msg->err == RD_KAFKA_RESP_ERR__PARTITION_EOF) {
+      end.erase(p);
+      continue;
+    }
+    if (msg->err) {
+      if (msg->err == RD_KAFKA_RESP_ERR__UNKNOWN_TOPIC ||
+          msg->err == RD_KAFKA_RESP_ERR__UNKNOWN_PARTITION) {
+        fail("kafka read of " + topic, msg->err);
+      }
+      log::warn("kafka read error", {{"topic", topic},
+                                     {"error", err_name(msg->err)},
+                                     {"reason", rd_kafka_message_errstr(msg.get())}});
+      continue;
+    }
+    deadline = Clock::now() + timeout;
+    const auto it = end.find(p);
+    if (it == end.end()) continue;  // this partition is already done
+    if (msg->offset >= it->second) {
+      end.erase(it);
+      continue;
+    }
+    if (msg->offset + 1 >= it->second) end.erase(it);
+    if (!on_message(to_message(msg.get()))) return;
+  }
 }
 
 }  // namespace notify::kafka

@@ -36,6 +36,12 @@ struct Message {
   Headers headers;
 };
 
+// How far a consumer is behind on one partition: messages past its position.
+struct PartitionLag {
+  TopicPartition tp;
+  std::int64_t lag = 0;
+};
+
 // Called from inside Consumer::poll() when the group reassigns partitions.
 struct RebalanceListener {
   virtual ~RebalanceListener() = default;
@@ -72,6 +78,11 @@ class Consumer {
   void pause(const std::vector<TopicPartition>& partitions);
   void resume(const std::vector<TopicPartition>& partitions);
   std::vector<TopicPartition> assignment() const;
+  // Per assigned partition, the high watermark minus the consumer's position, from the
+  // watermarks librdkafka keeps from its fetches: no broker round trip, so cheap enough for the
+  // poll loop, but stale while a partition is paused. Partitions with no position yet (nothing
+  // consumed since the assignment) or no known watermark are left out.
+  std::vector<PartitionLag> lag() const;
   void close();  // commits stored offsets and leaves the group; errors are logged, not thrown
 
  private:
@@ -108,5 +119,14 @@ class Producer {
 // The committed offset of a group on a partition (-1001 when none), for tests and tools.
 std::int64_t committed_offset(const std::string& bootstrap_servers, const std::string& group_id,
                               const TopicPartition& tp);
+
+// Reads every message a topic holds right now, partition by partition from the oldest, up to
+// each partition's high watermark at the time of the call: no consumer group, nothing
+// committed, so the topic's readers are not disturbed and the read ends by itself even while
+// others keep producing. on_message returns false to stop early. For tools (notify_replay).
+// Throws Error when the topic does not exist or the broker does not answer within timeout.
+void read_topic_to_end(const std::string& bootstrap_servers, const std::string& topic,
+                       const std::function<bool(const Message&)>& on_message,
+                       std::chrono::milliseconds timeout = std::chrono::seconds(30));
 
 }  // namespace notify::kafka

@@ -1,0 +1,292 @@
+// notify_replay: sends dead letters back into the pipeline once the cause is fixed.
+//
+//   notify_replay events   [--bootstrap ADDR] [--topic T] [--to TOPIC] [common options]
+//   notify_replay postings [--rabbitmq-url URL] [--exchange X] [--channel email|webhook]
+//                          [--queue Q] [common options]
+//   common options: --dry-run, --match SUBSTRING, --limit N
+//
+// events: the ETL's dead-letter topic (default notify_events.dlq) is read from the start up to
+// its current end, without a consumer group; each event goes back, with its original key and
+// value, to the topic named in its `original_topic` header (or --to). Kafka keeps the dead
+// letters: a second run replays them again, so narrow it with --match or --limit.
+// postings: the worker's dead-letter queue (default notifications.email.dead) is drained; each
+// posting is published to the exchange with the channel as routing key, without the worker's
+// x-dead-reason / x-attempts / x-last-error / x-deliver-at / x-defer-reason headers, and its
+// dead copy is acknowledged only after the broker confirmed the new one.
+// --dry-run lists what would be replayed and changes nothing. --match keeps only dead letters
+// whose error (events: the `error` header; postings: x-dead-reason or x-last-error) contains
+// the text. Exit status: 0 done, 1 a dead letter could not be replayed or a broker failed,
+// 2 bad usage.
+
+#include <chrono>
+#include <cstdlib>
+#include <iostream>
+#include <optional>
+#include <set>
+#include <string>
+#include <vector>
+
+#include "notify/amqp.hpp"
+#include "notify/kafka.hpp"
+#include "notify/log.hpp"
+
+namespace {
+
+using namespace std::chrono_literals;
+
+struct Args {
+  std::string source;  // "events" or "postings"
+  bool dry_run = false;
+  std::string match;
+  std::optional<long> limit;
+  // events
+  std::string bootstrap;
+  std::string topic = "notify_events.dlq";
+  std::string to;
+  // postings
+  std::string rabbitmq_url = "amqp://guest:guest@127.0.0.1:5672/%2f";
+  std::string exchange = "notifications";
+  std::string channel = "email";
+  std::string queue;  // default: the channel's dead-letter queue
+  std::chrono::milliseconds idle = 2s;
+};
+
+[[noreturn]] void usage(const std::string& problem) {
+  std::cerr
+      << "notify_replay: " << problem << "\n"
+      << "usage: notify_replay events [--bootstrap ADDR] [--topic T] [--to TOPIC]\n"
+      << "                            [--dry-run] [--match TEXT] [--limit N]\n"
+      << "       notify_replay postings [--rabbitmq-url URL] [--exchange X]\n"
+      << "                              [--channel email|webhook] [--queue Q] [--wait SECONDS]\n"
+      << "                              [--dry-run] [--match TEXT] [--limit N]\n"
+      << "--bootstrap defaults to $KAFKA_BOOTSTRAP_SERVERS, --rabbitmq-url to $RABBITMQ_URL.\n";
+  std::exit(2);
+}
+
+long parse_count(const std::string& flag, const std::string& value) {
+  try {
+    std::size_t used = 0;
+    const long n = std::stol(value, &used);
+    if (used == value.size() && n >= 0) return n;
+  } catch (const std::exception&) {
+  }
+  usage(flag + ": not a count: " + value);
+}
+
+Args parse(int argc, char** argv) {
+  Args args;
+  if (argc < 2) usage("which dead letters: events or postings?");
+  args.source = argv[1];
+  if (args.source == "--help" || args.source == "-h") usage("help");
+  if (args.source != "events" && args.source != "postings") usage("unknown source " + args.source);
+  if (const char* env = std::getenv("KAFKA_BOOTSTRAP_SERVERS")) args.bootstrap = env;
+  if (const char* env = std::getenv("RABBITMQ_URL")) args.rabbitmq_url = env;
+  const bool events = args.source == "events";
+  for (int i = 2; i < argc; ++i) {
+    const std::string flag = argv[i];
+    if (flag == "--help" || flag == "-h") usage("help");
+    if (flag == "--dry-run") {
+      args.dry_run = true;
+      continue;
+    }
+    if (i + 1 >= argc) usage(flag + " needs a value");
+    const std::string value = argv[++i];
+    if (flag == "--match") {
+      args.match = value;
+    } else if (flag == "--limit") {
+      args.limit = parse_count(flag, value);
+    } else if (events && flag == "--bootstrap") {
+      args.bootstrap = value;
+    } else if (events && flag == "--topic") {
+      args.topic = value;
+    } else if (events && flag == "--to") {
+      args.to = value;
+    } else if (!events && flag == "--rabbitmq-url") {
+      args.rabbitmq_url = value;
+    } else if (!events && flag == "--exchange") {
+      args.exchange = value;
+    } else if (!events && flag == "--channel") {
+      args.channel = value;
+    } else if (!events && flag == "--queue") {
+      args.queue = value;
+    } else if (!events && flag == "--wait") {
+      args.idle = std::chrono::seconds(parse_count(flag, value));
+    } else {
+      usage("unknown flag " + flag + " for " + args.source);
+    }
+  }
+  if (events && args.bootstrap.empty()) usage("no --bootstrap and no KAFKA_BOOTSTRAP_SERVERS");
+  if (!events && args.queue.empty()) {
+    notify::amqp::Topology topology;
+    topology.exchange = args.exchange;
+    args.queue = topology.dead_letter_queue_for(args.channel);
+  }
+  return args;
+}
+
+// One line per dead letter: no newlines or tabs from a payload, and not the whole of it.
+std::string preview(const std::string& text, std::size_t max = 120) {
+  std::string out;
+  for (const char c : text.substr(0, max)) out += (c == '\n' || c == '\r' || c == '\t') ? ' ' : c;
+  if (text.size() > max) out += "...";
+  return out;
+}
+
+std::string kafka_header(const notify::kafka::Message& m, const std::string& name) {
+  for (const auto& [key, value] : m.headers) {
+    if (key == name) return value;
+  }
+  return {};
+}
+
+std::string amqp_header(const notify::amqp::Delivery& d, const std::string& name) {
+  const auto it = d.headers.find(name);
+  return it == d.headers.end() ? std::string() : it->second;
+}
+
+bool matches(const std::string& match, const std::vector<std::string>& texts) {
+  if (match.empty()) return true;
+  for (const auto& t : texts) {
+    if (t.find(match) != std::string::npos) return true;
+  }
+  return false;
+}
+
+bool limit_reached(const Args& args, long taken) { return args.limit && taken >= *args.limit; }
+
+// ---------------------------------------------------------------------------------------------
+
+int replay_events(const Args& args) {
+  std::optional<notify::kafka::Producer> producer;
+  if (!args.dry_run) producer.emplace(args.bootstrap);
+  long seen = 0;
+  long taken = 0;
+  long done = 0;
+  long failed = 0;
+  notify::kafka::read_topic_to_end(
+      args.bootstrap, args.topic, [&](const notify::kafka::Message& m) {
+        ++seen;
+        const std::string error = kafka_header(m, "error");
+        if (!matches(args.match, {error})) return true;
+        ++taken;
+        const std::string where =
+            m.topic + "[" + std::to_string(m.partition) + "]@" + std::to_string(m.offset);
+        const std::string target = args.to.empty() ? kafka_header(m, "original_topic") : args.to;
+        if (args.dry_run) {
+          std::cout << where << "\terror=" << error << "\tto=" << target
+                    << "\tkey=" << m.key.value_or("") << "\tvalue=" << preview(m.value)
+                    << std::endl;
+        } else if (target.empty()) {
+          std::cout << where << "\tskipped: no original_topic header (use --to)" << std::endl;
+          ++failed;
+        } else {
+          const auto d = producer->produce(target, m.key, m.value, 10s, {{"replayed_from", where}});
+          std::cout << where << "\treplayed to " << d.topic << "[" << d.partition << "]@"
+                    << d.offset << std::endl;
+          ++done;
+        }
+        return !limit_reached(args, taken);
+      });
+  std::cout << taken << " of " << seen << " dead-lettered events in " << args.topic
+            << (args.match.empty() ? "" : " matched \"" + args.match + "\"")
+            << (args.dry_run ? "; dry run: nothing produced"
+                             : "; " + std::to_string(done) + " replayed")
+            << std::endl;
+  return failed == 0 ? 0 : 1;
+}
+
+// ---------------------------------------------------------------------------------------------
+
+// The worker's bookkeeping of the failed attempts: a replayed posting starts afresh.
+const std::set<std::string> kDeadHeaders = {
+    "x-dead-reason",  "x-attempts",           "x-last-error",        "x-deliver-at",
+    "x-defer-reason", "x-first-death-reason", "x-first-death-queue", "x-first-death-exchange"};
+
+int replay_postings(const Args& args) {
+  notify::amqp::ConnectionOptions connection;
+  connection.url = notify::amqp::Url::parse(args.rabbitmq_url);
+  connection.connection_name = "notify_replay";
+  // No prefetch limit: every dead posting not replayed stays unacknowledged until the end, when
+  // disconnecting returns them all to the queue in one go.
+  notify::amqp::Consumer consumer({connection, args.queue, /*prefetch=*/0, std::nullopt});
+  consumer.connect();
+  std::optional<notify::amqp::ConfirmedPublisher> publisher;
+  if (!args.dry_run) {
+    publisher.emplace(
+        notify::amqp::ConfirmedPublisher::Options{connection, args.exchange, 1, std::nullopt});
+    publisher->connect();
+  }
+
+  long seen = 0;
+  long taken = 0;
+  int status = 0;
+  long done = 0;
+  std::set<std::string> replayed;  // message ids
+  while (!limit_reached(args, taken)) {
+    const auto d = consumer.next(args.idle);
+    if (!d) break;
+    // The worker dead-lettered a replayed posting again while this run goes on: stop here
+    // rather than go round in circles.
+    if (!d->message_id.empty() && replayed.count(d->message_id) > 0) break;
+    ++seen;
+    std::string reason = amqp_header(*d, "x-dead-reason");
+    if (reason.empty()) reason = amqp_header(*d, "x-first-death-reason");  // rejected by RabbitMQ
+    const std::string last_error = amqp_header(*d, "x-last-error");
+    if (!matches(args.match, {reason, last_error})) continue;
+    ++taken;
+    const std::string line = "message_id=" + d->message_id + "\treason=" + reason +
+                             "\tlast_error=" + last_error +
+                             "\tattempts=" + amqp_header(*d, "x-attempts");
+    if (args.dry_run) {
+      std::cout << line << "\tbody=" << preview(d->body) << std::endl;
+      continue;
+    }
+    notify::amqp::Message m;
+    m.routing_key = args.channel;
+    m.body = d->body;
+    m.message_id = d->message_id;
+    m.priority = d->priority;
+    for (const auto& [name, value] : d->headers) {
+      if (kDeadHeaders.count(name) == 0) m.headers[name] = value;
+    }
+    auto result = notify::amqp::ConfirmedPublisher::Result::kReturned;
+    bool confirmed = false;
+    publisher->publish(std::move(m), [&](notify::amqp::ConfirmedPublisher::Result r) {
+      confirmed = true;
+      result = r;
+    });
+    publisher->flush(10s);
+    if (!confirmed || result != notify::amqp::ConfirmedPublisher::Result::kAcked) {
+      std::cout << line << "\tNOT replayed: "
+                << (confirmed ? "no queue is bound to " + args.exchange + " for " + args.channel
+                              : std::string("the broker did not confirm it"))
+                << std::endl;
+      status = 1;
+      break;  // it stays in the dead-letter queue; so do the others
+    }
+    consumer.ack(d->delivery_tag);
+    replayed.insert(d->message_id);
+    ++done;
+    std::cout << line << "\treplayed to " << args.exchange << " / " << args.channel << std::endl;
+  }
+  consumer.disconnect();
+  std::cout << taken << " of " << seen << " dead postings in " << args.queue
+            << (args.match.empty() ? "" : " matched \"" + args.match + "\"")
+            << (args.dry_run ? "; dry run: all left in the queue"
+                             : "; " + std::to_string(done) + " replayed")
+            << std::endl;
+  return status;
+}
+
+}  // namespace
+
+int main(int argc, char** argv) {
+  const Args args = parse(argc, argv);
+  notify::log::init("notify_replay", notify::log::Level::kWarn);
+  try {
+    return args.source == "events" ? replay_events(args) : replay_postings(args);
+  } catch (const std::exception& e) {
+    std::cerr << "notify_replay: " << e.what() << std::endl;
+    return 1;
+  }
+}
