@@ -13,6 +13,9 @@ namespace {
 
 using nlohmann::json;
 
+// Ten years: anything longer is a mistake, and it keeps the arithmetic far from overflow.
+constexpr long long kMaxExpiresInSeconds = 10LL * 366 * 86400;
+
 constexpr std::array<std::string_view, 4> kPriorities = {"immediate", "high", "normal", "low"};
 const std::set<std::string> kChannels = {"email", "webhook"};
 
@@ -70,7 +73,8 @@ std::optional<Rejection> read_template(const json& doc, Event* event) {
 std::optional<Rejection> read_expires_in(const json& doc, Event* event) {
   auto it = doc.find("expires_in");
   if (it == doc.end() || it->is_null()) return std::nullopt;
-  if (it->is_number_integer() && it->get<long long>() > 0) {
+  if (it->is_number_integer() && it->get<long long>() > 0 &&
+      it->get<long long>() <= kMaxExpiresInSeconds) {
     event->expires_in = std::chrono::seconds(it->get<long long>());
     return std::nullopt;
   }
@@ -115,6 +119,7 @@ std::optional<Rejection> decode_mailing(const json& doc, Event* event) {
   if (!need_string(doc, "receivers", &event->receivers, &why)) return why;
   if (auto r = read_template(doc, event)) return r;
   if (auto r = read_channels(doc, "delivery_type", event)) return r;
+  if (auto r = read_webhook(doc, event)) return r;
   return read_expires_in(doc, event);
 }
 
@@ -261,7 +266,9 @@ std::optional<std::chrono::milliseconds> parse_expires_in(const std::string& tex
       if (in_time && unit == 'M') factor = 60;
       if (in_time && unit == 'S') factor = 1;
       if (factor == 0) return std::nullopt;
+      if (*n > kMaxExpiresInSeconds / factor) return std::nullopt;
       total += *n * factor;
+      if (total > kMaxExpiresInSeconds) return std::nullopt;
       any = true;
     }
     if (!any || total <= 0) return std::nullopt;
@@ -283,13 +290,13 @@ std::optional<std::chrono::milliseconds> parse_expires_in(const std::string& tex
       {"h", 3600}, {"hour", 3600}, {"hours", 3600},
       {"d", 86400}, {"day", 86400}, {"days", 86400},
   }};
-  for (const auto& [name, factor] : kUnits) {
-    if (unit == name) return std::chrono::duration_cast<milliseconds>(seconds(*n * factor));
+  long long factor = 0;
+  for (const auto& [name, f] : kUnits) {
+    if (unit == name) factor = f;
   }
-  if (unit == "w" || unit == "week" || unit == "weeks") {
-    return std::chrono::duration_cast<milliseconds>(seconds(*n * 7 * 86400));
-  }
-  return std::nullopt;
+  if (unit == "w" || unit == "week" || unit == "weeks") factor = 7 * 86400;
+  if (factor == 0 || *n > kMaxExpiresInSeconds / factor) return std::nullopt;
+  return std::chrono::duration_cast<milliseconds>(seconds(*n * factor));
 }
 
 }  // namespace etl

@@ -1,5 +1,7 @@
 #include "transform.hpp"
 
+#include <cctype>
+
 #include <date/date.h>
 
 #include "auth_client/url.hpp"
@@ -57,7 +59,7 @@ std::variant<Request, Rejection> plan(const Event& event, const TransformOptions
     r.channels = {"email"};
     r.terms = terms_for(event.priority.empty() ? "immediate" : event.priority);
     r.expires_at = event.time + o.welcome_ttl;
-    r.context["confirm_url"] =
+    r.derived["confirm_url"] =
         absolute_url(o.public_base_url, event.details.value("confirm_link", ""));
     // The user is waiting for this link; a new account may not be active yet.
     r.skip_opted_out = false;
@@ -70,8 +72,8 @@ std::variant<Request, Rejection> plan(const Event& event, const TransformOptions
     r.channels = {"email"};
     r.terms = {std::max(7, terms_for(event.priority).priority), notify::QuietHours::kBypass};
     r.expires_at = event.time + o.security_ttl;
-    r.context["changed_at"] = readable_time(event.time);
-    r.context["support_url"] = absolute_url(o.public_base_url, "/support");
+    r.derived["changed_at"] = readable_time(event.time);
+    r.derived["support_url"] = absolute_url(o.public_base_url, "/support");
     r.skip_opted_out = false;
     r.skip_inactive = false;
     r.single_user = true;
@@ -108,26 +110,62 @@ std::variant<Request, Rejection> plan(const Event& event, const TransformOptions
   return r;
 }
 
+namespace {
+
+// "https://x", "ftp://x", "javascript:alert(1)": a value that is a link, not text mentioning one.
+bool is_link(const std::string& text) {
+  const auto colon = text.find(':');
+  if (colon == std::string::npos || colon == 0) return false;
+  for (std::size_t i = 0; i < colon; ++i) {
+    const char c = text[i];
+    const bool ok = std::isalpha(static_cast<unsigned char>(c)) ||
+                    (i > 0 && (std::isdigit(static_cast<unsigned char>(c)) || c == '+' ||
+                               c == '-' || c == '.'));
+    if (!ok) return false;
+  }
+  std::string scheme = text.substr(0, colon);
+  for (char& c : scheme) c = static_cast<char>(std::tolower(static_cast<unsigned char>(c)));
+  return text.compare(colon, 3, "://") == 0 || scheme == "javascript" || scheme == "data" ||
+         scheme == "vbscript";
+}
+
+bool on_public_site(const std::string& url, const TransformOptions& options) {
+  const auto site = auth::origin_of(options.public_base_url);
+  const auto origin = auth::origin_of(url);
+  return site && origin && *site == *origin;
+}
+
+std::optional<Rejection> check_nested_links(const json& value, const std::string& path,
+                                            const TransformOptions& options) {
+  if (value.is_string()) {
+    const std::string& text = value.get_ref<const std::string&>();
+    if (is_link(text) && !on_public_site(text, options) &&
+        !auth::url_allowed(text, options.context_allowlist)) {
+      return Rejection{"template_context." + path + ": URL not allowed: " + text};
+    }
+  } else if (value.is_structured()) {
+    for (const auto& [key, item] : value.items()) {
+      if (auto r = check_nested_links(item, path + "." + key, options)) return r;
+    }
+  }
+  return std::nullopt;
+}
+
+}  // namespace
+
 std::variant<std::vector<std::string>, Rejection> context_urls_to_fetch(
     const nlohmann::json& context, const TransformOptions& options) {
   std::vector<std::string> keys;
-  const auto public_site = auth::origin_of(options.public_base_url);
   for (const auto& [key, value] : context.items()) {
-    if (!value.is_string()) continue;
-    const std::string& text = value.get_ref<const std::string&>();
-    const auto origin = auth::origin_of(text);
-    if (!origin) {
-      // Not an http(s) URL we can read; other schemes that look like URLs are refused.
-      if (text.find("://") != std::string::npos) {
+    if (value.is_string()) {
+      const std::string& text = value.get_ref<const std::string&>();
+      if (!is_link(text) || on_public_site(text, options)) continue;
+      if (!auth::url_allowed(text, options.context_allowlist)) {
         return Rejection{"template_context." + key + ": URL not allowed: " + text};
       }
-      continue;
-    }
-    if (auth::url_allowed(text, options.context_allowlist)) {
       keys.push_back(key);
-    } else if (!(public_site && origin->scheme == public_site->scheme &&
-                 origin->host == public_site->host && origin->port == public_site->port)) {
-      return Rejection{"template_context." + key + ": URL not allowed: " + text};
+    } else if (auto r = check_nested_links(value, key, options)) {
+      return *r;
     }
   }
   return keys;
@@ -169,6 +207,7 @@ Transformer::Result Transformer::postings(const Event& event, const Request& req
     p.not_before = request.not_before;
     if (!content) {
       json context = request.context;
+      for (const auto& [key, value] : request.derived.items()) context[key] = value;
       context["user"] = user_context(user);
       try {
         content = templates_.render(request.template_name, user.locale, context);

@@ -50,7 +50,8 @@ struct Audience {
 // What an event asks for, the same for every recipient.
 struct Request {
   std::string template_name;
-  nlohmann::json context = nlohmann::json::object();
+  nlohmann::json context = nlohmann::json::object();  // the event's template_context
+  nlohmann::json derived = nlohmann::json::object();  // what the ETL adds (confirm_url, ...)
   std::vector<std::string> channels;
   DeliveryTerms terms;
   notify::TimePoint expires_at{};
@@ -64,10 +65,12 @@ struct Request {
 
 std::variant<Request, Rejection> plan(const Event& event, const TransformOptions& options);
 
-// template_context values that are URLs: those of allowlisted services are to be fetched
-// (their JSON replaces the value); links to the public site stay links; any other URL refuses
-// the event, so an event cannot make the ETL fetch internal addresses. Returns the keys to
-// fetch.
+// template_context values that are URLs (a scheme and "://", or javascript:, data:,
+// vbscript:): top-level ones of allowlisted services are to be fetched (their JSON replaces the
+// value); links to the public site, and nested links to allowlisted services, stay links; any
+// other URL refuses the event, so an event can neither make the ETL fetch internal addresses
+// nor slip a script link into a template. Text that merely mentions a URL is left alone.
+// Returns the keys to fetch.
 std::variant<std::vector<std::string>, Rejection> context_urls_to_fetch(
     const nlohmann::json& context, const TransformOptions& options);
 

@@ -157,5 +157,8 @@ TEST_CASE("expires_in: plain words and ISO 8601 durations") {
   CHECK_FALSE(parse_expires_in("P1H"));   // hours belong after T
   CHECK_FALSE(parse_expires_in("0 sec"));
   CHECK_FALSE(parse_expires_in("2 fortnights"));
+  CHECK_FALSE(parse_expires_in("999999999999 weeks"));  // would overflow: refused
+  CHECK_FALSE(parse_expires_in("P999999999999W"));
+  CHECK(parse_expires_in("3650 days") == hours(24 * 3650));
   CHECK_FALSE(parse_expires_in(""));
 }

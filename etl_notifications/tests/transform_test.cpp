@@ -100,7 +100,9 @@ TEST_CASE("a password change is a security notice: bypass, high priority, even i
   CHECK(r.terms.quiet_hours == notify::QuietHours::kBypass);
   CHECK(r.terms.priority >= 7);
   CHECK_FALSE(r.skip_opted_out);
-  CHECK(r.context["changed_at"] == "23 November 2026, 10:00 UTC");
+  CHECK(r.derived["changed_at"] == "23 November 2026, 10:00 UTC");
+  // What the ETL derives is not subject to the event's context URL rules.
+  CHECK(r.context.empty());
 }
 
 TEST_CASE("a mailing respects quiet hours and opt-outs and walks a users URL") {
@@ -217,6 +219,15 @@ TEST_CASE("context URLs: allowlisted services are fetched, public links kept, ot
   CHECK(std::get<Rejection>(refused).reason ==
         "template_context.x: URL not allowed: http://127.0.0.1:15672/api/users");
   CHECK(std::holds_alternative<Rejection>(context_urls_to_fetch({{"f", "file:///etc/passwd"}}, o)));
+  CHECK(std::holds_alternative<Rejection>(context_urls_to_fetch({{"a", "javascript:alert(1)"}}, o)));
+  CHECK(std::holds_alternative<Rejection>(
+      context_urls_to_fetch({{"list", {{{"url", "http://10.0.0.1/x"}}}}}, o)));
+  // Text that mentions a link is text; nested public links are fine.
+  auto text = context_urls_to_fetch(
+      {{"message", "see https://other.org/ now"}, {"movies", {{{"url", "https://example.org/m/1"}}}}},
+      o);
+  REQUIRE(std::holds_alternative<std::vector<std::string>>(text));
+  CHECK(std::get<std::vector<std::string>>(text).empty());
 }
 
 TEST_CASE("priorities map to delivery terms") {

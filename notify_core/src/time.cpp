@@ -20,9 +20,12 @@ std::optional<TimePoint> parse_iso8601(std::string_view text) {
   static constexpr const char* kForms[] = {"%FT%TZ", "%FT%T%Ez", "%FT%T%z", "%F %TZ", "%F %T%Ez"};
   for (const char* form : kForms) {
     std::istringstream in{std::string(text)};
-    TimePoint t;
+    // Parsed to nanoseconds so that Python's six fractional digits are read, then truncated.
+    std::chrono::sys_time<std::chrono::nanoseconds> t;
     in >> date::parse(form, t);
-    if (!in.fail() && in.peek() == std::char_traits<char>::eof()) return t;
+    if (!in.fail() && in.peek() == std::char_traits<char>::eof()) {
+      return std::chrono::floor<std::chrono::milliseconds>(t);
+    }
   }
   return std::nullopt;
 }

@@ -83,6 +83,8 @@ TEST_CASE("ISO 8601 times with zones and fractions") {
   CHECK(format_iso8601(*parse_iso8601("2026-12-01T18:00:00+03:00")) == "2026-12-01T15:00:00.000Z");
   CHECK(format_iso8601(*parse_iso8601("2026-12-01T18:00:00.5Z")) == "2026-12-01T18:00:00.500Z");
   CHECK(format_iso8601(*parse_iso8601("2026-12-01T18:00:00-0500")) == "2026-12-01T23:00:00.000Z");
+  CHECK(format_iso8601(*parse_iso8601("2026-12-01T18:00:00.123456+00:00")) ==
+        "2026-12-01T18:00:00.123Z");  // what Python's isoformat() writes
   CHECK_FALSE(parse_iso8601("2026-12-01"));
   CHECK_FALSE(parse_iso8601("2026-12-01T18:00:00Zjunk"));
   CHECK_FALSE(parse_iso8601(""));
