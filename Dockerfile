@@ -1,5 +1,7 @@
-# Multi-stage build of the pipeline's binaries on Debian 12, the same packages as the native
-# build (scripts/install-deps.sh).
+# Multi-stage build of the pipeline's binaries on Debian 12. The build stage installs the same
+# -dev packages as the native build (scripts/install-deps.sh; tests/compose/check_compose.py
+# keeps the two lists equal); the runtime stage only the shared libraries they link, and runs
+# as a non-root user.
 FROM debian:bookworm-slim AS build
 RUN apt-get update \
  && apt-get install -y --no-install-recommends \
@@ -18,17 +20,22 @@ COPY dev dev
 COPY tests tests
 RUN cmake -S . -B build -DCMAKE_BUILD_TYPE=Release \
  && cmake --build build -j"$(nproc)" --target etl_notifications worker_notifications \
-      dev_auth_server notify_emit
+      dev_auth_server notify_emit notify_replay
 
 FROM debian:bookworm-slim AS runtime
+# Only what the binaries link (check_compose.py compares with ldd of a native build).
 RUN apt-get update \
  && apt-get install -y --no-install-recommends \
-      librdkafka1 librabbitmq4 libcurl4 libuuid1 libdate-tz3 libprometheus-cpp-core1.0 \
-      libcpp-httplib0.11 tzdata ca-certificates \
+      librdkafka1 librabbitmq4 libcurl4 libuuid1 libdate-tz3 libcpp-httplib0.11 \
+      libprometheus-cpp-core1.0 libprometheus-cpp-pull1.0 \
+      tzdata ca-certificates \
  && rm -rf /var/lib/apt/lists/* \
  && useradd --system --uid 10001 --home-dir /app notify
 WORKDIR /app
-COPY --from=build /src/build/bin/ /app/bin/
+COPY --from=build /src/build/bin/etl_notifications /src/build/bin/worker_notifications \
+     /src/build/bin/dev_auth_server /src/build/bin/notify_emit /src/build/bin/notify_replay \
+     /app/bin/
+COPY dev/docker/ready.sh /app/bin/ready
 COPY templates /app/templates
 COPY dev/users.json /app/dev/users.json
 ENV TEMPLATES_DIR=/app/templates
