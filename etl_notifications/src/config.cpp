@@ -82,6 +82,8 @@ EtlConfig load_config(const notify::Env& env) {
   c.auth_cache_ttl = env.duration("AUTH_CACHE_TTL", c.auth_cache_ttl);
   c.retry_max_backoff = env.duration("ETL_RETRY_MAX_BACKOFF", c.retry_max_backoff);
   c.log_level = env.str("LOG_LEVEL", c.log_level);
+  c.metrics_host = env.str("METRICS_HOST", c.metrics_host);
+  c.metrics_port = static_cast<int>(env.integer("METRICS_PORT", c.metrics_port, 0, 65535));
   return c;
 }
 

@@ -40,6 +40,8 @@ struct EtlConfig {
   std::chrono::milliseconds auth_cache_ttl{60000};
   std::chrono::milliseconds retry_max_backoff{30000};  // transient trouble: pause and retry
   std::string log_level = "info";
+  std::string metrics_host = "0.0.0.0";  // /metrics, /healthz, /readyz
+  int metrics_port = 9464;               // 0: any free port (logged)
 };
 
 EtlConfig load_config(const notify::Env& env);  // throws notify::ConfigError

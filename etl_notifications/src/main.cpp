@@ -4,9 +4,13 @@
 #include <atomic>
 #include <csignal>
 #include <cstdio>
+#include <memory>
+
+#include <prometheus/registry.h>
 
 #include "config.hpp"
 #include "notify/log.hpp"
+#include "notify/metrics.hpp"
 #include "pipeline.hpp"
 
 namespace {
@@ -28,7 +32,12 @@ int main() {
   std::signal(SIGPIPE, SIG_IGN);
 
   try {
-    etl::Pipeline pipeline(config);
+    auto registry = std::make_shared<prometheus::Registry>();
+    etl::Pipeline pipeline(config, registry);
+    // Made after the pipeline, so destroyed first: /readyz never reads a pipeline that is gone.
+    auto metrics =
+        notify::start_metrics_server({config.metrics_host, config.metrics_port}, registry);
+    if (metrics) metrics->set_ready_check([&pipeline] { return pipeline.ready(); });
     notify::log::info("started", {{"topic", config.events_topic},
                                   {"group", config.group_id},
                                   {"bootstrap", config.kafka_bootstrap_servers},

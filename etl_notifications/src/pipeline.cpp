@@ -18,6 +18,7 @@ constexpr auto kRevokeFlush = 5s;
 constexpr auto kShutdownFlush = 10s;
 constexpr std::size_t kUsersPerStep = 100;  // single lookups between two publish rounds
 constexpr std::size_t kMaxBacklog = 1000;   // consumed events waiting: more pauses intake
+constexpr auto kLagInterval = 1s;
 
 nlohmann::json where(const notify::kafka::Message& m) {
   return {{"topic", m.topic}, {"partition", m.partition}, {"offset", m.offset}};
@@ -60,6 +61,36 @@ auth::ClientOptions auth_options(const EtlConfig& c) {
   return o;
 }
 
+std::string_view error_kind(auth::LookupStatus status) {
+  switch (status) {
+    case auth::LookupStatus::kFound:
+      return "";
+    case auth::LookupStatus::kUnknownUser:
+      return "unknown_user";
+    case auth::LookupStatus::kUnavailable:
+      return "unavailable";
+  }
+  return "unavailable";
+}
+
+std::string_view error_kind(auth::FetchStatus status) {
+  switch (status) {
+    case auth::FetchStatus::kOk:
+      return "";
+    case auth::FetchStatus::kTooLarge:
+      return "too_large";
+    case auth::FetchStatus::kBadResponse:
+      return "bad_response";
+    case auth::FetchStatus::kUnavailable:
+      return "unavailable";
+  }
+  return "unavailable";
+}
+
+std::chrono::steady_clock::duration since(std::chrono::steady_clock::time_point start) {
+  return std::chrono::steady_clock::now() - start;
+}
+
 TransformOptions transform_options(const EtlConfig& c) {
   TransformOptions o;
   o.public_base_url = c.public_base_url;
@@ -74,8 +105,10 @@ TransformOptions transform_options(const EtlConfig& c) {
 
 }  // namespace
 
-Pipeline::Pipeline(const EtlConfig& config)
+Pipeline::Pipeline(const EtlConfig& config, std::shared_ptr<prometheus::Registry> registry)
     : config_(config),
+      registry_(registry ? std::move(registry) : std::make_shared<prometheus::Registry>()),
+      metrics_(*registry_),
       templates_(config.templates_dir),
       transformer_(transform_options(config), templates_),
       auth_(auth_options(config)),
@@ -92,6 +125,8 @@ Pipeline::Pipeline(const EtlConfig& config)
 
 Pipeline::~Pipeline() = default;
 
+bool Pipeline::ready() const { return kafka_ok_.load() && rabbitmq_ok_.load(); }
+
 void Pipeline::run(const std::atomic<bool>& stop) {
   try {
     publisher_.connect();
@@ -99,6 +134,8 @@ void Pipeline::run(const std::atomic<bool>& stop) {
     block(std::string("rabbitmq: ") + e.what());
   }
   while (!stop.load()) {
+    rabbitmq_ok_.store(publisher_.connected());
+    update_lag();
     if (!blocked_reason_.empty()) {
       const auto now = std::chrono::steady_clock::now();
       if (now >= retry_at_) {
@@ -166,11 +203,12 @@ Pipeline::Step Pipeline::advance(Job& job) {
     IntakeLimits limits{config_.max_event_bytes, config_.max_recipients};
     auto decoded = decode_event(raw(job.message), clock_.now(), limits);
     if (auto* rejection = std::get_if<Rejection>(&decoded)) {
-      return dead_letter(job, rejection->reason);
+      return dead_letter(job, rejection->reason, "invalid_event");
     }
+    job.type = std::get<Event>(decoded).type;
     auto planned = plan(std::get<Event>(decoded), transformer_.options());
     if (auto* rejection = std::get_if<Rejection>(&planned)) {
-      return dead_letter(job, rejection->reason);
+      return dead_letter(job, rejection->reason, "invalid_event");
     }
     job.event = std::move(std::get<Event>(decoded));
     job.request = std::move(std::get<Request>(planned));
@@ -186,19 +224,25 @@ Pipeline::Step Pipeline::advance(Job& job) {
 // Fetches the allowlisted URLs of template_context once per event.
 Pipeline::Step Pipeline::resolve_context(Job& job) {
   auto keys = context_urls_to_fetch(job.request->context, transformer_.options());
-  if (auto* rejection = std::get_if<Rejection>(&keys)) return dead_letter(job, rejection->reason);
+  if (auto* rejection = std::get_if<Rejection>(&keys)) {
+    return dead_letter(job, rejection->reason, "invalid_event");
+  }
   for (const std::string& key : std::get<std::vector<std::string>>(keys)) {
     const std::string url = job.request->context[key].get<std::string>();
+    const auto started = std::chrono::steady_clock::now();
     const auth::FetchResult fetched = auth_.fetch_json(url, config_.max_context_fetch_bytes);
+    metrics_.auth_call("fetch_json", since(started), error_kind(fetched.status));
     switch (fetched.status) {
       case auth::FetchStatus::kOk: job.request->context[key] = fetched.body; break;
       case auth::FetchStatus::kUnavailable: block("context fetch: " + fetched.error); return Step::kTransient;
       case auth::FetchStatus::kTooLarge:
-        return dead_letter(job, "template_context." + key + ": answer larger than " +
-                                    "MAX_CONTEXT_FETCH_BYTES=" +
-                                    std::to_string(config_.max_context_fetch_bytes));
+        return dead_letter(
+            job,
+            "template_context." + key + ": answer larger than " +
+                "MAX_CONTEXT_FETCH_BYTES=" + std::to_string(config_.max_context_fetch_bytes),
+            "context_fetch");
       default:
-        return dead_letter(job, "template_context." + key + ": " + fetched.error);
+        return dead_letter(job, "template_context." + key + ": " + fetched.error, "context_fetch");
     }
   }
   return Step::kMore;
@@ -206,7 +250,9 @@ Pipeline::Step Pipeline::resolve_context(Job& job) {
 
 Pipeline::Step Pipeline::add_user(Job& job, const auth::User& user) {
   auto result = transformer_.postings(*job.event, *job.request, user, clock_.now());
-  if (auto* rejection = std::get_if<Rejection>(&result)) return dead_letter(job, rejection->reason);
+  if (auto* rejection = std::get_if<Rejection>(&result)) {
+    return dead_letter(job, rejection->reason, "render");
+  }
   if (auto* skip = std::get_if<Skip>(&result)) {
     ++job.skipped;
     notify::log::debug("recipient skipped", {{"event_id", job.event->identity},
@@ -231,13 +277,15 @@ Pipeline::Step Pipeline::walk_users(Job& job) {
   const std::size_t end = std::min(ids.size(), job.next_user + kUsersPerStep);
   while (job.next_user < end) {
     const std::string& id = ids[job.next_user];
+    const auto started = std::chrono::steady_clock::now();
     const auth::Lookup lookup = auth_.get_user(id);
+    if (!lookup.cached) metrics_.auth_call("get_user", since(started), error_kind(lookup.status));
     if (lookup.status == auth::LookupStatus::kUnavailable) {
       block("auth: " + lookup.error);
       return Step::kTransient;
     }
     if (lookup.status == auth::LookupStatus::kUnknownUser) {
-      if (job.request->single_user) return dead_letter(job, "unknown user " + id);
+      if (job.request->single_user) return dead_letter(job, "unknown user " + id, "unknown_user");
       ++job.skipped;
       notify::log::info("unknown user skipped", {{"event_id", job.event->identity}, {"user_id", id}});
     } else if (const Step step = add_user(job, *lookup.user); step != Step::kMore) {
@@ -252,30 +300,36 @@ Pipeline::Step Pipeline::walk_pages(Job& job) {
   const std::string& base = job.request->audience.users_url;
   if (job.next_page == 0) {
     if (!auth::url_allowed(base, {config_.auth_url})) {
-      return dead_letter(job, "receivers must be a users URL of the Auth service (" +
-                                  config_.auth_url + "): " + base);
+      return dead_letter(
+          job,
+          "receivers must be a users URL of the Auth service (" + config_.auth_url + "): " + base,
+          "invalid_event");
     }
     const auto first = auth::query_param(base, "page_number");
     try {
       job.next_page = first ? std::max(1, std::stoi(*first)) : 1;
     } catch (const std::exception&) {
-      return dead_letter(job, "receivers: page_number is not a number");
+      return dead_letter(job, "receivers: page_number is not a number", "invalid_event");
     }
   }
   const auto url = auth::with_query_param(base, "page_number", std::to_string(job.next_page));
-  if (!url) return dead_letter(job, "receivers is not a URL: " + base);
+  if (!url) return dead_letter(job, "receivers is not a URL: " + base, "invalid_event");
+  const auto started = std::chrono::steady_clock::now();
   const auth::PageLookup page = auth_.list_users(*url);
+  metrics_.auth_call("list_users", since(started), error_kind(page.status));
   if (page.status == auth::LookupStatus::kUnavailable) {
     block("auth: " + page.error);
     return Step::kTransient;
   }
   if (page.status != auth::LookupStatus::kFound) {
-    return dead_letter(job, "receivers: " + page.error);
+    return dead_letter(job, "receivers: " + page.error, "receivers");
   }
   if (page.page->total > static_cast<long long>(config_.max_recipients)) {
-    return dead_letter(job, "audience of " + std::to_string(page.page->total) +
-                                " users is larger than MAX_RECIPIENTS=" +
-                                std::to_string(config_.max_recipients));
+    return dead_letter(
+        job,
+        "audience of " + std::to_string(page.page->total) +
+            " users is larger than MAX_RECIPIENTS=" + std::to_string(config_.max_recipients),
+        "audience_too_large");
   }
   for (const auth::User& user : page.page->items) {
     if (const Step step = add_user(job, user); step != Step::kMore) return step;
@@ -291,7 +345,8 @@ Pipeline::Step Pipeline::walk_pages(Job& job) {
 
 // A permanent refusal: the original goes to the dead-letter topic with the reason, and the
 // offset moves on. If Kafka does not take it, that is transient: pause and try again.
-Pipeline::Step Pipeline::dead_letter(Job& job, const std::string& reason) {
+Pipeline::Step Pipeline::dead_letter(Job& job, const std::string& reason,
+                                     std::string_view reason_class) {
   const auto& m = job.message;
   notify::kafka::Headers headers = {{"error", reason},
                                     {"original_topic", m.topic},
@@ -308,6 +363,8 @@ Pipeline::Step Pipeline::dead_letter(Job& job, const std::string& reason) {
   fields["dead_letter_topic"] = config_.dlq_topic;
   if (job.event) fields["event_id"] = job.event->identity;
   notify::log::warn("event rejected", fields);
+  metrics_.event(job.type, reason_class == "invalid_event" ? "rejected" : "dead_lettered");
+  metrics_.dead_lettered(reason_class);
   job.request.reset();
   return Step::kDone;
 }
@@ -321,6 +378,7 @@ void Pipeline::seal(Job& job) {
     fields["postings"] = job.postings;
     fields["skipped"] = job.skipped;
     notify::log::info("event processed", fields);
+    metrics_.event(job.event->type, "processed");
   }
   if (job.ticket->unconfirmed == 0) finish(job.ticket->tp, job.ticket->offset);
 }
@@ -333,7 +391,8 @@ void Pipeline::publish_pending() {
   while (!pending_.empty()) {
     Outgoing& out = pending_.front();
     auto ticket = out.ticket;
-    Outgoing copy{out.message, ticket};  // kept in case the broker returns it unroutable
+    // Kept in case the broker returns it unroutable.
+    Outgoing copy{out.message, ticket, std::chrono::steady_clock::now()};
     try {
       publisher_.publish(std::move(out.message),
                          [this, ticket, copy = std::move(copy)](auto result) {
@@ -350,6 +409,12 @@ void Pipeline::publish_pending() {
 
 void Pipeline::confirmed(const std::shared_ptr<Ticket>& ticket, const Outgoing& copy,
                          notify::amqp::ConfirmedPublisher::Result result) {
+  if (result == notify::amqp::ConfirmedPublisher::Result::kAcked) {
+    const auto t = copy.message.headers.find("template");
+    metrics_.posting_confirmed(copy.message.routing_key,
+                               t == copy.message.headers.end() ? "" : t->second,
+                               since(copy.published_at));
+  }
   if (result == notify::amqp::ConfirmedPublisher::Result::kReturned) {
     notify::log::error("posting returned unroutable", {{"posting_id", copy.message.message_id},
                                                        {"routing_key", copy.message.routing_key}});
@@ -405,6 +470,7 @@ void Pipeline::update_pause() {
 }
 
 void Pipeline::on_assigned(const std::vector<TopicPartition>& partitions) {
+  kafka_ok_.store(true);
   nlohmann::json list = nlohmann::json::array();
   for (const auto& tp : partitions) list.push_back(tp.topic + "/" + std::to_string(tp.partition));
   notify::log::info("partitions assigned", {{"partitions", list}});
@@ -430,6 +496,18 @@ void Pipeline::on_revoked(const std::vector<TopicPartition>& partitions) {
   notify::log::info("partitions revoked", {{"count", partitions.size()}});
 }
 
+// About once a second: the lag comes from watermarks librdkafka already has, no round trip.
+void Pipeline::update_lag() {
+  const auto now = std::chrono::steady_clock::now();
+  if (now < next_lag_update_) return;
+  next_lag_update_ = now + kLagInterval;
+  try {
+    metrics_.consumer_lag(consumer_->lag());
+  } catch (const notify::kafka::Error& e) {
+    notify::log::debug("consumer lag unknown", {{"error", e.what()}});
+  }
+}
+
 void Pipeline::shutdown() {
   notify::log::info("stopping", {{"in_flight", tracker_.in_flight()}});
   if (blocked_reason_.empty()) {
@@ -440,6 +518,7 @@ void Pipeline::shutdown() {
       notify::log::warn("flush on shutdown failed", {{"error", e.what()}});
     }
   }
+  kafka_ok_.store(false);
   consumer_->close();  // commits the stored offsets: only past confirmed events
   notify::log::info("stopped");
 }

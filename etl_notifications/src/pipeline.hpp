@@ -11,10 +11,12 @@
 #include <memory>
 #include <optional>
 #include <string>
+#include <string_view>
 #include <vector>
 
 #include "auth_client/auth_client.hpp"
 #include "config.hpp"
+#include "metrics.hpp"
 #include "notify/amqp.hpp"
 #include "notify/kafka.hpp"
 #include "notify/time.hpp"
@@ -26,8 +28,14 @@ namespace etl {
 
 class Pipeline final : public notify::kafka::RebalanceListener {
  public:
-  explicit Pipeline(const EtlConfig& config);
+  // Metrics go to `registry` (a fresh one when null).
+  explicit Pipeline(const EtlConfig& config,
+                    std::shared_ptr<prometheus::Registry> registry = nullptr);
   ~Pipeline() override;
+
+  // Connected to both brokers: a Kafka assignment was seen and the publisher is connected.
+  // Safe from any thread (the metrics server's /readyz).
+  bool ready() const;
 
   // Runs until stop is set, then publishes what is pending (bounded), commits and leaves.
   void run(const std::atomic<bool>& stop);
@@ -47,11 +55,13 @@ class Pipeline final : public notify::kafka::RebalanceListener {
   struct Outgoing {
     notify::amqp::Message message;
     std::shared_ptr<Ticket> ticket;
+    std::chrono::steady_clock::time_point published_at{};  // handed to the publisher
   };
   // The event in progress.
   struct Job {
     notify::kafka::Message message;
     std::shared_ptr<Ticket> ticket;
+    std::string type;  // event_type once decoded, for the metrics
     std::optional<Event> event;
     std::optional<Request> request;
     bool context_resolved = false;
@@ -69,7 +79,8 @@ class Pipeline final : public notify::kafka::RebalanceListener {
   Step add_user(Job& job, const auth::User& user);
   Step walk_users(Job& job);
   Step walk_pages(Job& job);
-  Step dead_letter(Job& job, const std::string& reason);
+  // reason_class: the bounded label of the dead-letter metrics (EtlMetrics::dead_lettered).
+  Step dead_letter(Job& job, const std::string& reason, std::string_view reason_class = "other");
   void seal(Job& job);
   void finish(const notify::kafka::TopicPartition& tp, std::int64_t offset);
   void publish_pending();
@@ -79,8 +90,14 @@ class Pipeline final : public notify::kafka::RebalanceListener {
   void try_unblock();
   void update_pause();
   void shutdown();
+  void update_lag();
 
   EtlConfig config_;
+  std::shared_ptr<prometheus::Registry> registry_;
+  EtlMetrics metrics_;
+  std::atomic<bool> kafka_ok_{false};     // an assignment was seen (the group is joined)
+  std::atomic<bool> rabbitmq_ok_{false};  // the publisher is connected
+  std::chrono::steady_clock::time_point next_lag_update_{};
   notify::SystemClock clock_;
   TemplateStore templates_;
   Transformer transformer_;

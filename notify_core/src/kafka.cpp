@@ -391,7 +391,8 @@ std::vector<PartitionLag> Consumer::lag() const {
         high < 0) {
       continue;
     }
-    out.push_back({TopicPartition{e.topic, e.partition}, std::max<std::int64_t>(0, high - e.offset)});
+    out.push_back(
+        {TopicPartition{e.topic, e.partition}, std::max<std::int64_t>(0, high - e.offset)});
   }
   return out;
 }

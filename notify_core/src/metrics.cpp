@@ -11,6 +11,8 @@
 #include <stdexcept>
 #include <thread>
 
+#include "notify/log.hpp"
+
 namespace notify {
 namespace {
 
@@ -103,6 +105,20 @@ std::shared_ptr<prometheus::Registry> MetricsServer::registry() const { return i
 void MetricsServer::set_ready_check(std::function<bool()> check) {
   std::lock_guard lock(impl_->check_mutex);
   impl_->ready_check = std::move(check);
+}
+
+std::unique_ptr<MetricsServer> start_metrics_server(
+    MetricsServer::Options options, std::shared_ptr<prometheus::Registry> registry) {
+  try {
+    auto server = std::make_unique<MetricsServer>(options, std::move(registry));
+    log::info("metrics listening", {{"host", options.host},
+                                    {"port", server->port()},
+                                    {"paths", {"/metrics", "/healthz", "/readyz"}}});
+    return server;
+  } catch (const std::exception& e) {
+    log::error("metrics server not started", {{"error", e.what()}});
+    return nullptr;
+  }
 }
 
 }  // namespace notify

@@ -52,6 +52,8 @@ WorkerConfig load_config(const notify::Env& env) {
   c.retry.max_attempts =
       static_cast<int>(env.integer("RETRY_MAX_ATTEMPTS", c.retry.max_attempts, 1, 100));
   c.log_level = env.str("LOG_LEVEL", c.log_level);
+  c.metrics_host = env.str("METRICS_HOST", c.metrics_host);
+  c.metrics_port = static_cast<int>(env.integer("METRICS_PORT", c.metrics_port, 0, 65535));
   return c;
 }
 

@@ -32,6 +32,8 @@ struct WorkerConfig {
   std::vector<std::chrono::milliseconds> delay_tiers;  // DELAY_TIERS
   RetryOptions retry;                                  // RETRY_BASE_DELAY, RETRY_MAX_ATTEMPTS
   std::string log_level = "info";
+  std::string metrics_host = "0.0.0.0";  // /metrics, /healthz, /readyz
+  int metrics_port = 9465;               // 0: any free port (logged)
 };
 
 WorkerConfig load_config(const notify::Env& env);  // throws notify::ConfigError

@@ -3,6 +3,7 @@
 #include <thread>
 
 #include "notify/log.hpp"
+#include "notify/redact.hpp"
 
 namespace worker {
 namespace {
@@ -154,7 +155,7 @@ std::unique_ptr<ChannelSender> make_sender(const std::string& channel, const Wor
 }
 
 DeliveryLoop::DeliveryLoop(const WorkerConfig& config, std::string channel, Throttle* throttle,
-                           const notify::Clock& clock, int index)
+                           const notify::Clock& clock, int index, WorkerMetrics* metrics)
     : config_(config),
       channel_(std::move(channel)),
       throttle_(throttle),
@@ -166,7 +167,8 @@ DeliveryLoop::DeliveryLoop(const WorkerConfig& config, std::string channel, Thro
       publisher_options_{connection_of(config, channel_, index), "", 64, std::nullopt},
       publisher_(std::make_unique<notify::amqp::ConfirmedPublisher>(publisher_options_)),
       sender_(make_sender(channel_, config)),
-      rng_(std::random_device{}()) {
+      rng_(std::random_device{}()),
+      metrics_(metrics) {
   random01_ = [this] { return std::uniform_real_distribution<double>(0.0, 1.0)(rng_); };
 }
 
@@ -176,6 +178,7 @@ void DeliveryLoop::connect_with_backoff(const std::atomic<bool>& stop) {
     try {
       if (!consumer_.connected()) consumer_.connect();
       if (!publisher_->connected()) publisher_->connect();
+      connected_.store(true);
       notify::log::info("rabbitmq connected", {{"queue", topology_.queue_for(channel_)},
                                                {"prefetch", config_.prefetch}});
       return;
@@ -199,12 +202,14 @@ void DeliveryLoop::run(const std::atomic<bool>& stop) {
     } catch (const notify::amqp::Error& e) {
       // Unacknowledged deliveries return to the queue on the broker's side; reconnect both
       // connections (the publisher's is most likely gone too).
+      connected_.store(false);
       notify::log::warn("rabbitmq connection lost", {{"error", e.what()}});
       consumer_.disconnect();
       publisher_ = std::make_unique<notify::amqp::ConfirmedPublisher>(publisher_options_);
     }
   }
   // Prefetched deliveries not yet handled return to the queue when the connection closes.
+  connected_.store(false);
   consumer_.disconnect();
 }
 
@@ -233,7 +238,11 @@ void DeliveryLoop::handle(const notify::amqp::Delivery& delivery) {
   }
   if (wait > 0ms) std::this_thread::sleep_for(wait);
 
+  const auto started = std::chrono::steady_clock::now();
   const SendResult result = sender_->send(posting);
+  if (metrics_ != nullptr) {
+    metrics_->send_took(channel_, std::chrono::steady_clock::now() - started);
+  }
   now = clock_.now();
   apply(delivery, &posting, after_send(result, posting, attempts, now, config_.retry, random01_));
 }
@@ -273,6 +282,7 @@ void DeliveryLoop::apply(const notify::amqp::Delivery& delivery, const notify::P
     consumer_.ack(delivery.delivery_tag);
     fields["outcome"] = ack->outcome;
     notify::log::info(ack->outcome == "sent" ? "posting sent" : "posting dropped", fields);
+    count(posting, action);
     return;
   }
 
@@ -296,7 +306,10 @@ void DeliveryLoop::apply(const notify::amqp::Delivery& delivery, const notify::P
     fields["until"] = notify::format_iso8601(later->until);
     fields["tier"] = notify::format_duration(tier);
     fields["attempts"] = later->attempts;
-    if (!later->last_error.empty()) fields["last_error"] = later->last_error;
+    // A transport's reply may quote the recipient's address: not in the logs.
+    if (!later->last_error.empty()) {
+      fields["last_error"] = notify::mask_addresses(later->last_error);
+    }
     what = "posting deferred";
   } else {
     const auto& dead = std::get<DeadLetter>(action);
@@ -305,7 +318,7 @@ void DeliveryLoop::apply(const notify::amqp::Delivery& delivery, const notify::P
     copy.headers[kAttemptsHeader] = std::to_string(dead.attempts);
     if (!dead.last_error.empty()) copy.headers[kLastErrorHeader] = dead.last_error;
     fields["reason"] = dead.reason;
-    if (!dead.last_error.empty()) fields["last_error"] = dead.last_error;
+    if (!dead.last_error.empty()) fields["last_error"] = notify::mask_addresses(dead.last_error);
     what = "posting dead-lettered";
   }
 
@@ -322,10 +335,34 @@ void DeliveryLoop::apply(const notify::amqp::Delivery& delivery, const notify::P
     return;
   }
   consumer_.ack(delivery.delivery_tag);
+  count(posting, action);
   if (what == "posting dead-lettered") {
     notify::log::error(what, fields);
   } else {
     notify::log::info(what, fields);
+  }
+}
+
+// Counted once the original is acknowledged: a posting left in the queue is counted when it is
+// handled again.
+void DeliveryLoop::count(const notify::Posting* posting, const Action& action) {
+  if (metrics_ == nullptr) return;
+  if (const auto* ack = std::get_if<Ack>(&action)) {
+    if (ack->outcome == "sent") {
+      metrics_->posting(channel_, posting, "sent");
+      if (posting != nullptr) metrics_->delivered(channel_, posting->event_time, clock_.now());
+    } else {
+      metrics_->posting(channel_, posting, "expired");
+    }
+  } else if (const auto* later = std::get_if<Postpone>(&action)) {
+    if (later->reason == "retry") {
+      metrics_->posting(channel_, posting, "failed");
+      metrics_->retry(channel_, later->attempts);
+    } else if (later->reason != "deferred") {  // "deferred": one more hop of an earlier deferral
+      metrics_->posting(channel_, posting, "deferred");
+    }
+  } else {
+    metrics_->posting(channel_, posting, "dead_lettered");
   }
 }
 

@@ -15,6 +15,7 @@
 
 #include "config.hpp"
 #include "ladder.hpp"
+#include "metrics.hpp"
 #include "notify/amqp.hpp"
 #include "notify/posting.hpp"
 #include "notify/time.hpp"
@@ -83,9 +84,12 @@ std::unique_ptr<ChannelSender> make_sender(const std::string& channel, const Wor
 // SMTP or HTTP connection.
 class DeliveryLoop {
  public:
+  // metrics may be null; it must outlive the loop.
   DeliveryLoop(const WorkerConfig& config, std::string channel, Throttle* throttle,
-               const notify::Clock& clock, int index);
+               const notify::Clock& clock, int index, WorkerMetrics* metrics = nullptr);
   void run(const std::atomic<bool>& stop);
+  // Both AMQP connections are up. Safe from any thread (the metrics server's /readyz).
+  bool connected() const { return connected_.load(); }
 
  private:
   void handle(const notify::amqp::Delivery& delivery);
@@ -93,6 +97,7 @@ class DeliveryLoop {
              const Action& action);
   bool republish(notify::amqp::Message message);
   void connect_with_backoff(const std::atomic<bool>& stop);
+  void count(const notify::Posting* posting, const Action& action);
 
   WorkerConfig config_;
   std::string channel_;
@@ -106,6 +111,8 @@ class DeliveryLoop {
   std::unique_ptr<ChannelSender> sender_;
   std::mt19937_64 rng_;
   std::function<double()> random01_;
+  WorkerMetrics* metrics_;
+  std::atomic<bool> connected_{false};
 };
 
 }  // namespace worker

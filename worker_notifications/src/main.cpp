@@ -8,9 +8,12 @@
 #include <thread>
 #include <vector>
 
+#include <prometheus/registry.h>
+
 #include "config.hpp"
 #include "delivery.hpp"
 #include "notify/log.hpp"
+#include "notify/metrics.hpp"
 
 namespace {
 std::atomic<bool> g_stop{false};
@@ -33,12 +36,27 @@ int main() {
   try {
     notify::SystemClock clock;
     worker::Throttle throttle(config.throttle);
+    auto registry = std::make_shared<prometheus::Registry>();
+    worker::WorkerMetrics metrics(*registry, config.retry.max_attempts);
     std::vector<std::unique_ptr<worker::DeliveryLoop>> loops;
     for (int i = 0; i < config.smtp_concurrency; ++i) {
-      loops.push_back(std::make_unique<worker::DeliveryLoop>(config, "email", &throttle, clock, i));
+      loops.push_back(
+          std::make_unique<worker::DeliveryLoop>(config, "email", &throttle, clock, i, &metrics));
     }
     for (int i = 0; i < config.webhook_concurrency; ++i) {
-      loops.push_back(std::make_unique<worker::DeliveryLoop>(config, "webhook", nullptr, clock, i));
+      loops.push_back(
+          std::make_unique<worker::DeliveryLoop>(config, "webhook", nullptr, clock, i, &metrics));
+    }
+    // Made after the loops, so destroyed first: /readyz never reads a loop that is gone.
+    auto server =
+        notify::start_metrics_server({config.metrics_host, config.metrics_port}, registry);
+    if (server) {
+      server->set_ready_check([&loops] {
+        for (const auto& loop : loops) {
+          if (!loop->connected()) return false;
+        }
+        return true;
+      });
     }
     notify::log::info("started", {{"exchange", config.exchange},
                                   {"smtp", config.smtp_host + ":" + std::to_string(config.smtp_port)},

@@ -46,4 +46,9 @@ class MetricsServer {
   std::unique_ptr<Impl> impl_;
 };
 
+// For the services: the server, or none when it cannot listen (logged as an error). Metrics
+// and probes must not stop the delivery of notifications. Logs the address it listens on.
+std::unique_ptr<MetricsServer> start_metrics_server(MetricsServer::Options options,
+                                                    std::shared_ptr<prometheus::Registry> registry);
+
 }  // namespace notify

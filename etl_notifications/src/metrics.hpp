@@ -1,0 +1,60 @@
+#pragma once
+// The ETL's Prometheus metrics (README.md, "Metrics and health"). Label values are bounded:
+// event types of the catalogue, channels, template names (files of TEMPLATES_DIR), classes of
+// refusal; never raw reasons or ids.
+
+#include <chrono>
+#include <set>
+#include <string>
+#include <string_view>
+#include <vector>
+
+#include <prometheus/counter.h>
+#include <prometheus/family.h>
+#include <prometheus/gauge.h>
+#include <prometheus/histogram.h>
+#include <prometheus/registry.h>
+
+#include "notify/kafka.hpp"
+
+namespace etl {
+
+// The event_type label: a type of the catalogue, or "other" (anything else cannot be a label).
+std::string event_type_label(std::string_view type);
+
+class EtlMetrics {
+ public:
+  using Duration = std::chrono::steady_clock::duration;
+
+  explicit EtlMetrics(prometheus::Registry& registry);
+
+  // outcome: "processed" (postings made, maybe none), "rejected" (an invalid event, to the
+  // dead-letter topic), "dead_lettered" (a valid event that cannot be carried out, e.g. an
+  // unknown user: to the dead-letter topic too).
+  void event(std::string_view type, std::string_view outcome);
+  // reason_class: "invalid_event", "unknown_user", "receivers", "audience_too_large",
+  // "context_fetch", "render", "other".
+  void dead_lettered(std::string_view reason_class);
+  // A posting RabbitMQ confirmed, `since_publish` after it was handed to the publisher.
+  void posting_confirmed(const std::string& channel, const std::string& template_name,
+                         Duration since_publish);
+  // One call to the Auth service (or a context fetch): call is "get_user", "list_users" or
+  // "fetch_json"; error_kind empty when it succeeded, else "unavailable", "unknown_user",
+  // "too_large", "bad_response".
+  void auth_call(std::string_view call, Duration took, std::string_view error_kind);
+  // The lag of every assigned partition; partitions no longer assigned disappear.
+  void consumer_lag(const std::vector<notify::kafka::PartitionLag>& lags);
+
+ private:
+  prometheus::Family<prometheus::Counter>& events_;
+  prometheus::Family<prometheus::Counter>& dead_lettered_;
+  prometheus::Family<prometheus::Counter>& published_;
+  prometheus::Family<prometheus::Histogram>& confirm_seconds_;
+  prometheus::Family<prometheus::Histogram>& auth_seconds_;
+  prometheus::Family<prometheus::Counter>& auth_errors_;
+  prometheus::Family<prometheus::Gauge>& lag_;
+  prometheus::Histogram& confirm_;
+  std::set<notify::kafka::TopicPartition> lag_partitions_;
+};
+
+}  // namespace etl

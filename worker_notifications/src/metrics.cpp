@@ -1,0 +1,77 @@
+#include "metrics.hpp"
+
+#include <algorithm>
+
+namespace worker {
+namespace {
+
+using prometheus::Histogram;
+
+// An SMTP transaction or a webhook call: milliseconds to the transport's timeout.
+const Histogram::BucketBoundaries kSendBuckets = {0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5,
+                                                  1,     2.5,  5,     10,   30,  60};
+// From the event to the inbox: seconds when sent at once, hours across quiet hours and
+// schedules, up to the TTL (days).
+const Histogram::BucketBoundaries kEndToEndBuckets = {
+    0.1, 0.25, 0.5,  1,        2.5,      5,         10,    30,        60,
+    300, 900,  3600, 3 * 3600, 6 * 3600, 12 * 3600, 86400, 2 * 86400, 7 * 86400};
+
+}  // namespace
+
+WorkerMetrics::WorkerMetrics(prometheus::Registry& registry, int max_attempts)
+    : max_attempts_(std::max(1, max_attempts)),
+      postings_(prometheus::BuildCounter()
+                    .Name("notify_worker_postings_total")
+                    .Help("Postings handled, by channel, template, priority and outcome (sent, "
+                          "failed, expired, deferred, dead_lettered)")
+                    .Register(registry)),
+      retries_(prometheus::BuildCounter()
+                   .Name("notify_worker_retries_total")
+                   .Help("Retries scheduled after a transient failure, by channel and attempt "
+                         "that failed")
+                   .Register(registry)),
+      send_seconds_(prometheus::BuildHistogram()
+                        .Name("notify_worker_send_seconds")
+                        .Help("Duration of one SMTP transaction or webhook request, by channel")
+                        .Register(registry)),
+      end_to_end_seconds_(prometheus::BuildHistogram()
+                              .Name("notify_worker_end_to_end_seconds")
+                              .Help("From the event's time to acceptance by the SMTP server or "
+                                    "webhook, by channel")
+                              .Register(registry)) {
+  // The histograms of both channels exist from the start, so dashboards see them at zero.
+  for (const char* channel : {"email", "webhook"}) {
+    send_seconds_.Add({{"channel", channel}}, kSendBuckets);
+    end_to_end_seconds_.Add({{"channel", channel}}, kEndToEndBuckets);
+  }
+}
+
+void WorkerMetrics::posting(const std::string& channel, const notify::Posting* posting,
+                            std::string_view outcome) {
+  postings_
+      .Add({{"channel", channel},
+            {"template", posting != nullptr ? posting->template_name : "unknown"},
+            {"priority", posting != nullptr ? std::to_string(posting->priority) : "unknown"},
+            {"outcome", std::string(outcome)}})
+      .Increment();
+}
+
+void WorkerMetrics::retry(const std::string& channel, int attempt) {
+  const int bounded = std::clamp(attempt, 1, max_attempts_);
+  retries_.Add({{"channel", channel}, {"attempt", std::to_string(bounded)}}).Increment();
+}
+
+void WorkerMetrics::send_took(const std::string& channel,
+                              std::chrono::steady_clock::duration took) {
+  send_seconds_.Add({{"channel", channel}}, kSendBuckets)
+      .Observe(std::chrono::duration<double>(took).count());
+}
+
+void WorkerMetrics::delivered(const std::string& channel, notify::TimePoint event_time,
+                              notify::TimePoint now) {
+  // A clock skewed between the emitting service and this host must not go below zero.
+  const double seconds = std::max(0.0, std::chrono::duration<double>(now - event_time).count());
+  end_to_end_seconds_.Add({{"channel", channel}}, kEndToEndBuckets).Observe(seconds);
+}
+
+}  // namespace worker
