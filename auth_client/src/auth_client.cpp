@@ -2,6 +2,8 @@
 
 #include <curl/curl.h>
 
+#include "notify/curl.hpp"
+
 #include <algorithm>
 #include <atomic>
 #include <limits>
@@ -22,31 +24,11 @@ constexpr std::size_t kMaxUserBytes = 1 << 20;
 // A page of 1,000 users is a few hundred KiB.
 constexpr std::size_t kMaxPageBytes = 16 << 20;
 
-void global_init() {
-  static std::once_flag once;
-  std::call_once(once, [] {
-    if (curl_global_init(CURL_GLOBAL_DEFAULT) != CURLE_OK) {
-      throw std::runtime_error("curl_global_init failed");
-    }
-  });
-}
+using notify::curl::append;
+using notify::curl::EasyHandle;
+using notify::curl::global_init;
+using notify::curl::Slist;
 
-struct EasyDeleter {
-  void operator()(CURL* h) const { curl_easy_cleanup(h); }
-};
-using EasyHandle = std::unique_ptr<CURL, EasyDeleter>;
-
-struct SlistDeleter {
-  void operator()(curl_slist* l) const { curl_slist_free_all(l); }
-};
-using Slist = std::unique_ptr<curl_slist, SlistDeleter>;
-
-void append(Slist& list, const std::string& line) {
-  curl_slist* next = curl_slist_append(list.get(), line.c_str());
-  if (next == nullptr) throw std::bad_alloc();
-  (void)list.release();
-  list.reset(next);
-}
 
 std::string text_field(const nlohmann::json& j, const char* name, bool required) {
   auto it = j.find(name);

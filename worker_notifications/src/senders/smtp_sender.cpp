@@ -2,6 +2,8 @@
 
 #include <curl/curl.h>
 
+#include "notify/curl.hpp"
+
 #include <algorithm>
 #include <atomic>
 #include <cctype>
@@ -17,36 +19,16 @@ namespace notify::worker {
 
 namespace {
 
-void global_init() {
-  static std::once_flag once;
-  std::call_once(once, [] {
-    if (curl_global_init(CURL_GLOBAL_DEFAULT) != CURLE_OK) {
-      throw std::runtime_error("curl_global_init failed");
-    }
-  });
-}
-
-struct EasyDeleter {
-  void operator()(CURL* h) const { curl_easy_cleanup(h); }
-};
-using EasyHandle = std::unique_ptr<CURL, EasyDeleter>;
-
-struct SlistDeleter {
-  void operator()(curl_slist* l) const { curl_slist_free_all(l); }
-};
-using Slist = std::unique_ptr<curl_slist, SlistDeleter>;
+using notify::curl::append;
+using notify::curl::EasyHandle;
+using notify::curl::global_init;
+using notify::curl::Slist;
 
 struct MimeDeleter {
   void operator()(curl_mime* m) const { curl_mime_free(m); }
 };
 using Mime = std::unique_ptr<curl_mime, MimeDeleter>;
 
-void append(Slist& list, const std::string& line) {
-  curl_slist* next = curl_slist_append(list.get(), line.c_str());
-  if (next == nullptr) throw std::bad_alloc();
-  (void)list.release();
-  list.reset(next);
-}
 
 void check(CURLcode rc, const char* what) {
   if (rc != CURLE_OK) {

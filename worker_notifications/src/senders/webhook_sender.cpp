@@ -2,6 +2,8 @@
 
 #include <curl/curl.h>
 
+#include "notify/curl.hpp"
+
 #include <mutex>
 #include <stdexcept>
 
@@ -10,19 +12,8 @@
 namespace notify::worker {
 namespace {
 
-void global_init() {
-  static std::once_flag once;
-  std::call_once(once, [] {
-    if (curl_global_init(CURL_GLOBAL_DEFAULT) != CURLE_OK) {
-      throw std::runtime_error("curl_global_init failed");
-    }
-  });
-}
-
-struct SlistDeleter {
-  void operator()(curl_slist* list) const { curl_slist_free_all(list); }
-};
-using Slist = std::unique_ptr<curl_slist, SlistDeleter>;
+using notify::curl::global_init;
+using notify::curl::Slist;
 
 std::size_t collect(char* data, std::size_t size, std::size_t count, void* out) {
   auto* body = static_cast<std::string*>(out);
@@ -77,10 +68,7 @@ SendResult WebhookSender::send(const notify::Posting& posting) {
   for (const std::string& h : {std::string("Content-Type: application/json"),
                                "Idempotency-Key: " + posting.posting_id,
                                "X-Notify-Posting-Id: " + posting.posting_id}) {
-    curl_slist* grown = curl_slist_append(headers.get(), h.c_str());
-    if (grown == nullptr) return {SendStatus::kTransient, 0, "out of memory"};
-    (void)headers.release();
-    headers.reset(grown);
+    notify::curl::append(headers, h);
   }
   std::string answer;
   curl_easy_setopt(curl, CURLOPT_URL, posting.recipient.address.c_str());
