@@ -6,6 +6,8 @@
 #   make etl-test      the ETL's tests (unit + integration)
 #   make worker-test   the worker's tests (unit + integration)
 #   make up / down     the development stack with both services; make status; make emit N=5
+#   make replay-dlq    dead-lettered events of the development stack (dry run; APPLY=1 replays)
+#   make replay-postings  dead postings (CHANNEL=email|webhook; dry run; APPLY=1 replays)
 #   make format        clang-format on the tracked C++ files
 
 SHELL := /bin/bash
@@ -13,6 +15,9 @@ BUILD_DIR := build
 RUN_DIR := run
 STACK := dev/stack/stack.sh
 N ?= 1
+APPLY ?=
+MATCH ?=
+CHANNEL ?= email
 
 CMAKE_FLAGS := -DCMAKE_BUILD_TYPE=RelWithDebInfo
 ifeq ($(CI),true)
@@ -24,7 +29,8 @@ CTEST := ctest --test-dir $(BUILD_DIR) --output-on-failure
 
 # Prerequisites run in the order written (deps before build); cmake parallelizes the build itself.
 .NOTPARALLEL:
-.PHONY: all deps build test etl-test worker-test unit-test up down status emit format clean
+.PHONY: all deps build test etl-test worker-test unit-test up down status emit replay-dlq \
+	replay-postings format clean
 
 all: build
 
@@ -58,8 +64,10 @@ up: deps build
 	echo "  RabbitMQ              $$RABBITMQ_URL" && \
 	echo "  Kafka bootstrap       $$KAFKA_BOOTSTRAP_SERVERS" && \
 	echo "  Auth                  $$AUTH_URL" && \
+	echo "  Prometheus            $$PROMETHEUS_URL" && \
 	echo "  SMTP                  $$SMTP_HOST:$$SMTP_PORT" && \
 	echo "  Emit events           make emit N=5" && \
+	echo "  Dead letters          make replay-dlq / make replay-postings" && \
 	echo "  Logs                  $(RUN_DIR)/logs/" && \
 	echo "  Status / stop         make status / make down"
 
@@ -72,6 +80,23 @@ status:
 emit:
 	@test -s $(RUN_DIR)/kafka.bootstrap || { echo "the development stack is not up: make up" >&2; exit 1; }
 	$(BUILD_DIR)/bin/notify_emit --bootstrap "$$(cat $(RUN_DIR)/kafka.bootstrap)" --count $(N) --users dev/users.json
+
+# Dead letters of the development stack: a dry run lists them; APPLY=1 sends them back.
+REPLAY_FLAGS = $(if $(APPLY),,--dry-run) $(if $(MATCH),--match "$(MATCH)")
+replay-dlq:
+	@test -s $(RUN_DIR)/stack.env || { echo "the development stack is not up: make up" >&2; exit 1; }
+	@cmake --build $(BUILD_DIR) --target notify_replay -j2 >/dev/null 2>&1 || \
+	  cmake --build $(BUILD_DIR) --target notify_replay -j2
+	$(BUILD_DIR)/bin/notify_replay events --bootstrap "$$(cat $(RUN_DIR)/kafka.bootstrap)" $(REPLAY_FLAGS)
+	@$(if $(APPLY),true,echo && echo "Dry run: nothing was replayed. To replay: make replay-dlq APPLY=1 [MATCH=text]")
+
+replay-postings:
+	@test -s $(RUN_DIR)/stack.env || { echo "the development stack is not up: make up" >&2; exit 1; }
+	@cmake --build $(BUILD_DIR) --target notify_replay -j2 >/dev/null 2>&1 || \
+	  cmake --build $(BUILD_DIR) --target notify_replay -j2
+	@set -a && . $(RUN_DIR)/stack.env && set +a && \
+	$(BUILD_DIR)/bin/notify_replay postings --rabbitmq-url "$$RABBITMQ_URL" --channel $(CHANNEL) $(REPLAY_FLAGS)
+	@$(if $(APPLY),true,echo && echo "Dry run: nothing was replayed. To replay: make replay-postings APPLY=1 [CHANNEL=webhook] [MATCH=text]")
 
 format:
 	@command -v clang-format >/dev/null || scripts/install-deps.sh clang-format

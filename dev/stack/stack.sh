@@ -4,8 +4,8 @@
 # service. Two modes share this code:
 #   test  free ports, a unique RabbitMQ node, fresh data each start (tests/harness/stack.sh,
 #         the CTest fixture; several may run at once)
-#   dev   the fixed ports of `make up`, RabbitMQ's management UI, data kept across starts, and
-#         the two services etl_notifications and worker_notifications
+#   dev   the fixed ports of `make up`, RabbitMQ's management UI, data kept across starts, the
+#         two services etl_notifications and worker_notifications, and Prometheus scraping them
 # Stacks never touch each other: each has its own folder, ports, node name and supervisord, and
 # its processes carry NOTIFY_STACK_DIR=<its folder> in their environment.
 #
@@ -135,6 +135,12 @@ not_ready() {
     echo "Auth (port $AUTH_PORT)"
     return 0
   }
+  if [ "$MODE" = dev ]; then
+    python3 "$PROBE" http "http://127.0.0.1:$PROMETHEUS_PORT/-/ready" || {
+      echo "Prometheus (port $PROMETHEUS_PORT)"
+      return 0
+    }
+  fi
   return 1
 }
 
@@ -223,9 +229,11 @@ cmd_start() {
 
   if [ "$MODE" = dev ]; then
     AMQP_PORT=5672 DIST_PORT=25672 MANAGEMENT_PORT=15672 SMTP_PORT=1025 WEB_PORT=8025
-    AUTH_PORT=8081
+    AUTH_PORT=8081 PROMETHEUS_PORT=9090 ETL_METRICS_PORT=9464 WORKER_METRICS_PORT=9465
+    [ -x /usr/bin/prometheus ] || die "/usr/bin/prometheus is missing: scripts/install-deps.sh"
     for p in "$AMQP_PORT:AMQP" "$DIST_PORT:Erlang distribution" "$MANAGEMENT_PORT:management" \
-      "$SMTP_PORT:SMTP" "$WEB_PORT:inbox" "$AUTH_PORT:Auth"; do
+      "$SMTP_PORT:SMTP" "$WEB_PORT:inbox" "$AUTH_PORT:Auth" "$PROMETHEUS_PORT:Prometheus" \
+      "$ETL_METRICS_PORT:ETL metrics" "$WORKER_METRICS_PORT:worker metrics"; do
       check_port_free "${p%%:*}" "${p#*:}"
     done
     RABBITMQ_NODENAME=notify_dev@localhost
@@ -234,7 +242,7 @@ cmd_start() {
     local ports
     mapfile -t ports < <(python3 "$PROBE" free-ports 5)
     AMQP_PORT=${ports[0]} DIST_PORT=${ports[1]} SMTP_PORT=${ports[2]} WEB_PORT=${ports[3]}
-    AUTH_PORT=${ports[4]} MANAGEMENT_PORT=
+    AUTH_PORT=${ports[4]} MANAGEMENT_PORT= PROMETHEUS_PORT= ETL_METRICS_PORT= WORKER_METRICS_PORT=
     RABBITMQ_NODENAME=notify_test_$(od -An -N4 -tx4 /dev/urandom | tr -d ' ')@localhost
     AUTORESTART=false # a crash in a test run should show, not be papered over
   fi
@@ -247,8 +255,13 @@ cmd_start() {
   prepare_rabbitmq "$dir"
 
   export STACK_DIR=$dir BIN_DIR=$bin_dir SOURCE_DIR SUPERVISOR_SOCKET AMQP_PORT DIST_PORT \
-    SMTP_PORT WEB_PORT AUTH_PORT RABBITMQ_NODENAME AUTORESTART
+    SMTP_PORT WEB_PORT AUTH_PORT RABBITMQ_NODENAME AUTORESTART PROMETHEUS_PORT ETL_METRICS_PORT \
+    WORKER_METRICS_PORT
   SUPERVISOR_SOCKET=$(socket_path "$dir")
+  if [ "$MODE" = dev ]; then
+    mkdir -p "$dir/prometheus/data"
+    python3 "$PROBE" render "$STACK_SRC/prometheus.yml.in" >"$dir/prometheus/prometheus.yml"
+  fi
   {
     python3 "$PROBE" render "$STACK_SRC/supervisord.conf.in"
     if [ "$MODE" = dev ]; then python3 "$PROBE" render "$STACK_SRC/services.conf.in"; fi
@@ -293,7 +306,12 @@ BIN_DIR=$bin_dir
 SOURCE_DIR=$SOURCE_DIR
 EOF
   if [ "$MODE" = dev ]; then
-    echo "MANAGEMENT_URL=http://127.0.0.1:$MANAGEMENT_PORT" >>"$env_file.tmp"
+    {
+      echo "MANAGEMENT_URL=http://127.0.0.1:$MANAGEMENT_PORT"
+      echo "PROMETHEUS_URL=http://127.0.0.1:$PROMETHEUS_PORT"
+      echo "ETL_METRICS_URL=http://127.0.0.1:$ETL_METRICS_PORT/metrics"
+      echo "WORKER_METRICS_URL=http://127.0.0.1:$WORKER_METRICS_PORT/metrics"
+    } >>"$env_file.tmp"
   fi
   mv "$env_file.tmp" "$env_file"
 }
