@@ -9,7 +9,8 @@
 // its current end, without a consumer group; each event goes back, with its original key and
 // value, to the topic named in its `original_topic` header (or --to). Kafka keeps the dead
 // letters: a second run replays them again, so narrow it with --match or --limit.
-// postings: the worker's dead-letter queue (default notifications.email.dead) is drained; each
+// postings: the worker's dead-letter queue (default notifications.email.dead, or any queue of
+// postings given with --queue, e.g. a delay queue to release deferrals early) is drained; each
 // posting is published to the exchange with the channel as routing key, without the worker's
 // x-dead-reason / x-attempts / x-last-error / x-deliver-at / x-defer-reason headers, and its
 // dead copy is acknowledged only after the broker confirmed the new one.
@@ -231,12 +232,14 @@ int replay_postings(const Args& args) {
     ++seen;
     std::string reason = amqp_header(*d, "x-dead-reason");
     if (reason.empty()) reason = amqp_header(*d, "x-first-death-reason");  // rejected by RabbitMQ
+    if (reason.empty()) reason = amqp_header(*d, "x-defer-reason");        // from a delay queue
     const std::string last_error = amqp_header(*d, "x-last-error");
     if (!matches(args.match, {reason, last_error})) continue;
     ++taken;
     const std::string line = "message_id=" + d->message_id + "\treason=" + reason +
                              "\tlast_error=" + last_error +
-                             "\tattempts=" + amqp_header(*d, "x-attempts");
+                             "\tattempts=" + amqp_header(*d, "x-attempts") +
+                             "\tdeliver_at=" + amqp_header(*d, "x-deliver-at");
     if (args.dry_run) {
       std::cout << line << "\tbody=" << preview(d->body) << std::endl;
       continue;
