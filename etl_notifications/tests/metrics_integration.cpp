@@ -1,0 +1,190 @@
+// The ETL's operability endpoints on real brokers: /healthz, /readyz following the broker
+// connections, and /metrics counting what the pipeline did.
+
+#include <doctest/doctest.h>
+
+#include <arpa/inet.h>
+#include <netinet/in.h>
+#include <sys/socket.h>
+#include <unistd.h>
+
+#include <fstream>
+#include <optional>
+#include <sstream>
+#include <thread>
+
+#include <httplib.h>
+
+#include "notify/amqp.hpp"
+#include "notify/kafka.hpp"
+#include "notify/posting.hpp"
+#include "stack.hpp"
+
+using namespace std::chrono_literals;
+using notify::testing::Process;
+using notify::testing::Stack;
+using notify::testing::unique_name;
+using notify::testing::wait_until;
+
+namespace {
+
+// A port nobody listens on right now: bound to port 0, read back, closed.
+int free_port() {
+  const int fd = ::socket(AF_INET, SOCK_STREAM, 0);
+  REQUIRE(fd >= 0);
+  sockaddr_in addr{};
+  addr.sin_family = AF_INET;
+  addr.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+  addr.sin_port = 0;
+  REQUIRE(::bind(fd, reinterpret_cast<sockaddr*>(&addr), sizeof addr) == 0);
+  socklen_t len = sizeof addr;
+  REQUIRE(::getsockname(fd, reinterpret_cast<sockaddr*>(&addr), &len) == 0);
+  ::close(fd);
+  return ntohs(addr.sin_port);
+}
+
+// The status of GET path, 0 when nothing answers.
+int status_of(int port, const std::string& path) {
+  httplib::Client client("127.0.0.1", port);
+  client.set_connection_timeout(1);
+  client.set_read_timeout(2);
+  auto r = client.Get(path.c_str());
+  return r ? r->status : 0;
+}
+
+std::string scrape(int port) {
+  httplib::Client client("127.0.0.1", port);
+  client.set_connection_timeout(1);
+  client.set_read_timeout(2);
+  auto r = client.Get("/metrics");
+  return r && r->status == 200 ? r->body : "";
+}
+
+// The value of one series (name{labels} exactly as exposed), if present.
+std::optional<double> value_of(const std::string& text, const std::string& series) {
+  std::istringstream in(text);
+  std::string line;
+  while (std::getline(in, line)) {
+    if (line.rfind(series + " ", 0) == 0) return std::stod(line.substr(series.size() + 1));
+  }
+  return std::nullopt;
+}
+
+struct Fixture {
+  std::string topic = unique_name("notify_events");
+  std::string group = unique_name("etl");
+  std::string exchange = unique_name("notifications");
+  int port = free_port();
+
+  std::unique_ptr<Process> start_etl(const std::string& rabbitmq_url) const {
+    const Stack& s = Stack::get();
+    std::map<std::string, std::string> env = {
+        {"KAFKA_BOOTSTRAP_SERVERS", s.value("KAFKA_BOOTSTRAP_SERVERS")},
+        {"NOTIFY_EVENTS_TOPIC", topic},
+        {"KAFKA_GROUP_ID", group},
+        {"KAFKA_CONSUMER_CONFIG",
+         "session.timeout.ms=6000,heartbeat.interval.ms=500,fetch.wait.max.ms=50"},
+        {"RABBITMQ_URL", rabbitmq_url},
+        {"RABBITMQ_EXCHANGE", exchange},
+        {"AUTH_URL", s.value("AUTH_URL")},
+        {"AUTH_MAX_ATTEMPTS", "2"},
+        {"ETL_RETRY_MAX_BACKOFF", "1s"},
+        {"TEMPLATES_DIR", s.value("SOURCE_DIR") + "/templates"},
+        {"METRICS_HOST", "127.0.0.1"},
+        {"METRICS_PORT", std::to_string(port)},
+        {"LOG_LEVEL", "info"}};
+    return std::make_unique<Process>(s.value("BIN_DIR") + "/etl_notifications",
+                                     std::vector<std::string>{}, env,
+                                     s.value("STACK_DIR") + "/" + group + ".log");
+  }
+
+  std::unique_ptr<notify::amqp::Consumer> postings() const {
+    notify::amqp::Consumer::Options o;
+    o.connection.url = notify::amqp::Url::parse(Stack::get().value("RABBITMQ_URL"));
+    notify::amqp::Topology topology;
+    topology.exchange = exchange;
+    o.queue = topology.queue_for("email");
+    o.declare = topology;
+    o.prefetch = 10;
+    auto consumer = std::make_unique<notify::amqp::Consumer>(o);
+    consumer->connect();
+    return consumer;
+  }
+
+  // The first fixture user signs up; then an event that is not JSON. Returns the partition.
+  std::int32_t emit() const {
+    std::ifstream in(Stack::get().value("SOURCE_DIR") + "/dev/users.json");
+    const auto user = nlohmann::json::parse(in).at(0);
+    notify::kafka::Producer producer(Stack::get().value("KAFKA_BOOTSTRAP_SERVERS"));
+    const nlohmann::json value = {
+        {"id", user["id"]},
+        {"event_type", "user_signed_up"},
+        {"priority", "immediate"},
+        {"from_service", "auth"},
+        {"details", {{"email", user["email"]}, {"confirm_link", "/s/1"}}}};
+    const auto d = producer.produce(topic, std::string("one-partition"), value.dump());
+    producer.produce(topic, std::string("one-partition"), "this is not an event");
+    return d.partition;
+  }
+};
+
+}  // namespace
+
+TEST_CASE("etl metrics: ready once connected; counters follow an event and a rejection") {
+  Fixture f;
+  auto queue = f.postings();
+  const auto partition = f.emit();
+  auto etl = f.start_etl(Stack::get().value("RABBITMQ_URL"));
+  INFO("etl log:\n" << etl->log());
+
+  REQUIRE(wait_until([&] { return status_of(f.port, "/healthz") == 200; }, 10s));
+  CHECK(wait_until([&] { return status_of(f.port, "/readyz") == 200; }, 30s));
+
+  // The posting arrives in RabbitMQ.
+  std::optional<notify::amqp::Delivery> delivery;
+  wait_until([&] { return (delivery = queue->next(200ms)).has_value(); }, 30s);
+  REQUIRE(delivery);
+  queue->ack(delivery->delivery_tag);
+
+  const std::string processed =
+      "notify_etl_events_total{outcome=\"processed\",type=\"user_signed_up\"}";
+  const std::string rejected = "notify_etl_events_total{outcome=\"rejected\",type=\"other\"}";
+  std::string text;
+  const bool counted = wait_until(
+      [&] {
+        text = scrape(f.port);
+        return value_of(text, processed) == 1.0 && value_of(text, rejected) == 1.0;
+      },
+      20s);
+  INFO("metrics:\n" << text);
+  CHECK(counted);
+  CHECK(value_of(text,
+                 "notify_etl_postings_published_total{channel=\"email\",template=\"email/"
+                 "welcome\"}") == 1.0);
+  CHECK(value_of(text, "notify_etl_publish_confirm_seconds_count") == 1.0);
+  CHECK(value_of(text, "notify_etl_dead_lettered_total{reason_class=\"invalid_event\"}") == 1.0);
+  CHECK(value_of(text, "notify_etl_auth_request_seconds_count{call=\"get_user\"}") == 1.0);
+  CHECK_FALSE(
+      value_of(text, "notify_etl_auth_errors_total{call=\"get_user\",kind=\"unavailable\"}"));
+
+  // Both events consumed: no lag on the partition (updated about once a second).
+  const std::string lag = "notify_etl_consumer_lag{partition=\"" + std::to_string(partition) +
+                          "\",topic=\"" + f.topic + "\"}";
+  CHECK(wait_until([&] { return value_of(scrape(f.port), lag) == 0.0; }, 10s));
+
+  CHECK(etl->terminate() == 0);
+  CHECK(status_of(f.port, "/healthz") == 0);  // the endpoints go with the process
+}
+
+TEST_CASE("etl metrics: alive but not ready while RabbitMQ is unreachable") {
+  Fixture f;
+  // A port nobody listens on: the publisher cannot connect.
+  auto etl = f.start_etl("amqp://guest:guest@127.0.0.1:" + std::to_string(free_port()) + "/%2f");
+  INFO("etl log:\n" << etl->log());
+  REQUIRE(wait_until([&] { return status_of(f.port, "/healthz") == 200; }, 10s));
+  // Long enough for Kafka to assign partitions: still not ready without RabbitMQ.
+  std::this_thread::sleep_for(3s);
+  CHECK(status_of(f.port, "/readyz") == 503);
+  CHECK(etl->log().find("intake paused") != std::string::npos);
+  CHECK(etl->terminate() == 0);
+}
