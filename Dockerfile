@@ -11,13 +11,9 @@ RUN apt-get update \
       libhowardhinnant-date-dev libcpp-httplib-dev prometheus-cpp-dev \
  && rm -rf /var/lib/apt/lists/*
 WORKDIR /src
-COPY CMakeLists.txt ./
-COPY notify_core notify_core
-COPY auth_client auth_client
-COPY etl_notifications etl_notifications
-COPY worker_notifications worker_notifications
-COPY dev dev
-COPY tests tests
+# The whole source tree (.dockerignore keeps build trees and run data out): every folder the
+# top-level CMakeLists.txt adds must be there.
+COPY . .
 RUN cmake -S . -B build -DCMAKE_BUILD_TYPE=Release \
  && cmake --build build -j"$(nproc)" --target etl_notifications worker_notifications \
       dev_auth_server notify_emit notify_replay

@@ -13,6 +13,7 @@ when there is one.
 """
 
 import argparse
+import fnmatch
 import os
 import re
 import shlex
@@ -329,6 +330,27 @@ def check_prometheus(source, compose):
             problem(f"{os.path.relpath(config, source)}: does not scrape {name}:{port}")
 
 
+def check_build_context(source, build):
+    """Every folder the top-level CMakeLists.txt adds reaches the build stage."""
+    with open(os.path.join(source, "CMakeLists.txt")) as f:
+        folders = re.findall(r"^\s*add_subdirectory\(\s*([\w./-]+)", f.read(), re.M)
+    ignored = []
+    path = os.path.join(source, ".dockerignore")
+    if os.path.isfile(path):
+        with open(path) as f:
+            ignored = [line.strip().strip("/") for line in f
+                       if line.strip() and not line.startswith("#")]
+    copied = copy_sources(build)
+    whole_tree = "." in copied or "./" in copied
+    for folder in folders:
+        if not os.path.isdir(os.path.join(source, folder)):
+            continue  # CMake itself fails on that, natively too
+        if any(fnmatch.fnmatch(folder, pattern) for pattern in ignored):
+            problem(f".dockerignore excludes {folder}, which CMakeLists.txt adds")
+        elif not whole_tree and folder not in copied:
+            problem(f"Dockerfile build stage: does not COPY {folder}, which CMakeLists.txt adds")
+
+
 def main():
     parser = argparse.ArgumentParser()
     here = os.path.dirname(os.path.abspath(__file__))
@@ -364,6 +386,7 @@ def main():
     if any(p.endswith("-dev") for p in apt_packages(runtime)):
         problem("Dockerfile runtime stage: installs -dev packages")
 
+    check_build_context(source, build)
     binaries = image_binaries(runtime)
     check_compose(source, compose, binaries)
     check_prometheus(source, compose)
