@@ -1,7 +1,14 @@
 #pragma once
-// The ETL's Prometheus metrics (README.md, "Metrics and health"). Label values are bounded:
-// event types of the catalogue, channels, template names (files of TEMPLATES_DIR), classes of
-// refusal; never raw reasons or ids.
+// The ETL's Prometheus metrics, served on METRICS_PORT:
+//   notify_etl_events_total{type,outcome}            events consumed
+//   notify_etl_dead_lettered_total{reason_class}     events sent to the dead-letter topic
+//   notify_etl_postings_published_total{channel,template}  postings confirmed by RabbitMQ
+//   notify_etl_publish_confirm_seconds               publish to confirm (histogram)
+//   notify_etl_auth_request_seconds{call}            Auth calls, retries included (histogram)
+//   notify_etl_auth_errors_total{call,kind}          Auth calls that did not succeed
+//   notify_etl_consumer_lag{topic,partition}         messages past the consumer's position
+// Label values are bounded: event types of the catalogue, channels, template names (files of
+// TEMPLATES_DIR), classes of refusal; never raw reasons or ids.
 
 #include <chrono>
 #include <set>

@@ -1,7 +1,12 @@
 #pragma once
-// The worker's Prometheus metrics (README.md, "Metrics and health"). One instance is shared by
-// every delivery loop: prometheus-cpp's metrics are thread-safe. Label values are bounded:
-// channels, template names, priorities 0..9, attempts 1..RETRY_MAX_ATTEMPTS.
+// The worker's Prometheus metrics, served on METRICS_PORT:
+//   notify_worker_postings_total{channel,template,priority,outcome}  postings handled
+//   notify_worker_retries_total{channel,attempt}     retries after transient failures
+//   notify_worker_send_seconds{channel}              one SMTP transaction or webhook (histogram)
+//   notify_worker_end_to_end_seconds{channel}        event time to acceptance (histogram)
+// One instance is shared by every delivery loop: prometheus-cpp's metrics are thread-safe.
+// Label values are bounded: channels, template names, priorities 0..9, attempts
+// 1..RETRY_MAX_ATTEMPTS.
 
 #include <chrono>
 #include <string>
