@@ -42,7 +42,7 @@ EtlConfig load_config(const notify::Env& env) {
   try {
     notify::amqp::Url::parse(c.rabbitmq_url);
   } catch (const std::exception& e) {
-    throw notify::ConfigError("RABBITMQ_URL=" + c.rabbitmq_url + ": " + e.what());
+    throw notify::ConfigError(std::string("RABBITMQ_URL: ") + e.what());  // names no password
   }
   c.exchange = env.str("RABBITMQ_EXCHANGE", c.exchange);
   c.confirm_window = static_cast<std::size_t>(

@@ -317,6 +317,13 @@ Pipeline::Step Pipeline::walk_pages(Job& job) {
   const auto started = std::chrono::steady_clock::now();
   const auth::PageLookup page = auth_.list_users(*url);
   metrics_.auth_call("list_users", since(started), error_kind(page.status));
+  // The Auth service refusing the filters (400, 422) or answering with a page that is not one
+  // will not change by waiting: refuse the event rather than stall the partition on it.
+  const bool refused_url = page.http_status == 400 || page.http_status == 422 ||
+                           (page.http_status >= 200 && page.http_status < 300);
+  if (page.status == auth::LookupStatus::kUnavailable && refused_url) {
+    return dead_letter(job, "receivers: " + page.error, "receivers");
+  }
   if (page.status == auth::LookupStatus::kUnavailable) {
     block("auth: " + page.error);
     return Step::kTransient;

@@ -9,8 +9,20 @@
 namespace notify::amqp {
 namespace {
 
+// The URL as it may be shown: a password never reaches a log or an error message.
+std::string shown(std::string_view url) {
+  const auto scheme = url.find("://");
+  const auto at = url.rfind('@');
+  if (scheme == std::string_view::npos || at == std::string_view::npos || at < scheme) {
+    return std::string(url);
+  }
+  const auto colon = url.find(':', scheme + 3);
+  if (colon == std::string_view::npos || colon > at) return std::string(url);
+  return std::string(url.substr(0, colon + 1)) + "***" + std::string(url.substr(at));
+}
+
 [[noreturn]] void fail(std::string_view url, const std::string& why) {
-  throw std::invalid_argument("invalid AMQP URL '" + std::string(url) + "': " + why);
+  throw std::invalid_argument("invalid AMQP URL '" + shown(url) + "': " + why);
 }
 
 int hex_value(char c) {

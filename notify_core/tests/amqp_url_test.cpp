@@ -90,3 +90,9 @@ TEST_CASE("Url::parse rejects bad URLs with a message naming the problem") {
   CHECK(parse_error("amqp://h/?heartbeat=10").find("query parameters") != std::string::npos);
   CHECK(parse_error("amqp://[::1/").find("unterminated '['") != std::string::npos);
 }
+
+TEST_CASE("Url::parse never shows the password in its errors") {
+  const std::string e = parse_error("amqp://user:s3cret@h:abc/");
+  CHECK(e.find("s3cret") == std::string::npos);
+  CHECK(e.find("amqp://user:***@h:abc/") != std::string::npos);
+}

@@ -120,6 +120,10 @@ Process::Process(const std::string& path, const std::vector<std::string>& args,
   for (const char* name : {"PATH", "HOME", "TZ", "LANG", "LC_ALL", "TMPDIR"}) {
     if (const char* v = std::getenv(name)) merged[name] = v;
   }
+  // Services under test serve their metrics on loopback, on a free port, unless a test asks:
+  // several run at once, and a running `make up` holds the default ports.
+  merged["METRICS_HOST"] = "127.0.0.1";
+  merged["METRICS_PORT"] = "0";
   for (const auto& [k, v] : env) merged[k] = v;
 
   // Everything the child needs is built before fork: after it, only async-signal-safe calls.

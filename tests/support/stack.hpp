@@ -31,7 +31,9 @@ class Stack {
 // A unique name for queues, topics and groups, so tests never see each other's data.
 std::string unique_name(const std::string& prefix);
 
-// A child process (a service binary) with its own environment; output goes to log_file.
+// A child process (a service binary) with its own environment; output goes to log_file. It
+// inherits only PATH, HOME, TZ, LANG, LC_ALL and TMPDIR, gets METRICS_HOST=127.0.0.1 and
+// METRICS_PORT=0 (a free port) unless env says otherwise, and env.
 class Process {
  public:
   Process(const std::string& path, const std::vector<std::string>& args,

@@ -10,7 +10,7 @@ WorkerConfig load_config(const notify::Env& env) {
   try {
     notify::amqp::Url::parse(c.rabbitmq_url);
   } catch (const std::exception& e) {
-    throw notify::ConfigError("RABBITMQ_URL=" + c.rabbitmq_url + ": " + e.what());
+    throw notify::ConfigError(std::string("RABBITMQ_URL: ") + e.what());  // names no password
   }
   c.exchange = env.str("RABBITMQ_EXCHANGE", c.exchange);
   c.prefetch = static_cast<std::uint16_t>(env.integer("WORKER_PREFETCH", c.prefetch, 1, 65535));
