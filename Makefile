@@ -30,7 +30,7 @@ CTEST := ctest --test-dir $(BUILD_DIR) --output-on-failure
 # Prerequisites run in the order written (deps before build); cmake parallelizes the build itself.
 .NOTPARALLEL:
 .PHONY: all deps build test etl-test worker-test unit-test up down status emit replay-dlq \
-	replay-postings format clean
+	replay-postings format clean bench
 
 all: build
 
@@ -97,6 +97,13 @@ replay-postings:
 	@set -a && . $(RUN_DIR)/stack.env && set +a && \
 	$(BUILD_DIR)/bin/notify_replay postings --rabbitmq-url "$$RABBITMQ_URL" --channel $(CHANNEL) $(REPLAY_FLAGS)
 	@$(if $(APPLY),true,echo && echo "Dry run: nothing was replayed. To replay: make replay-postings APPLY=1 [CHANNEL=webhook] [MATCH=text]")
+
+# Benchmarks (not part of `make test`): a Release build of its own in build-bench/, its own broker
+# stack, and the results in documentation/benchmarks.md (bench/run.py).
+bench: deps
+	cmake -S . -B build-bench -DCMAKE_BUILD_TYPE=Release -DNOTIFY_BENCH=ON
+	cmake --build build-bench --target bench_programs -j2
+	python3 bench/run.py --build-dir build-bench --out documentation/benchmarks.md
 
 format:
 	@command -v clang-format >/dev/null || scripts/install-deps.sh clang-format

@@ -1,6 +1,7 @@
 // The development Auth service: users from a JSON file, served the way the real service does
 // (GET /api/v1/users/{id}, GET /api/v1/users/?filters&paging), plus hooks for tests:
-// fault injection (/_dev/faults) and adding users (/_dev/users, /_dev/users/bulk).
+// fault injection (/_dev/faults), adding users (/_dev/users, /_dev/users/bulk) and counting the
+// API requests served (/_dev/stats, for benchmarks).
 //
 //   dev_auth_server [--host 127.0.0.1] [--port 8081] [--users users.json] [--token T] [--verbose]
 //
@@ -10,6 +11,7 @@
 #include <pthread.h>
 #include <signal.h>
 
+#include <atomic>
 #include <chrono>
 #include <cstdio>
 #include <fstream>
@@ -289,11 +291,12 @@ void load_users(Directory& directory, const std::string& path) {
 }
 
 void install_routes(httplib::Server& svr, Directory& directory, Faults& faults,
-                    const Options& options) {
+                    std::atomic<long long>& api_requests, const Options& options) {
   // Faults and the token apply to the API only: health and the test hooks stay reachable.
   svr.set_pre_routing_handler(
-      [&faults, &options](const httplib::Request& req, httplib::Response& res) {
+      [&faults, &options, &api_requests](const httplib::Request& req, httplib::Response& res) {
         if (req.path.rfind("/api/", 0) != 0) return httplib::Server::HandlerResponse::Unhandled;
+        api_requests.fetch_add(1, std::memory_order_relaxed);
         const auto verdict = faults.next();
         if (verdict.delay.count() > 0) std::this_thread::sleep_for(verdict.delay);
         if (verdict.status) {
@@ -334,6 +337,15 @@ void install_routes(httplib::Server& svr, Directory& directory, Faults& faults,
               reply_error(res, 404, "user not found");
             }
           });
+
+  // Requests to /api/ since start or the last DELETE: what a client really asked of the service.
+  svr.Get("/_dev/stats", [&api_requests](const httplib::Request&, httplib::Response& res) {
+    reply_json(res, 200, {{"requests", api_requests.load()}});
+  });
+  svr.Delete("/_dev/stats", [&api_requests](const httplib::Request&, httplib::Response& res) {
+    api_requests.store(0);
+    reply_json(res, 200, {{"requests", 0}});
+  });
 
   svr.Post("/_dev/faults", [&faults](const httplib::Request& req, httplib::Response& res) {
     try {
@@ -432,8 +444,9 @@ int main(int argc, char** argv) {
   pthread_sigmask(SIG_BLOCK, &stop_signals, nullptr);
 
   Faults faults;
+  std::atomic<long long> api_requests{0};
   httplib::Server svr;
-  install_routes(svr, directory, faults, options);
+  install_routes(svr, directory, faults, api_requests, options);
   // Clients keep one connection for many lookups; httplib closes after 5 requests by default.
   svr.set_keep_alive_max_count(100000);
 

@@ -9,6 +9,7 @@ packages=(
   librdkafka-dev librabbitmq-dev libcurl4-openssl-dev uuid-dev
   nlohmann-json3-dev doctest-dev libkainjow-mustache-dev
   libhowardhinnant-date-dev tzdata libcpp-httplib-dev prometheus-cpp-dev
+  libbenchmark-dev
   rabbitmq-server supervisor kcat python3 python3-yaml prometheus
   nodejs npm
   "$@"
