@@ -54,6 +54,25 @@ worker-test: deps build
 unit-test: deps build
 	$(CTEST) -L unit
 
+# With a Docker engine answering (and NATIVE unset), `make up` runs docker-compose.yml;
+# otherwise the same stack natively under supervisord.
+DOCKER := $(shell [ -z "$(NATIVE)" ] && docker info >/dev/null 2>&1 && echo yes)
+
+ifeq ($(DOCKER),yes)
+up:
+	docker compose up -d --build
+	@echo
+	@echo "The stack is up (Docker Compose)."
+	@echo "  Inbox (MailHog)       http://127.0.0.1:8025"
+	@echo "  RabbitMQ management   http://127.0.0.1:15672  (notify / notify)"
+	@echo "  Kafka bootstrap       127.0.0.1:9092"
+	@echo "  Auth                  http://127.0.0.1:8081"
+	@echo "  Prometheus            http://127.0.0.1:9090"
+	@echo "  Status / stop         docker compose ps / make down"
+
+down:
+	docker compose down
+else
 up: deps build
 	$(STACK) start $(RUN_DIR) $(BUILD_DIR)/bin dev
 	@set -a && . $(RUN_DIR)/stack.env && set +a && \
@@ -73,6 +92,7 @@ up: deps build
 
 down:
 	$(STACK) stop $(RUN_DIR)
+endif
 
 status:
 	$(STACK) status $(RUN_DIR)
