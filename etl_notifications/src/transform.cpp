@@ -113,7 +113,16 @@ std::variant<Request, Rejection> plan(const Event& event, const TransformOptions
 namespace {
 
 // "https://x", "ftp://x", "javascript:alert(1)": a value that is a link, not text mentioning one.
-bool is_link(const std::string& text) {
+bool is_link(const std::string& raw) {
+  // As a browser reads an href: blanks and control characters around it trimmed, tabs and
+  // line breaks inside it removed.
+  std::string text;
+  for (char c : raw) {
+    if (c != '\t' && c != '\n' && c != '\r') text.push_back(c);
+  }
+  const auto blank = [](char c) { return static_cast<unsigned char>(c) <= 0x20; };
+  while (!text.empty() && blank(text.front())) text.erase(text.begin());
+  while (!text.empty() && blank(text.back())) text.pop_back();
   const auto colon = text.find(':');
   if (colon == std::string::npos || colon == 0) return false;
   for (std::size_t i = 0; i < colon; ++i) {

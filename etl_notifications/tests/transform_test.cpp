@@ -221,6 +221,8 @@ TEST_CASE("context URLs: allowlisted services are fetched, public links kept, ot
   CHECK(std::holds_alternative<Rejection>(context_urls_to_fetch({{"f", "file:///etc/passwd"}}, o)));
   CHECK(std::holds_alternative<Rejection>(context_urls_to_fetch({{"a", "javascript:alert(1)"}}, o)));
   CHECK(std::holds_alternative<Rejection>(
+      context_urls_to_fetch({{"a", " java\tscript:alert(1)"}}, o)));
+  CHECK(std::holds_alternative<Rejection>(
       context_urls_to_fetch({{"list", {{{"url", "http://10.0.0.1/x"}}}}}, o)));
   // Text that mentions a link is text; nested public links are fine.
   auto text = context_urls_to_fetch(

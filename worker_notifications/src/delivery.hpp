@@ -34,7 +34,7 @@ using notify::worker::SendStatus;
 inline constexpr const char* kAttemptsHeader = "x-attempts";        // failed sends so far
 inline constexpr const char* kDeliverAtHeader = "x-deliver-at";     // end of the deferral (UTC)
 inline constexpr const char* kDeferReasonHeader = "x-defer-reason";
-inline constexpr const char* kLastErrorHeader = "x-last-error";     // the last SMTP reply
+inline constexpr const char* kLastErrorHeader = "x-last-error";     // the last SMTP or HTTP reply
 inline constexpr const char* kDeadReasonHeader = "x-dead-reason";
 
 // <posting id@domain of the sender>: the same posting always carries the same Message-ID, so

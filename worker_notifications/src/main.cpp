@@ -1,5 +1,6 @@
-// worker_notifications: wiring only. Read the configuration, start SMTP_CONCURRENCY delivery
-// loops, run until SIGTERM or SIGINT, then let each finish its delivery in hand.
+// worker_notifications: wiring only. Read the configuration, start SMTP_CONCURRENCY e-mail and
+// WEBHOOK_CONCURRENCY webhook delivery loops, run until SIGTERM or SIGINT, then let each finish
+// its delivery in hand.
 
 #include <atomic>
 #include <csignal>

@@ -18,7 +18,7 @@ enum class QuietHours { kRespect, kBypass };
 
 struct Recipient {
   std::string user_id;
-  std::string address;  // e-mail address for the email channel
+  std::string address;  // the e-mail address (email) or the URL to POST to (webhook)
   std::string name;     // display name, may be empty
   std::string timezone; // IANA zone, may be empty (the worker falls back to its default)
   std::string locale;
@@ -36,7 +36,7 @@ struct Posting {
   std::string event_type;
   std::string source;      // the emitting service (from_service)
   TimePoint event_time{};
-  std::string channel;     // "email"
+  std::string channel;     // "email" or "webhook"
   std::string template_name;
   Recipient recipient;
   Content content;
