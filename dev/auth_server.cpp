@@ -449,6 +449,7 @@ int main(int argc, char** argv) {
   install_routes(svr, directory, faults, api_requests, options);
   // Clients keep one connection for many lookups; httplib closes after 5 requests by default.
   svr.set_keep_alive_max_count(100000);
+  svr.set_tcp_nodelay(true);  // small answers: no Nagle delay against the client's delayed ACK
 
   int port = options.port;
   if (port == 0) {
