@@ -24,51 +24,13 @@ using namespace std::chrono_literals;
 using notify::testing::Process;
 using notify::testing::Stack;
 using notify::testing::unique_name;
+using notify::testing::free_port;
+using notify::testing::http_status;
+using notify::testing::metric_value;
+using notify::testing::scrape_metrics;
 using notify::testing::wait_until;
 
 namespace {
-
-// A port nobody listens on right now: bound to port 0, read back, closed.
-int free_port() {
-  const int fd = ::socket(AF_INET, SOCK_STREAM, 0);
-  REQUIRE(fd >= 0);
-  sockaddr_in addr{};
-  addr.sin_family = AF_INET;
-  addr.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
-  addr.sin_port = 0;
-  REQUIRE(::bind(fd, reinterpret_cast<sockaddr*>(&addr), sizeof addr) == 0);
-  socklen_t len = sizeof addr;
-  REQUIRE(::getsockname(fd, reinterpret_cast<sockaddr*>(&addr), &len) == 0);
-  ::close(fd);
-  return ntohs(addr.sin_port);
-}
-
-// The status of GET path, 0 when nothing answers.
-int status_of(int port, const std::string& path) {
-  httplib::Client client("127.0.0.1", port);
-  client.set_connection_timeout(1);
-  client.set_read_timeout(2);
-  auto r = client.Get(path.c_str());
-  return r ? r->status : 0;
-}
-
-std::string scrape(int port) {
-  httplib::Client client("127.0.0.1", port);
-  client.set_connection_timeout(1);
-  client.set_read_timeout(2);
-  auto r = client.Get("/metrics");
-  return r && r->status == 200 ? r->body : "";
-}
-
-// The value of one series (name{labels} exactly as exposed), if present.
-std::optional<double> value_of(const std::string& text, const std::string& series) {
-  std::istringstream in(text);
-  std::string line;
-  while (std::getline(in, line)) {
-    if (line.rfind(series + " ", 0) == 0) return std::stod(line.substr(series.size() + 1));
-  }
-  return std::nullopt;
-}
 
 struct Fixture {
   std::string topic = unique_name("notify_events");
@@ -137,8 +99,8 @@ TEST_CASE("etl metrics: ready once connected; counters follow an event and a rej
   auto etl = f.start_etl(Stack::get().value("RABBITMQ_URL"));
   INFO("etl log:\n" << etl->log());
 
-  REQUIRE(wait_until([&] { return status_of(f.port, "/healthz") == 200; }, 10s));
-  CHECK(wait_until([&] { return status_of(f.port, "/readyz") == 200; }, 30s));
+  REQUIRE(wait_until([&] { return http_status(f.port, "/healthz") == 200; }, 10s));
+  CHECK(wait_until([&] { return http_status(f.port, "/readyz") == 200; }, 30s));
 
   // The posting arrives in RabbitMQ.
   std::optional<notify::amqp::Delivery> delivery;
@@ -152,28 +114,28 @@ TEST_CASE("etl metrics: ready once connected; counters follow an event and a rej
   std::string text;
   const bool counted = wait_until(
       [&] {
-        text = scrape(f.port);
-        return value_of(text, processed) == 1.0 && value_of(text, rejected) == 1.0;
+        text = scrape_metrics(f.port);
+        return metric_value(text, processed) == 1.0 && metric_value(text, rejected) == 1.0;
       },
       20s);
   INFO("metrics:\n" << text);
   CHECK(counted);
-  CHECK(value_of(text,
+  CHECK(metric_value(text,
                  "notify_etl_postings_published_total{channel=\"email\",template=\"email/"
                  "welcome\"}") == 1.0);
-  CHECK(value_of(text, "notify_etl_publish_confirm_seconds_count") == 1.0);
-  CHECK(value_of(text, "notify_etl_dead_lettered_total{reason_class=\"invalid_event\"}") == 1.0);
-  CHECK(value_of(text, "notify_etl_auth_request_seconds_count{call=\"get_user\"}") == 1.0);
+  CHECK(metric_value(text, "notify_etl_publish_confirm_seconds_count") == 1.0);
+  CHECK(metric_value(text, "notify_etl_dead_lettered_total{reason_class=\"invalid_event\"}") == 1.0);
+  CHECK(metric_value(text, "notify_etl_auth_request_seconds_count{call=\"get_user\"}") == 1.0);
   CHECK_FALSE(
-      value_of(text, "notify_etl_auth_errors_total{call=\"get_user\",kind=\"unavailable\"}"));
+      metric_value(text, "notify_etl_auth_errors_total{call=\"get_user\",kind=\"unavailable\"}"));
 
   // Both events consumed: no lag on the partition (updated about once a second).
   const std::string lag = "notify_etl_consumer_lag{partition=\"" + std::to_string(partition) +
                           "\",topic=\"" + f.topic + "\"}";
-  CHECK(wait_until([&] { return value_of(scrape(f.port), lag) == 0.0; }, 10s));
+  CHECK(wait_until([&] { return metric_value(scrape_metrics(f.port), lag) == 0.0; }, 10s));
 
   CHECK(etl->terminate() == 0);
-  CHECK(status_of(f.port, "/healthz") == 0);  // the endpoints go with the process
+  CHECK(http_status(f.port, "/healthz") == 0);  // the endpoints go with the process
 }
 
 TEST_CASE("etl metrics: alive but not ready while RabbitMQ is unreachable") {
@@ -181,10 +143,10 @@ TEST_CASE("etl metrics: alive but not ready while RabbitMQ is unreachable") {
   // A port nobody listens on: the publisher cannot connect.
   auto etl = f.start_etl("amqp://guest:guest@127.0.0.1:" + std::to_string(free_port()) + "/%2f");
   INFO("etl log:\n" << etl->log());
-  REQUIRE(wait_until([&] { return status_of(f.port, "/healthz") == 200; }, 10s));
+  REQUIRE(wait_until([&] { return http_status(f.port, "/healthz") == 200; }, 10s));
   // Long enough for Kafka to assign partitions: still not ready without RabbitMQ.
   std::this_thread::sleep_for(3s);
-  CHECK(status_of(f.port, "/readyz") == 503);
+  CHECK(http_status(f.port, "/readyz") == 503);
   CHECK(etl->log().find("intake paused") != std::string::npos);
   CHECK(etl->terminate() == 0);
 }

@@ -65,6 +65,15 @@ class Inbox {
   std::string base_url_;
 };
 
+// A loopback port nobody listens on right now (bound to 0, read back, closed).
+int free_port();
+// The status of GET http://127.0.0.1:port/path; 0 when nothing answers.
+int http_status(int port, const std::string& path);
+// The /metrics text of a service on 127.0.0.1:port; empty when it does not answer 200.
+std::string scrape_metrics(int port);
+// The value of one series (name{labels} exactly as exposed) in metrics text, if present.
+std::optional<double> metric_value(const std::string& text, const std::string& series);
+
 // Polls pred every 50 ms until it holds or the timeout passes.
 bool wait_until(const std::function<bool()>& pred, std::chrono::milliseconds timeout);
 

@@ -26,50 +26,15 @@ using notify::testing::SmtpSink;
 using notify::testing::SmtpStage;
 using notify::testing::Stack;
 using notify::testing::unique_name;
+using notify::testing::free_port;
+using notify::testing::http_status;
+using notify::testing::metric_value;
+using notify::testing::scrape_metrics;
 using notify::testing::wait_until;
 
 namespace {
 
 constexpr const char* kRecipient = "ann.metrics@example.com";
-
-int free_port() {
-  const int fd = ::socket(AF_INET, SOCK_STREAM, 0);
-  REQUIRE(fd >= 0);
-  sockaddr_in addr{};
-  addr.sin_family = AF_INET;
-  addr.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
-  addr.sin_port = 0;
-  REQUIRE(::bind(fd, reinterpret_cast<sockaddr*>(&addr), sizeof addr) == 0);
-  socklen_t len = sizeof addr;
-  REQUIRE(::getsockname(fd, reinterpret_cast<sockaddr*>(&addr), &len) == 0);
-  ::close(fd);
-  return ntohs(addr.sin_port);
-}
-
-int status_of(int port, const std::string& path) {
-  httplib::Client client("127.0.0.1", port);
-  client.set_connection_timeout(1);
-  client.set_read_timeout(2);
-  auto r = client.Get(path.c_str());
-  return r ? r->status : 0;
-}
-
-std::string scrape(int port) {
-  httplib::Client client("127.0.0.1", port);
-  client.set_connection_timeout(1);
-  client.set_read_timeout(2);
-  auto r = client.Get("/metrics");
-  return r && r->status == 200 ? r->body : "";
-}
-
-std::optional<double> value_of(const std::string& text, const std::string& series) {
-  std::istringstream in(text);
-  std::string line;
-  while (std::getline(in, line)) {
-    if (line.rfind(series + " ", 0) == 0) return std::stod(line.substr(series.size() + 1));
-  }
-  return std::nullopt;
-}
 
 notify::TimePoint now_ms() {
   return std::chrono::time_point_cast<std::chrono::milliseconds>(std::chrono::system_clock::now());
@@ -164,8 +129,8 @@ TEST_CASE("worker metrics: ready once connected; sent, failed, retried and expir
   auto worker = f.start_worker(Stack::get().value("RABBITMQ_URL"));
   INFO("worker log:\n" << tail(worker->log()));
 
-  REQUIRE(wait_until([&] { return status_of(f.port, "/healthz") == 200; }, 10s));
-  REQUIRE(wait_until([&] { return status_of(f.port, "/readyz") == 200; }, 20s));
+  REQUIRE(wait_until([&] { return http_status(f.port, "/healthz") == 200; }, 10s));
+  REQUIRE(wait_until([&] { return http_status(f.port, "/readyz") == 200; }, 20s));
 
   const auto sent = f.posting(7, now_ms() + 1h);
   const auto expired = f.posting(3, now_ms() - 1s);
@@ -179,24 +144,24 @@ TEST_CASE("worker metrics: ready once connected; sent, failed, retried and expir
   std::string text;
   const bool counted = wait_until(
       [&] {
-        text = scrape(f.port);
-        return value_of(text, sent_series) == 1.0 && value_of(text, e2e_count) == 1.0;
+        text = scrape_metrics(f.port);
+        return metric_value(text, sent_series) == 1.0 && metric_value(text, e2e_count) == 1.0;
       },
       10s);
   INFO("metrics:\n" << text);
   CHECK(counted);
-  CHECK(value_of(text,
+  CHECK(metric_value(text,
                  "notify_worker_postings_total{channel=\"email\",outcome=\"failed\","
                  "priority=\"7\",template=\"email/welcome\"}") == 1.0);
-  CHECK(value_of(text,
+  CHECK(metric_value(text,
                  "notify_worker_postings_total{channel=\"email\",outcome=\"expired\","
                  "priority=\"3\",template=\"email/welcome\"}") == 1.0);
-  CHECK(value_of(text, "notify_worker_retries_total{attempt=\"1\",channel=\"email\"}") == 1.0);
-  CHECK(value_of(text, "notify_worker_send_seconds_count{channel=\"email\"}") == 2.0);
+  CHECK(metric_value(text, "notify_worker_retries_total{attempt=\"1\",channel=\"email\"}") == 1.0);
+  CHECK(metric_value(text, "notify_worker_send_seconds_count{channel=\"email\"}") == 2.0);
   // The event was two seconds old when the mail was accepted, after a retry a second later.
-  CHECK(value_of(text, "notify_worker_end_to_end_seconds_bucket{channel=\"email\",le=\"1\"}") ==
+  CHECK(metric_value(text, "notify_worker_end_to_end_seconds_bucket{channel=\"email\",le=\"1\"}") ==
         0.0);
-  CHECK(value_of(text, "notify_worker_end_to_end_seconds_bucket{channel=\"email\",le=\"60\"}") ==
+  CHECK(metric_value(text, "notify_worker_end_to_end_seconds_bucket{channel=\"email\",le=\"60\"}") ==
         1.0);
 
   // The greylisting reply was logged at info level with the address masked.
@@ -206,7 +171,7 @@ TEST_CASE("worker metrics: ready once connected; sent, failed, retried and expir
   CHECK(log.find(kRecipient) == std::string::npos);
 
   CHECK(worker->terminate() == 0);
-  CHECK(status_of(f.port, "/healthz") == 0);
+  CHECK(http_status(f.port, "/healthz") == 0);
 }
 
 TEST_CASE("worker metrics: alive but not ready while RabbitMQ is unreachable") {
@@ -214,9 +179,9 @@ TEST_CASE("worker metrics: alive but not ready while RabbitMQ is unreachable") {
   auto worker =
       f.start_worker("amqp://guest:guest@127.0.0.1:" + std::to_string(free_port()) + "/%2f");
   INFO("worker log:\n" << tail(worker->log()));
-  REQUIRE(wait_until([&] { return status_of(f.port, "/healthz") == 200; }, 10s));
+  REQUIRE(wait_until([&] { return http_status(f.port, "/healthz") == 200; }, 10s));
   CHECK(wait_until([&] { return worker->log().find("rabbitmq unavailable") != std::string::npos; },
                    10s));
-  CHECK(status_of(f.port, "/readyz") == 503);
+  CHECK(http_status(f.port, "/readyz") == 503);
   CHECK(worker->terminate() == 0);
 }

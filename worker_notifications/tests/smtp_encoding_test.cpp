@@ -2,37 +2,17 @@
 
 #include <doctest/doctest.h>
 
+#include "smtp_sink.hpp"
+
 #include <string>
 
 #include "senders/mime_encoding.hpp"
 
 namespace mime = notify::worker::mime;
 
-namespace {
+using notify::testing::base64_decode;
 
-std::string base64_decode(std::string_view in) {
-  auto value = [](char c) -> int {
-    if (c >= 'A' && c <= 'Z') return c - 'A';
-    if (c >= 'a' && c <= 'z') return c - 'a' + 26;
-    if (c >= '0' && c <= '9') return c - '0' + 52;
-    if (c == '+') return 62;
-    if (c == '/') return 63;
-    return -1;
-  };
-  std::string out;
-  int bits = 0, acc = 0;
-  for (char c : in) {
-    const int v = value(c);
-    if (v < 0) continue;
-    acc = (acc << 6) | v;
-    bits += 6;
-    if (bits >= 8) {
-      bits -= 8;
-      out += static_cast<char>((acc >> bits) & 0xff);
-    }
-  }
-  return out;
-}
+namespace {
 
 // The bytes inside one "=?UTF-8?B?...?=" word.
 std::string word_payload(const std::string& word) {

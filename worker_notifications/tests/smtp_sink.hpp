@@ -90,6 +90,31 @@ struct SinkMessage {
   }
 };
 
+// Test-side decoding of what the client sent (AUTH PLAIN, encoded headers).
+inline std::string base64_decode(std::string_view in) {
+  auto value = [](char c) -> int {
+    if (c >= 'A' && c <= 'Z') return c - 'A';
+    if (c >= 'a' && c <= 'z') return c - 'a' + 26;
+    if (c >= '0' && c <= '9') return c - '0' + 52;
+    if (c == '+') return 62;
+    if (c == '/') return 63;
+    return -1;
+  };
+  std::string out;
+  int bits = 0, acc = 0;
+  for (char c : in) {
+    const int v = value(c);
+    if (v < 0) continue;
+    acc = (acc << 6) | v;
+    bits += 6;
+    if (bits >= 8) {
+      bits -= 8;
+      out += static_cast<char>((acc >> bits) & 0xff);
+    }
+  }
+  return out;
+}
+
 class SmtpSink {
  public:
   struct Options {
@@ -211,30 +236,6 @@ class SmtpSink {
   static std::string upper(std::string_view s) {
     std::string out(s);
     for (auto& c : out) c = static_cast<char>(std::toupper(static_cast<unsigned char>(c)));
-    return out;
-  }
-
-  static std::string base64_decode(std::string_view in) {
-    auto value = [](char c) -> int {
-      if (c >= 'A' && c <= 'Z') return c - 'A';
-      if (c >= 'a' && c <= 'z') return c - 'a' + 26;
-      if (c >= '0' && c <= '9') return c - '0' + 52;
-      if (c == '+') return 62;
-      if (c == '/') return 63;
-      return -1;
-    };
-    std::string out;
-    int bits = 0, acc = 0;
-    for (char c : in) {
-      const int v = value(c);
-      if (v < 0) continue;
-      acc = (acc << 6) | v;
-      bits += 6;
-      if (bits >= 8) {
-        bits -= 8;
-        out += static_cast<char>((acc >> bits) & 0xff);
-      }
-    }
     return out;
   }
 
