@@ -119,6 +119,63 @@ bool path_within(const std::string& path, const std::string& prefix) {
   return prefix.back() == '/' || path.size() == prefix.size() || path[prefix.size()] == '/';
 }
 
+bool ascii_alpha(char c) { return (c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z'); }
+bool ascii_digit(char c) { return c >= '0' && c <= '9'; }
+bool slash(char c) { return c == '/' || c == '\\'; }
+
+std::string lowercase(std::string s) {
+  std::transform(s.begin(), s.end(), s.begin(),
+                 [](unsigned char c) { return static_cast<char>(std::tolower(c)); });
+  return s;
+}
+
+// For http(s) a browser reads a backslash as "/" in the host and path, not in the query or
+// fragment.
+std::string backslashes_as_slashes(std::string text) {
+  const auto end = std::min(text.find_first_of("?#"), text.size());
+  std::replace(text.begin(), text.begin() + static_cast<std::ptrdiff_t>(end), '\\', '/');
+  return text;
+}
+
+// Path, query and fragment as a browser sends them: spaces, controls, non-ASCII bytes and the
+// characters libcurl refuses percent-encoded; existing escapes kept. Also keeps a NUL byte from
+// cutting the string short on its way into libcurl.
+std::string percent_encoded(std::string_view text) {
+  static constexpr char kHex[] = "0123456789ABCDEF";
+  std::string out;
+  out.reserve(text.size());
+  for (char ch : text) {
+    const auto c = static_cast<unsigned char>(ch);
+    const bool unsafe = c <= 0x20 || c >= 0x7F || ch == '"' || ch == '<' || ch == '>' ||
+                        ch == '`' || ch == '{' || ch == '}' || ch == '|' || ch == '^' || ch == '\\';
+    if (!unsafe) {
+      out.push_back(ch);
+      continue;
+    }
+    out.push_back('%');
+    out.push_back(kHex[c >> 4]);
+    out.push_back(kHex[c & 0xF]);
+  }
+  return out;
+}
+
+// "scheme:" + what follows, read as a mail client reads it: slashes before the host skipped,
+// whatever their number. nullopt when there is no host or the host part holds userinfo or
+// bytes outside printable ASCII.
+std::optional<std::string> absolute_candidate(const std::string& scheme, std::string_view rest) {
+  const std::string cleaned = backslashes_as_slashes(std::string(rest));
+  const auto start = cleaned.find_first_not_of('/');
+  if (start == std::string::npos) return std::nullopt;
+  const auto end = std::min(cleaned.find_first_of("/?#", start), cleaned.size());
+  const std::string_view authority = std::string_view(cleaned).substr(start, end - start);
+  if (authority.empty()) return std::nullopt;
+  for (char ch : authority) {
+    const auto c = static_cast<unsigned char>(ch);
+    if (c <= 0x20 || c >= 0x7F || ch == '@') return std::nullopt;
+  }
+  return scheme + "://" + std::string(authority) + percent_encoded(cleaned.substr(end));
+}
+
 }  // namespace
 
 std::optional<std::string> with_query_param(const std::string& url, const std::string& name,
@@ -183,6 +240,78 @@ bool url_allowed(const std::string& url, const std::vector<std::string>& allowli
     if (path_within(*path, part(e.get(), CURLUPART_PATH).value_or("/"))) return true;
   }
   return false;
+}
+
+std::string link_text(std::string_view raw) {
+  std::string text;
+  text.reserve(raw.size());
+  for (char c : raw) {
+    if (c != '\t' && c != '\n' && c != '\r') text.push_back(c);
+  }
+  const auto blank = [](char c) { return static_cast<unsigned char>(c) <= 0x20; };
+  const auto first = std::find_if_not(text.begin(), text.end(), blank);
+  const auto last = std::find_if_not(text.rbegin(), text.rend(), blank).base();
+  return first < last ? std::string(first, last) : std::string();
+}
+
+std::optional<std::string> link_scheme(std::string_view text) {
+  if (text.empty() || !ascii_alpha(text.front())) return std::nullopt;
+  for (std::size_t i = 1; i < text.size(); ++i) {
+    const char c = text[i];
+    if (c == ':') return lowercase(std::string(text.substr(0, i)));
+    if (!ascii_alpha(c) && !ascii_digit(c) && c != '+' && c != '-' && c != '.') break;
+  }
+  return std::nullopt;
+}
+
+std::optional<std::string> resolve_link(std::string_view raw, const std::string& base) {
+  auto u = parse(base);
+  if (!u) return std::nullopt;
+  const auto base_origin = origin_of(u.get());
+  if (!base_origin) return std::nullopt;
+
+  const std::string text = link_text(raw);
+  std::optional<std::string> absolute;
+  if (const auto scheme = link_scheme(text)) {
+    if (*scheme != "http" && *scheme != "https") return std::nullopt;
+    absolute = absolute_candidate(*scheme, std::string_view(text).substr(scheme->size() + 1));
+    if (!absolute) return std::nullopt;
+  } else if (text.size() >= 2 && slash(text[0]) && slash(text[1])) {
+    // Scheme-relative ("//host/x", two backslashes, "/" and a backslash): the base's scheme.
+    absolute = absolute_candidate(base_origin->scheme, text);
+    if (!absolute) return std::nullopt;
+  }
+
+  if (absolute) {
+    if (curl_url_set(u.get(), CURLUPART_URL, absolute->c_str(), 0) != CURLUE_OK) {
+      return std::nullopt;
+    }
+  } else if (!text.empty()) {
+    // A path, query or fragment: libcurl joins it to the base held by the handle.
+    const std::string relative = percent_encoded(backslashes_as_slashes(text));
+    if (curl_url_set(u.get(), CURLUPART_URL, relative.c_str(), 0) != CURLUE_OK) {
+      return std::nullopt;
+    }
+  }
+  if (has_userinfo(u.get()) || !origin_of(u.get())) return std::nullopt;
+  const auto host = part(u.get(), CURLUPART_HOST);
+  if (!host) return std::nullopt;
+  if (const std::string lower = lowercase(*host); lower != *host) {
+    if (curl_url_set(u.get(), CURLUPART_HOST, lower.c_str(), 0) != CURLUE_OK) return std::nullopt;
+  }
+  return part(u.get(), CURLUPART_URL);
+}
+
+bool user_id_allowed(std::string_view id) {
+  if (id.empty() || id.size() > 128) return false;
+  bool only_dots = true;
+  for (char c : id) {
+    if (!ascii_alpha(c) && !ascii_digit(c) && c != '-' && c != '_' && c != '.' && c != '~') {
+      return false;
+    }
+    only_dots = only_dots && c == '.';
+  }
+  return !only_dots;
 }
 
 }  // namespace auth

@@ -187,3 +187,96 @@ TEST_CASE("url_allowed: an entry with a path allows only that path and below") {
   CHECK_FALSE(
       auth::url_allowed("https://cms.example.org/public", {"https://cms.example.org/public/"}));
 }
+
+TEST_CASE("link_text trims as a browser does; link_scheme reads the scheme") {
+  CHECK(auth::link_text(" \x01https://x/\t ") == "https://x/");
+  CHECK(auth::link_text("java\tscr\nipt:alert(1)") == "javascript:alert(1)");
+  CHECK(auth::link_text(" \t\r\n") == "");
+  CHECK(auth::link_scheme("HTTPS:x") == "https");
+  CHECK(auth::link_scheme("hello: world") == "hello");
+  CHECK(auth::link_scheme("a+b-c.d:x") == "a+b-c.d");
+  CHECK_FALSE(auth::link_scheme("10:30").has_value());
+  CHECK_FALSE(auth::link_scheme("/s/x").has_value());
+  CHECK_FALSE(auth::link_scheme("//host/x").has_value());
+  CHECK_FALSE(auth::link_scheme("no colon").has_value());
+  CHECK_FALSE(auth::link_scheme("a b:c").has_value());
+  CHECK_FALSE(auth::link_scheme("").has_value());
+}
+
+TEST_CASE("resolve_link: relative links are joined to the base") {
+  const std::string base = "https://public.example";
+  CHECK(auth::resolve_link("/s/AbC12", base) == "https://public.example/s/AbC12");
+  CHECK(auth::resolve_link("/s/AbC12", "https://public.example/app/") ==
+        "https://public.example/s/AbC12");
+  CHECK(auth::resolve_link("s/AbC12", "https://public.example/app/") ==
+        "https://public.example/app/s/AbC12");
+  CHECK(auth::resolve_link("\\s\\AbC12", base) == "https://public.example/s/AbC12");
+  CHECK(auth::resolve_link("/a/../b?q=1#f", base) == "https://public.example/b?q=1#f");
+  CHECK(auth::resolve_link(" /s/x y\t", base) == "https://public.example/s/x%20y");
+  CHECK(auth::resolve_link("", base) == "https://public.example/");
+  // The base must be an http(s) URL.
+  CHECK_FALSE(auth::resolve_link("/s/x", "not a url").has_value());
+  CHECK_FALSE(auth::resolve_link("/s/x", "file:///tmp/").has_value());
+}
+
+TEST_CASE("resolve_link: absolute links are normalised") {
+  const std::string base = "https://public.example";
+  CHECK(auth::resolve_link("https://public.example/a", base) == "https://public.example/a");
+  CHECK(auth::resolve_link("HTTPS://PUBLIC.EXAMPLE/A", base) == "https://public.example/A");
+  CHECK(auth::resolve_link("http://other.example:8080/x?y=1", base) ==
+        "http://other.example:8080/x?y=1");
+  CHECK(auth::resolve_link("https://public.example/x\\y?a\\b", base) ==
+        "https://public.example/x/y?a%5Cb");
+}
+
+TEST_CASE("resolve_link: hostile spellings resolve to the host a mail client would visit") {
+  const std::string base = "https://public.example";
+  for (const char* evil :
+       {"https:/evil.example/x", "https:evil.example/x", "//evil.example/x",
+        "https:\\\\evil.example\\x", "HTTPS:\\\\\\\\evil.example", "https:///evil.example/x",
+        "\\\\evil.example/x", "/\\evil.example/x", "\\/evil.example/x", " https://evil.example/x",
+        "\x01https://evil.example/x", "https://evil.example/x\x01 ", "ht\ttps://evil.example/x",
+        "https://evil\n.example/x", "HTTPS://EVIL.EXAMPLE/x",
+        "https://evil.example\\@public.example"}) {
+    CAPTURE(evil);
+    const auto resolved = auth::resolve_link(evil, base);
+    REQUIRE(resolved.has_value());
+    CHECK(auth::origin_of(*resolved)->host == "evil.example");
+    CHECK(auth::origin_of(*resolved)->scheme == "https");
+  }
+  CHECK(auth::resolve_link("https:evil.example/x", base) == "https://evil.example/x");
+  CHECK(auth::resolve_link("//evil.example/x", "http://public.example") == "http://evil.example/x");
+}
+
+TEST_CASE("resolve_link: no http(s) host, userinfo or other schemes give nullopt") {
+  const std::string base = "https://public.example";
+  for (const char* bad :
+       {"javascript:alert(1)", "java\tscript:alert(1)", " JavaScript:alert(1)",
+        "data:text/html,<script>", "vbscript:x", "mailto:a@example.org", "ftp://evil.example/",
+        "file:///etc/passwd", "hello: world", "https:", "https://", "https:///", "//",
+        "https://public.example@evil.example/", "https://user:pw@public.example/",
+        "//public.example@evil.example/", "https://evil example/", "https://\xc3\xa9vil.example/",
+        "https://evil.example\x01/x"}) {
+    CAPTURE(bad);
+    CHECK_FALSE(auth::resolve_link(std::string_view(bad, std::char_traits<char>::length(bad)), base)
+                    .has_value());
+  }
+  CHECK_FALSE(auth::resolve_link(std::string_view("https://ev\0il.example/", 22), base));
+  // A NUL byte in the path is encoded, not a place where the string stops.
+  CHECK(auth::resolve_link(std::string_view("/a\0b", 4), base) == "https://public.example/a%00b");
+}
+
+TEST_CASE("user_id_allowed: one harmless path segment") {
+  for (const char* ok : {"u-1", "17d51a56-0c1e-4b8e-9d5f-1a2b3c4d5e6f", "a.b", "A_b~c", "..a"}) {
+    CAPTURE(ok);
+    CHECK(auth::user_id_allowed(ok));
+  }
+  for (const char* bad : {"", ".", "..", "...", "a/b", "%2e%2e", "a?b", "a#b", "a b", "a\tb",
+                          "a\x01", "\xc3\xa9", "a\\b", "a@b", "a:b"}) {
+    CAPTURE(bad);
+    CHECK_FALSE(auth::user_id_allowed(bad));
+  }
+  CHECK(auth::user_id_allowed(std::string(128, 'a')));
+  CHECK_FALSE(auth::user_id_allowed(std::string(129, 'a')));
+  CHECK_FALSE(auth::user_id_allowed(std::string_view("a\0b", 3)));
+}
