@@ -434,6 +434,18 @@ struct Client::Impl {
       out.error = "empty user id";
       return out;
     }
+    if (!user_id_allowed(id)) {
+      // "..", "a/b", "%2e%2e", "a?b" would change the URL: no request for such an id.
+      Lookup out;
+      out.status = LookupStatus::kUnknownUser;
+      out.error = "user id not allowed: ";
+      for (char c : id.substr(0, 64)) {
+        const bool control = static_cast<unsigned char>(c) < 0x20 || c == 0x7F;
+        out.error.push_back(control ? '?' : c);
+      }
+      if (id.size() > 64) out.error += "…";
+      return out;
+    }
     if (cache.enabled()) {
       if (auto user = cache.get(id, options.clock())) {
         ++cache_hits;

@@ -93,12 +93,36 @@ TEST_CASE("no Authorization header without a token; the id is URL-escaped") {
   fake.start();
   RecordedSleeps sleeps;
   auth::Client client(options_for(fake, sleeps));
-  auto r = client.get_user("a b/c?d");
+  auto r = client.get_user("a.b~c_D-1");
   CHECK(r.status == auth::LookupStatus::kFound);
   std::lock_guard lock(mu);
   CHECK_FALSE(has_auth);
-  // httplib decodes the path: the whole id arrived as one segment.
-  CHECK(target == "a b/c?d");
+  // The whole id arrived as one segment.
+  CHECK(target == "a.b~c_D-1");
+}
+
+TEST_CASE("an id that could change the URL is refused without any request") {
+  FakeAuth fake;
+  std::atomic<int> calls{0};
+  fake.server().Get(R"(/api/v1/.*)", [&](const httplib::Request&, httplib::Response& res) {
+    ++calls;
+    res.set_content(kAlice, "application/json");
+  });
+  fake.start();
+  RecordedSleeps sleeps;
+  auth::Client client(options_for(fake, sleeps));
+  for (const std::string& id :
+       std::vector<std::string>{"..", ".", "a/b", "%2e%2e", "a?b", "a#b", "a b", "a\tb", "\x01",
+                                "../../admin", std::string(129, 'a')}) {
+    CAPTURE(id);
+    const auto r = client.get_user(id);
+    CHECK(r.status == auth::LookupStatus::kUnknownUser);
+    CHECK(r.error.rfind("user id not allowed: ", 0) == 0);
+    CHECK(r.error.size() < 100);
+  }
+  CHECK(client.get_user("a\nb").error == "user id not allowed: a?b");
+  CHECK(calls == 0);
+  CHECK(sleeps.delays.empty());
 }
 
 TEST_CASE("404 means an unknown user, without retries") {
