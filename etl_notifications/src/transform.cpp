@@ -1,6 +1,6 @@
 #include "transform.hpp"
 
-#include <cctype>
+#include <string_view>
 
 #include <date/date.h>
 
@@ -30,6 +30,102 @@ std::string readable_time(notify::TimePoint t) {
   return date::format("%d %B %Y, %H:%M UTC", date::floor<std::chrono::minutes>(t));
 }
 
+// A value quoted in a refusal: at most `max` bytes (an ellipsis marks the cut), control
+// characters written as \xNN, so a reason stays one readable, bounded line.
+std::string shown(std::string_view value, std::size_t max = 200) {
+  static constexpr char kHex[] = "0123456789abcdef";
+  std::string out;
+  for (std::size_t i = 0; i < value.size(); ++i) {
+    const auto c = static_cast<unsigned char>(value[i]);
+    // Cut before a character, never inside a UTF-8 sequence.
+    if (out.size() >= max && (c & 0xC0) != 0x80) return out + "…";
+    if (c < 0x20 || c == 0x7F) {
+      out += "\\x";
+      out.push_back(kHex[c >> 4]);
+      out.push_back(kHex[c & 0xF]);
+    } else {
+      out.push_back(value[i]);
+    }
+  }
+  return out;
+}
+
+bool on_public_site(const std::string& url, const TransformOptions& options) {
+  const auto site = auth::origin_of(options.public_base_url);
+  const auto origin = auth::origin_of(url);
+  return site && origin && *site == *origin;
+}
+
+bool slash(char c) { return c == '/' || c == '\\'; }
+
+// The link as a browser resolves it, with PUBLIC_BASE_URL taken as a prefix: "/s/x" and "s/x"
+// both land below its path ("https://example.org/app" + "/s/x" is ".../app/s/x"), as the
+// public site's links always have. Scheme-relative and absolute links are not joined.
+std::optional<std::string> resolve_on_site(std::string_view raw, const TransformOptions& options) {
+  std::string text = auth::link_text(raw);
+  const bool scheme_relative = text.size() >= 2 && slash(text[0]) && slash(text[1]);
+  // "./" keeps "/a:b" a path, never a scheme.
+  if (!text.empty() && slash(text[0]) && !scheme_relative) text.insert(0, ".");
+  std::string base = options.public_base_url;
+  if (base.empty() || base.back() != '/') base.push_back('/');
+  return auth::resolve_link(text, base);
+}
+
+// What a mail may carry for a link: the link resolved (resolve_on_site), when that lies on the
+// public site or an allowlisted service. nullopt: refused.
+std::optional<std::string> allowed_link(std::string_view text, const TransformOptions& options) {
+  auto resolved = resolve_on_site(text, options);
+  if (!resolved) return std::nullopt;
+  if (on_public_site(*resolved, options) ||
+      auth::url_allowed(*resolved, options.context_allowlist)) {
+    return resolved;
+  }
+  return std::nullopt;
+}
+
+// A value that a browser would follow as a link if a template put it into href, as opposed to
+// text that merely mentions something ("hello: world", "10:30", "see https://x now"). Read
+// after the browser's clean-up (link_text): a scheme that browsers resolve or run (http, https,
+// ftp, ws, wss, file; javascript, data, vbscript); any other scheme followed by a blank-free
+// rest holding "//" ("foo://x", "ms-word:ofe|u|https://x"); "//host" with slashes or
+// backslashes; a path "/x" without blanks.
+bool looks_like_link(std::string_view raw) {
+  const std::string text = auth::link_text(raw);
+  if (const auto scheme = auth::link_scheme(text)) {
+    for (const char* s :
+         {"http", "https", "ftp", "ws", "wss", "file", "javascript", "data", "vbscript"}) {
+      if (*scheme == s) return true;
+    }
+    const std::string_view rest = std::string_view(text).substr(scheme->size() + 1);
+    return rest.find(' ') == std::string_view::npos && rest.find("//") != std::string_view::npos;
+  }
+  if (text.empty() || !slash(text[0])) return false;
+  if (text.size() >= 2 && slash(text[1])) return true;
+  return text.find(' ') == std::string::npos;
+}
+
+std::string not_allowed(const std::string& path, std::string_view text) {
+  return "template_context." + shown(path, 100) + ": URL not allowed: " + shown(text);
+}
+
+// Every link in the event's template_context replaced by what allowed_link makes of it, so the
+// template renders (and the pipeline fetches) the resolved URL, never the text as written.
+std::optional<Rejection> resolve_links(json& value, const std::string& path,
+                                       const TransformOptions& options) {
+  if (value.is_string()) {
+    const std::string& text = value.get_ref<const std::string&>();
+    if (!looks_like_link(text)) return std::nullopt;
+    auto link = allowed_link(text, options);
+    if (!link) return Rejection{not_allowed(path, text)};
+    value = std::move(*link);
+  } else if (value.is_structured()) {
+    for (auto& [key, item] : value.items()) {
+      if (auto r = resolve_links(item, path.empty() ? key : path + "." + key, options)) return r;
+    }
+  }
+  return std::nullopt;
+}
+
 }  // namespace
 
 DeliveryTerms terms_for(const std::string& event_priority) {
@@ -39,28 +135,26 @@ DeliveryTerms terms_for(const std::string& event_priority) {
   return {5, notify::QuietHours::kRespect};
 }
 
-std::string absolute_url(const std::string& base, const std::string& link) {
-  if (link.rfind("http://", 0) == 0 || link.rfind("https://", 0) == 0) return link;
-  std::string out = base;
-  while (!out.empty() && out.back() == '/') out.pop_back();
-  if (link.empty() || link.front() != '/') out.push_back('/');
-  return out + link;
-}
-
 std::variant<Request, Rejection> plan(const Event& event, const TransformOptions& o) {
   Request r;
   r.channels = event.channels.empty() ? std::vector<std::string>{"email"} : event.channels;
   r.context = event.template_context;
   r.webhook_url = event.webhook_url;
-  auto ttl = [&](std::chrono::milliseconds fallback) { return event.expires_in.value_or(fallback); };
+  auto ttl = [&](std::chrono::milliseconds fallback) {
+    return event.expires_in.value_or(fallback);
+  };
 
   if (event.type == "user_signed_up") {
     r.template_name = "email/welcome";
     r.channels = {"email"};
     r.terms = terms_for(event.priority.empty() ? "immediate" : event.priority);
     r.expires_at = event.time + o.welcome_ttl;
-    r.derived["confirm_url"] =
-        absolute_url(o.public_base_url, event.details.value("confirm_link", ""));
+    const std::string confirm_link = event.details.value("confirm_link", "");
+    const auto confirm_url = allowed_link(confirm_link, o);
+    if (!confirm_url) {
+      return Rejection{"details.confirm_link: URL not allowed: " + shown(confirm_link)};
+    }
+    r.derived["confirm_url"] = *confirm_url;
     // The user is waiting for this link; a new account may not be active yet.
     r.skip_opted_out = false;
     r.skip_inactive = false;
@@ -73,7 +167,9 @@ std::variant<Request, Rejection> plan(const Event& event, const TransformOptions
     r.terms = {std::max(7, terms_for(event.priority).priority), notify::QuietHours::kBypass};
     r.expires_at = event.time + o.security_ttl;
     r.derived["changed_at"] = readable_time(event.time);
-    r.derived["support_url"] = absolute_url(o.public_base_url, "/support");
+    const auto support_url = resolve_on_site("/support", o);
+    if (!support_url) return Rejection{"PUBLIC_BASE_URL is not an http(s) URL"};
+    r.derived["support_url"] = *support_url;
     r.skip_opted_out = false;
     r.skip_inactive = false;
     r.single_user = true;
@@ -107,50 +203,18 @@ std::variant<Request, Rejection> plan(const Event& event, const TransformOptions
   if (!TemplateStore::valid_name(r.template_name)) {
     return Rejection{"template name not allowed: '" + r.template_name + "'"};
   }
+  if (auto rejection = resolve_links(r.context, "", o)) return *rejection;
   return r;
 }
 
 namespace {
 
-// "https://x", "ftp://x", "javascript:alert(1)": a value that is a link, not text mentioning one.
-bool is_link(const std::string& raw) {
-  // As a browser reads an href: blanks and control characters around it trimmed, tabs and
-  // line breaks inside it removed.
-  std::string text;
-  for (char c : raw) {
-    if (c != '\t' && c != '\n' && c != '\r') text.push_back(c);
-  }
-  const auto blank = [](char c) { return static_cast<unsigned char>(c) <= 0x20; };
-  while (!text.empty() && blank(text.front())) text.erase(text.begin());
-  while (!text.empty() && blank(text.back())) text.pop_back();
-  const auto colon = text.find(':');
-  if (colon == std::string::npos || colon == 0) return false;
-  for (std::size_t i = 0; i < colon; ++i) {
-    const char c = text[i];
-    const bool ok = std::isalpha(static_cast<unsigned char>(c)) ||
-                    (i > 0 && (std::isdigit(static_cast<unsigned char>(c)) || c == '+' ||
-                               c == '-' || c == '.'));
-    if (!ok) return false;
-  }
-  std::string scheme = text.substr(0, colon);
-  for (char& c : scheme) c = static_cast<char>(std::tolower(static_cast<unsigned char>(c)));
-  return text.compare(colon, 3, "://") == 0 || scheme == "javascript" || scheme == "data" ||
-         scheme == "vbscript";
-}
-
-bool on_public_site(const std::string& url, const TransformOptions& options) {
-  const auto site = auth::origin_of(options.public_base_url);
-  const auto origin = auth::origin_of(url);
-  return site && origin && *site == *origin;
-}
-
 std::optional<Rejection> check_nested_links(const json& value, const std::string& path,
                                             const TransformOptions& options) {
   if (value.is_string()) {
     const std::string& text = value.get_ref<const std::string&>();
-    if (is_link(text) && !on_public_site(text, options) &&
-        !auth::url_allowed(text, options.context_allowlist)) {
-      return Rejection{"template_context." + path + ": URL not allowed: " + text};
+    if (looks_like_link(text) && !allowed_link(text, options)) {
+      return Rejection{not_allowed(path, text)};
     }
   } else if (value.is_structured()) {
     for (const auto& [key, item] : value.items()) {
@@ -168,9 +232,14 @@ std::variant<std::vector<std::string>, Rejection> context_urls_to_fetch(
   for (const auto& [key, value] : context.items()) {
     if (value.is_string()) {
       const std::string& text = value.get_ref<const std::string&>();
-      if (!is_link(text) || on_public_site(text, options)) continue;
+      if (!looks_like_link(text)) continue;
+      const auto link = allowed_link(text, options);
+      if (!link) return Rejection{not_allowed(key, text)};
+      if (on_public_site(*link, options)) continue;
+      // Fetched as written: libcurl must read the text as the allowlist judged it (plan() has
+      // already replaced it with its resolved form).
       if (!auth::url_allowed(text, options.context_allowlist)) {
-        return Rejection{"template_context." + key + ": URL not allowed: " + text};
+        return Rejection{not_allowed(key, text)};
       }
       keys.push_back(key);
     } else if (auto r = check_nested_links(value, key, options)) {
@@ -200,7 +269,7 @@ Transformer::Result Transformer::postings(const Event& event, const Request& req
       p.recipient.address = request.webhook_url;
       if (p.recipient.address.empty()) continue;
       if (!auth::url_allowed(p.recipient.address, options_.webhook_allowlist)) {
-        return Rejection{"webhook URL not allowed: " + p.recipient.address};
+        return Rejection{"webhook URL not allowed: " + shown(p.recipient.address)};
       }
     }
     p.event_id = event.identity;

@@ -21,8 +21,8 @@ struct TransformOptions {
   std::string public_base_url = "http://localhost:8000";
   std::chrono::milliseconds welcome_ttl = std::chrono::hours(24);
   std::chrono::milliseconds security_ttl = std::chrono::hours(24);
-  std::chrono::milliseconds default_ttl = std::chrono::hours(48);    // mailings, requests
-  std::chrono::milliseconds reminder_ttl = std::chrono::hours(1);    // after send_at
+  std::chrono::milliseconds default_ttl = std::chrono::hours(48);  // mailings, requests
+  std::chrono::milliseconds reminder_ttl = std::chrono::hours(1);  // after send_at
   std::vector<std::string> webhook_allowlist;  // WEBHOOK_URL_ALLOWLIST: where webhooks may go
   std::vector<std::string> context_allowlist;  // CONTEXT_URL_ALLOWLIST: services fetched from
 };
@@ -35,9 +35,6 @@ struct DeliveryTerms {
 // "immediate" is what the user waits for right now (a confirmation link, a security notice):
 // it bypasses quiet hours. Other priorities respect them.
 DeliveryTerms terms_for(const std::string& event_priority);
-
-// A relative link joined to the public base URL; an absolute link is kept.
-std::string absolute_url(const std::string& base, const std::string& link);
 
 // Who an event is for.
 struct Audience {
@@ -58,19 +55,24 @@ struct Request {
   std::optional<notify::TimePoint> not_before;
   bool skip_opted_out = true;  // users with email_notifications=false get no email
   bool skip_inactive = true;
-  bool single_user = false;    // an unknown user refuses the event (else: skipped)
+  bool single_user = false;  // an unknown user refuses the event (else: skipped)
   std::string webhook_url;
   Audience audience;
 };
 
+// Links are judged as a mail client reads them (documentation/templates.md, "Links"): the
+// sign-up's confirm_link and every value of template_context that looks like a link are
+// resolved against PUBLIC_BASE_URL (auth::resolve_link) and must land on the public site's
+// origin or an allowlisted service (CONTEXT_URL_ALLOWLIST); the Request carries the resolved
+// URL in their place. Any other link refuses the event.
 std::variant<Request, Rejection> plan(const Event& event, const TransformOptions& options);
 
-// template_context values that are URLs (a scheme and "://", or javascript:, data:,
-// vbscript:): top-level ones of allowlisted services are to be fetched (their JSON replaces the
-// value); links to the public site, and nested links to allowlisted services, stay links; any
-// other URL refuses the event, so an event can neither make the ETL fetch internal addresses
-// nor slip a script link into a template. Text that merely mentions a URL is left alone.
-// Returns the keys to fetch.
+// template_context values that are links (as plan() judges them): top-level ones of
+// allowlisted services are to be fetched (their JSON replaces the value); links to the public
+// site, and nested links to allowlisted services, stay links; any other link refuses the event,
+// so an event can neither make the ETL fetch internal addresses nor slip a script or foreign
+// link into a template. Text that merely mentions a URL is left alone. Returns the keys to
+// fetch.
 std::variant<std::vector<std::string>, Rejection> context_urls_to_fetch(
     const nlohmann::json& context, const TransformOptions& options);
 

@@ -201,7 +201,8 @@ TEST_CASE("a webhook goes only to an allowlisted URL") {
   e.webhook_url = "http://169.254.169.254/latest";
   auto refused = transform.postings(e, planned(e, options), ann(), kNow);
   REQUIRE(std::holds_alternative<Rejection>(refused));
-  CHECK(std::get<Rejection>(refused).reason == "webhook URL not allowed: http://169.254.169.254/latest");
+  CHECK(std::get<Rejection>(refused).reason ==
+        "webhook URL not allowed: http://169.254.169.254/latest");
 }
 
 TEST_CASE("context URLs: allowlisted services are fetched, public links kept, others refused") {
@@ -219,15 +220,16 @@ TEST_CASE("context URLs: allowlisted services are fetched, public links kept, ot
   CHECK(std::get<Rejection>(refused).reason ==
         "template_context.x: URL not allowed: http://127.0.0.1:15672/api/users");
   CHECK(std::holds_alternative<Rejection>(context_urls_to_fetch({{"f", "file:///etc/passwd"}}, o)));
-  CHECK(std::holds_alternative<Rejection>(context_urls_to_fetch({{"a", "javascript:alert(1)"}}, o)));
+  CHECK(
+      std::holds_alternative<Rejection>(context_urls_to_fetch({{"a", "javascript:alert(1)"}}, o)));
   CHECK(std::holds_alternative<Rejection>(
       context_urls_to_fetch({{"a", " java\tscript:alert(1)"}}, o)));
   CHECK(std::holds_alternative<Rejection>(
       context_urls_to_fetch({{"list", {{{"url", "http://10.0.0.1/x"}}}}}, o)));
   // Text that mentions a link is text; nested public links are fine.
-  auto text = context_urls_to_fetch(
-      {{"message", "see https://other.org/ now"}, {"movies", {{{"url", "https://example.org/m/1"}}}}},
-      o);
+  auto text = context_urls_to_fetch({{"message", "see https://other.org/ now"},
+                                     {"movies", {{{"url", "https://example.org/m/1"}}}}},
+                                    o);
   REQUIRE(std::holds_alternative<std::vector<std::string>>(text));
   CHECK(std::get<std::vector<std::string>>(text).empty());
 }
@@ -242,11 +244,156 @@ TEST_CASE("priorities map to delivery terms") {
   CHECK(terms_for("low").quiet_hours == notify::QuietHours::kRespect);
 }
 
-TEST_CASE("links are joined to the public base URL") {
-  CHECK(absolute_url("http://localhost:8000", "/s/x") == "http://localhost:8000/s/x");
-  CHECK(absolute_url("http://localhost:8000/", "/s/x") == "http://localhost:8000/s/x");
-  CHECK(absolute_url("http://localhost:8000", "s/x") == "http://localhost:8000/s/x");
-  CHECK(absolute_url("http://localhost:8000", "https://other.org/a") == "https://other.org/a");
+TEST_CASE("the confirm link is resolved against the public base URL and must stay on it") {
+  TransformOptions o;
+  o.public_base_url = "https://public.example/";
+  auto confirm = [&](const std::string& link) {
+    Event e = signup();
+    e.details["confirm_link"] = link;
+    return plan(e, o);
+  };
+  auto url = [&](const std::string& link) {
+    auto r = confirm(link);
+    REQUIRE(std::holds_alternative<Request>(r));
+    return std::get<Request>(r).derived["confirm_url"].get<std::string>();
+  };
+  CHECK(url("/s/AbC12") == "https://public.example/s/AbC12");
+  CHECK(url("s/AbC12") == "https://public.example/s/AbC12");
+  CHECK(url(" /s/AbC12\n") == "https://public.example/s/AbC12");
+  CHECK(url("HTTPS://PUBLIC.EXAMPLE/s/x") == "https://public.example/s/x");
+  CHECK(url("\\s\\x") == "https://public.example/s/x");
+  // PUBLIC_BASE_URL is a prefix: relative links land below its path.
+  o.public_base_url = "https://public.example/app";
+  CHECK(url("/s/AbC12") == "https://public.example/app/s/AbC12");
+  CHECK(url("s/AbC12") == "https://public.example/app/s/AbC12");
+  CHECK(url("/a:b") == "https://public.example/app/a:b");
+  CHECK(url("https://public.example/other") == "https://public.example/other");
+  o.public_base_url = "https://public.example/";
+  for (const char* evil :
+       {"https:/evil.example/x", "https:evil.example/x", "//evil.example/x",
+        "https:\\\\evil.example\\x", "HTTPS:\\\\\\\\evil.example", " https://evil.example",
+        "java\tscript:alert(1)", "\x01https://evil.example", "HTTPS://EVIL.EXAMPLE",
+        "https://public.example@evil.example/", "https://evil.example\\@public.example",
+        "/\\evil.example/x", "http://public.example/x", "javascript:alert(1)",
+        "data:text/html,x"}) {
+    CAPTURE(evil);
+    auto r = confirm(evil);
+    REQUIRE(std::holds_alternative<Rejection>(r));
+    CHECK(std::get<Rejection>(r).reason.rfind("details.confirm_link: URL not allowed: ", 0) == 0);
+  }
+  CHECK(std::get<Rejection>(confirm("java\tscript:alert(1)")).reason ==
+        "details.confirm_link: URL not allowed: java\\x09script:alert(1)");
+}
+
+namespace {
+Event request_with(const nlohmann::json& context) {
+  Event e;
+  e.identity = "req-links";
+  e.type = "notification_requested";
+  e.time = kEventTime;
+  e.user_ids = {"u-1"};
+  e.template_name = "email/generic";
+  e.template_context = context;
+  return e;
+}
+
+TransformOptions public_example() {
+  TransformOptions o;
+  o.public_base_url = "https://public.example";
+  o.context_allowlist = {"http://content.internal:8080/api"};
+  return o;
+}
+}  // namespace
+
+TEST_CASE("template_context links are refused when a mail client would leave our sites") {
+  for (const char* evil : {"https:/evil.example/x",
+                           "https:evil.example/x",
+                           "//evil.example/x",
+                           "https:\\\\evil.example\\x",
+                           "HTTPS:\\\\\\\\evil.example",
+                           " https://evil.example",
+                           "java\tscript:alert(1)",
+                           "\x01https://evil.example",
+                           "HTTPS://EVIL.EXAMPLE",
+                           "https://public.example@evil.example/",
+                           "https://evil.example\\@public.example",
+                           "\\\\evil.example",
+                           "/\\evil.example",
+                           "https://evil.example\t",
+                           "https://public.example.evil.example/",
+                           "ftp://public.example/",
+                           "file:///etc/passwd",
+                           "data:text/html,<script>",
+                           "VBScript:x",
+                           "foo://evil.example",
+                           "ms-word:ofe|u|https://evil.example/d.docx",
+                           "https://\xc3\xa9vil.example/"}) {
+    CAPTURE(evil);
+    auto top = plan(request_with({{"action_url", evil}}), public_example());
+    REQUIRE(std::holds_alternative<Rejection>(top));
+    CHECK(std::get<Rejection>(top).reason.rfind("template_context.action_url: URL not allowed: ",
+                                                0) == 0);
+    auto nested = plan(request_with({{"movies", {{{"url", evil}}}}}), public_example());
+    REQUIRE(std::holds_alternative<Rejection>(nested));
+    CHECK(std::get<Rejection>(nested).reason.rfind("template_context.movies.0.url: URL not allowed",
+                                                   0) == 0);
+    // The check the pipeline runs before fetching agrees.
+    CHECK(std::holds_alternative<Rejection>(
+        context_urls_to_fetch({{"action_url", evil}}, public_example())));
+  }
+}
+
+TEST_CASE("template_context links are carried in their resolved form") {
+  const nlohmann::json context = {
+      {"action_url", " HTTPS://Public.Example/exports/7\t"},
+      {"relative", "/exports/7"},
+      {"scheme_relative", "//public.example/x"},
+      {"single_slash", "https:/public.example/y"},
+      {"service", "http://content.internal:8080/api/new"},
+      {"movies", {{{"url", "https:\\\\public.example\\m\\1"}}}},
+      // Text that mentions something is not a link, and is kept as written.
+      {"greeting", "hello: world"},
+      {"time", "10:30"},
+      {"message", "see https://other.org/ now"},
+      {"mail", "mailto:help@public.example"},
+      {"note", "/ 2 items left"},
+      {"count", 3}};
+  const Request r = planned(request_with(context), public_example());
+  CHECK(r.context["action_url"] == "https://public.example/exports/7");
+  CHECK(r.context["relative"] == "https://public.example/exports/7");
+  CHECK(r.context["scheme_relative"] == "https://public.example/x");
+  CHECK(r.context["single_slash"] == "https://public.example/y");
+  CHECK(r.context["service"] == "http://content.internal:8080/api/new");
+  CHECK(r.context["movies"][0]["url"] == "https://public.example/m/1");
+  for (const char* key : {"greeting", "time", "message", "mail", "note", "count"}) {
+    CAPTURE(key);
+    CHECK(r.context[key] == context[key]);
+  }
+  auto keys = context_urls_to_fetch(r.context, public_example());
+  REQUIRE(std::holds_alternative<std::vector<std::string>>(keys));
+  CHECK(std::get<std::vector<std::string>>(keys) == std::vector<std::string>{"service"});
+}
+
+TEST_CASE("the mail's href holds the resolved link, never the text as written") {
+  TemplateStore templates(NOTIFY_SOURCE_DIR "/templates");
+  Transformer transform(public_example(), templates);
+  const Event e = request_with(
+      {{"title", "Export"}, {"message", "ready"}, {"action_url", "\tHTTPS://PUBLIC.EXAMPLE/a b"}});
+  const auto postings = render(transform, e, ann());
+  REQUIRE(postings.size() == 1);
+  CHECK(postings[0].content.html.find("href=\"https://public.example/a%20b\"") !=
+        std::string::npos);
+  CHECK(postings[0].content.html.find("PUBLIC.EXAMPLE") == std::string::npos);
+}
+
+TEST_CASE("a refusal quotes a long link shortened, on one line") {
+  const std::string evil = "https://evil.example/" + std::string(100000, 'x') + "\n";
+  auto r = plan(request_with({{"action_url", evil}}), public_example());
+  REQUIRE(std::holds_alternative<Rejection>(r));
+  const std::string& reason = std::get<Rejection>(r).reason;
+  CHECK(reason.size() < 400);
+  CHECK(reason.find('\n') == std::string::npos);
+  CHECK(reason.ends_with("…"));
 }
 
 TEST_CASE("templates: locale fallback, missing templates and names that leave the folder") {
