@@ -2,6 +2,7 @@
 
 #include <kainjow/mustache.hpp>
 
+#include <algorithm>
 #include <filesystem>
 #include <fstream>
 #include <functional>
@@ -62,6 +63,19 @@ std::optional<std::string> read_file(const fs::path& path) {
   return text.str();
 }
 
+// Whether `file`, with every symlink on its way resolved, lies inside `root` (canonical).
+bool inside(const fs::path& root, const fs::path& file) {
+  std::error_code ec;
+  const fs::path real = fs::weakly_canonical(file, ec);
+  if (ec) return false;
+  const auto [r, f] = std::mismatch(root.begin(), root.end(), real.begin(), real.end());
+  return r == root.end();
+}
+
+std::string outside_error(const std::string& rel) {
+  return "template " + rel + ": leads outside the templates folder (a symlink?)";
+}
+
 std::string verbatim(const std::string& s) { return s; }
 
 // A subject is one header line: the file's trailing newline is not part of it, and a line
@@ -118,7 +132,12 @@ struct TemplateStore::Partials {
   std::map<std::string, std::map<std::string, Partial>> by_locale;  // "" = default
 };
 
-TemplateStore::TemplateStore(std::string root) : root_(std::move(root)) {}
+TemplateStore::TemplateStore(std::string root) : root_(std::move(root)) {
+  std::error_code ec;
+  canonical_root_ = fs::weakly_canonical(root_, ec);
+  if (ec) canonical_root_ = fs::absolute(root_, ec).lexically_normal();
+  if (!canonical_root_.has_filename()) canonical_root_ = canonical_root_.parent_path();  // "x/"
+}
 TemplateStore::~TemplateStore() = default;
 
 bool TemplateStore::valid_name(const std::string& name) {
@@ -139,6 +158,12 @@ TemplateStore::Compiled* TemplateStore::load(const std::string& path, bool escap
   auto it = cache_.find(path);
   if (it != cache_.end()) return it->second.get();
   std::unique_ptr<Compiled> compiled;
+  std::error_code ec;
+  // A file that exists must be ours: a symlink out of the folder could show any file to
+  // whoever can read the rendered mail.
+  if (fs::exists(path, ec) && !inside(canonical_root_, path)) {
+    throw TemplateError(outside_error(path.substr(root_.size() + 1)));
+  }
   if (auto text = read_file(path)) {
     compiled = std::make_unique<Compiled>(
         Compiled{path.substr(root_.size() + 1), mustache::mustache{*text}});
@@ -166,10 +191,15 @@ const TemplateStore::Partials& TemplateStore::partials() {
   auto loaded = std::make_unique<Partials>();
   auto add = [&](const fs::path& file, const std::string& locale) {
     if (file.extension() != ".mustache") return;
-    auto text = read_file(file);
-    if (!text) return;
     const std::string rel =
         "_partials/" + (locale.empty() ? "" : locale + "/") + file.filename().string();
+    if (!inside(canonical_root_, file)) {  // only templates using it fail, with this error
+      loaded->by_locale[locale].emplace(file.stem().string(),
+                                        Partials::Partial{mustache::data{""}, outside_error(rel)});
+      return;
+    }
+    auto text = read_file(file);
+    if (!text) return;
     mustache::mustache parsed{*text};
     std::string error = parsed.is_valid() ? "" : "template " + rel + ": " + parsed.error_message();
     loaded->by_locale[locale].emplace(file.stem().string(),

@@ -8,8 +8,10 @@
 // The channel (the name's first segment) may have a layout that wraps the rendered text and
 // HTML: templates/<channel>/_layout/{text,html}.mustache, per locale like the parts. Partials
 // live in templates/_partials/<name>.mustache (per locale in _partials/<locale>/) and are
-// used as {{> name}}.
+// used as {{> name}}. A file (or folder) that is a symlink leading out of the templates
+// directory is refused with a TemplateError.
 
+#include <filesystem>
 #include <map>
 #include <memory>
 #include <optional>
@@ -65,6 +67,7 @@ class TemplateStore {
                          const Data* extra);
 
   std::string root_;
+  std::filesystem::path canonical_root_;  // symlinks resolved: where every file must lie
   std::map<std::string, std::unique_ptr<Compiled>> cache_;  // by path; null when absent
   std::unique_ptr<Partials> partials_;                      // loaded on first render
 };

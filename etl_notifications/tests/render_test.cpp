@@ -345,3 +345,41 @@ TEST_CASE("email/password_changed, email/event_reminder and email/generic show t
   CHECK_FALSE(contains(bare.html, "https://example.org/x"));
   CHECK_FALSE(contains(bare.text, "Open"));
 }
+
+TEST_CASE("a template file or folder that is a symlink out of the templates folder is refused") {
+  TemplateTree outside;
+  outside.file("secret.txt", "the server's secret")
+      .file("t/subject.mustache", "S")
+      .file("t/text.mustache", "T");
+  TemplateTree tree;
+  tree.file("email/leak/text.mustache", "text");
+  fs::create_symlink(fs::path(outside.root()) / "secret.txt",
+                     fs::path(tree.root()) / "email/leak/subject.mustache");
+  fs::create_directories(fs::path(tree.root()) / "email");
+  fs::create_directory_symlink(fs::path(outside.root()) / "t",
+                               fs::path(tree.root()) / "email/away");
+  TemplateStore store(tree.root() + "/");
+  CHECK(error_of(store, "email/leak", "", kAnn) ==
+        "template email/leak/subject.mustache: leads outside the templates folder (a symlink?)");
+  CHECK(error_of(store, "email/away", "", kAnn) ==
+        "template email/away/subject.mustache: leads outside the templates folder (a symlink?)");
+
+  // A partial that leads out fails only the templates using it.
+  tree.parts("email/uses", "S", "{{> footer}}", "").parts("email/plain", "S", "T", "");
+  fs::create_directories(fs::path(tree.root()) / "_partials");
+  fs::create_symlink(fs::path(outside.root()) / "secret.txt",
+                     fs::path(tree.root()) / "_partials/footer.mustache");
+  TemplateStore partial_store(tree.root());
+  CHECK(error_of(partial_store, "email/uses", "", kAnn) ==
+        "template _partials/footer.mustache: leads outside the templates folder (a symlink?)");
+  CHECK(partial_store.render("email/plain", "", kAnn).text == "T");
+
+  // A symlink that stays inside the folder is fine.
+  fs::create_symlink(fs::path(tree.root()) / "email/plain/text.mustache",
+                     fs::path(tree.root()) / "email/leak/inside.mustache");
+  tree.file("email/same/subject.mustache", "S");
+  fs::create_symlink(fs::path(tree.root()) / "email/plain/text.mustache",
+                     fs::path(tree.root()) / "email/same/text.mustache");
+  TemplateStore inside_store(tree.root());
+  CHECK(inside_store.render("email/same", "", kAnn).text == "T");
+}
