@@ -6,7 +6,7 @@ FROM debian:bookworm-slim AS build
 RUN apt-get update \
  && apt-get install -y --no-install-recommends \
       build-essential cmake pkg-config \
-      librdkafka-dev librabbitmq-dev libcurl4-openssl-dev uuid-dev \
+      librdkafka-dev librabbitmq-dev libcurl4-openssl-dev libssl-dev uuid-dev \
       nlohmann-json3-dev doctest-dev libkainjow-mustache-dev \
       libhowardhinnant-date-dev libcpp-httplib-dev prometheus-cpp-dev libbenchmark-dev \
  && rm -rf /var/lib/apt/lists/*

@@ -6,7 +6,7 @@ set -euo pipefail
 
 packages=(
   build-essential cmake pkg-config git curl ca-certificates
-  librdkafka-dev librabbitmq-dev libcurl4-openssl-dev uuid-dev
+  librdkafka-dev librabbitmq-dev libcurl4-openssl-dev libssl-dev uuid-dev
   nlohmann-json3-dev doctest-dev libkainjow-mustache-dev
   libhowardhinnant-date-dev tzdata libcpp-httplib-dev prometheus-cpp-dev
   libbenchmark-dev

@@ -13,6 +13,7 @@
 #include <utility>
 
 #include "auth_client/url.hpp"
+#include "notify/json.hpp"
 #include "user_cache.hpp"
 
 namespace auth {
@@ -29,16 +30,33 @@ using notify::curl::EasyHandle;
 using notify::curl::global_init;
 using notify::curl::Slist;
 
+// Longest accepted fields of a user: ids and names are short, an address has at most 254 bytes
+// (RFC 5321), IANA zones and BCP 47 locales far less than 64.
+constexpr std::size_t kMaxUserIdBytes = 256;
+constexpr std::size_t kMaxNameBytes = 256;
+constexpr std::size_t kMaxAddressBytes = 254;
+constexpr std::size_t kMaxTagBytes = 64;
 
-std::string text_field(const nlohmann::json& j, const char* name, bool required) {
+std::string text_field(const nlohmann::json& j, const char* name, bool required,
+                       std::size_t max_bytes) {
   auto it = j.find(name);
   if (it == j.end() || it->is_null()) {
     if (required) throw InvalidUser(std::string("user: missing field '") + name + "'");
     return {};
   }
-  if (it->is_string()) return it->get<std::string>();
-  if (it->is_number_integer()) return it->dump();
-  throw InvalidUser(std::string("user: field '") + name + "' is not a string");
+  std::string text;
+  if (it->is_string()) {
+    text = it->get<std::string>();
+  } else if (it->is_number_integer()) {
+    text = it->dump();
+  } else {
+    throw InvalidUser(std::string("user: field '") + name + "' is not a string");
+  }
+  if (text.size() > max_bytes) {
+    throw InvalidUser(std::string("user: field '") + name + "' is longer than " +
+                      std::to_string(max_bytes) + " bytes");
+  }
+  return text;
 }
 
 bool bool_field(const nlohmann::json& j, const char* name, bool fallback) {
@@ -91,26 +109,49 @@ std::string trim_trailing_slashes(std::string url) {
   return url;
 }
 
-class InvalidPage : public std::runtime_error {
- public:
-  using std::runtime_error::runtime_error;
-};
-
 long long integer_field(const nlohmann::json& j, const char* name, long long min, long long max) {
   auto it = j.find(name);
   if (it == j.end()) throw InvalidPage(std::string("page: missing field '") + name + "'");
-  long long v = 0;
-  if (it->is_number_integer()) {
-    v = it->get<long long>();
-  } else if (it->is_number_unsigned() &&
-             it->get<unsigned long long>() <=
-                 static_cast<unsigned long long>(std::numeric_limits<long long>::max())) {
-    v = static_cast<long long>(it->get<unsigned long long>());
-  } else {
-    throw InvalidPage(std::string("page: field '") + name + "' is not an integer");
+  const auto v = notify::integer_as<long long>(*it);
+  if (!v) throw InvalidPage(std::string("page: field '") + name + "' is not an integer");
+  if (*v < min || *v > max) {
+    throw InvalidPage(std::string("page: field '") + name + "' out of range");
   }
-  if (v < min || v > max) throw InvalidPage(std::string("page: field '") + name + "' out of range");
-  return v;
+  return *v;
+}
+
+// What one HTTP request came to.
+struct Response {
+  CURLcode rc = CURLE_OK;
+  std::string error;  // libcurl's message when rc != CURLE_OK
+  bool too_large = false;
+  long status = 0;
+  std::string body;
+  std::string redirect;  // the Location of a 3xx, not followed
+};
+
+std::string request_error(const Response& r) { return "request failed: " + r.error; }
+
+std::string too_large_error(std::size_t limit) {
+  return "response larger than " + std::to_string(limit) + " bytes";
+}
+
+}  // namespace
+
+User decode_user(const nlohmann::json& j) {
+  if (!j.is_object()) throw InvalidUser("user: not a JSON object");
+  User u;
+  u.id = text_field(j, "id", true, kMaxUserIdBytes);
+  u.email = text_field(j, "email", true, kMaxAddressBytes);
+  if (u.id.empty()) throw InvalidUser("user: empty 'id'");
+  if (u.email.empty()) throw InvalidUser("user: empty 'email'");
+  u.first_name = text_field(j, "first_name", false, kMaxNameBytes);
+  u.last_name = text_field(j, "last_name", false, kMaxNameBytes);
+  u.timezone = text_field(j, "timezone", false, kMaxTagBytes);
+  u.locale = text_field(j, "locale", false, kMaxTagBytes);
+  u.email_notifications = bool_field(j, "email_notifications", true);
+  u.active = bool_field(j, "active", bool_field(j, "is_active", true));
+  return u;
 }
 
 // A broken envelope throws InvalidPage; a broken user is skipped and counted.
@@ -135,38 +176,20 @@ Page decode_page(const nlohmann::json& j) {
   return page;
 }
 
-// What one HTTP request came to.
-struct Response {
-  CURLcode rc = CURLE_OK;
-  std::string error;  // libcurl's message when rc != CURLE_OK
-  bool too_large = false;
-  long status = 0;
-  std::string body;
-  std::string redirect;  // the Location of a 3xx, not followed
-};
-
-std::string request_error(const Response& r) { return "request failed: " + r.error; }
-
-std::string too_large_error(std::size_t limit) {
-  return "response larger than " + std::to_string(limit) + " bytes";
+User parse_user(std::string_view body, const notify::JsonLimits& limits) {
+  try {
+    return decode_user(notify::parse_json(body, limits));
+  } catch (const notify::JsonError& e) {
+    throw InvalidUser(std::string("user: ") + e.what());
+  }
 }
 
-}  // namespace
-
-User decode_user(const nlohmann::json& j) {
-  if (!j.is_object()) throw InvalidUser("user: not a JSON object");
-  User u;
-  u.id = text_field(j, "id", true);
-  u.email = text_field(j, "email", true);
-  if (u.id.empty()) throw InvalidUser("user: empty 'id'");
-  if (u.email.empty()) throw InvalidUser("user: empty 'email'");
-  u.first_name = text_field(j, "first_name", false);
-  u.last_name = text_field(j, "last_name", false);
-  u.timezone = text_field(j, "timezone", false);
-  u.locale = text_field(j, "locale", false);
-  u.email_notifications = bool_field(j, "email_notifications", true);
-  u.active = bool_field(j, "active", bool_field(j, "is_active", true));
-  return u;
+Page parse_page(std::string_view body, const notify::JsonLimits& limits) {
+  try {
+    return decode_page(notify::parse_json(body, limits));
+  } catch (const notify::JsonError& e) {
+    throw InvalidPage(std::string("page: ") + e.what());
+  }
 }
 
 nlohmann::json encode_user(const User& u) {
@@ -330,14 +353,14 @@ struct Client::Impl {
     }
     if (r.status == 200) {
       try {
-        out.user = decode_user(nlohmann::json::parse(r.body));
+        out.user = parse_user(r.body, options.json_limits);
         out.status = LookupStatus::kFound;
-      } catch (const nlohmann::json::exception& e) {
-        out.error = std::string("malformed response body: ") + e.what();
       } catch (const InvalidUser& e) {
+        // A 200 with a record we refuse will not change by asking again: for this user the
+        // answer is as good as "unknown", so one bad record cannot stall the events behind it.
+        out.status = LookupStatus::kUnknownUser;
         out.error = std::string("invalid user in response: ") + e.what();
       }
-      // A well-formed 200 with a broken body is a server bug: retrying will not fix it.
       return {out, false};
     }
     if (r.status == 404 || r.status == 400 || r.status == 422) {
@@ -357,10 +380,8 @@ struct Client::Impl {
     }
     if (r.status == 200) {
       try {
-        out.page = decode_page(nlohmann::json::parse(r.body));
+        out.page = parse_page(r.body, options.json_limits);
         out.status = LookupStatus::kFound;
-      } catch (const nlohmann::json::exception& e) {
-        out.error = std::string("malformed response body: ") + e.what();
       } catch (const InvalidPage& e) {
         out.error = e.what();
       }
@@ -409,11 +430,11 @@ struct Client::Impl {
     const std::string http = "HTTP " + std::to_string(r.status);
     if (r.status >= 200 && r.status < 300) {
       try {
-        out.body = nlohmann::json::parse(r.body);
+        out.body = notify::parse_json(r.body, options.json_limits);
         out.status = FetchStatus::kOk;
-      } catch (const nlohmann::json::exception& e) {
+      } catch (const notify::JsonError& e) {
         out.status = FetchStatus::kBadResponse;
-        out.error = http + ": body is not JSON: " + e.what();
+        out.error = http + ": body is " + e.what();
       }
       return {out, false};
     }

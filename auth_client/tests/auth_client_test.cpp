@@ -248,7 +248,7 @@ TEST_CASE("a server slower than request_timeout: unavailable") {
   CHECK(r.error.find("request failed") != std::string::npos);
 }
 
-TEST_CASE("malformed JSON or a user without email: unavailable") {
+TEST_CASE("a 200 that is not a user within limits: the user is as good as unknown") {
   FakeAuth fake;
   fake.server().Get(R"(/api/v1/users/(.+))",
                     [&](const httplib::Request& req, httplib::Response& res) {
@@ -261,11 +261,13 @@ TEST_CASE("malformed JSON or a user without email: unavailable") {
   fake.start();
   RecordedSleeps sleeps;
   auth::Client client(options_for(fake, sleeps));
+  // Asking again gives the same answer: refusing it keeps one bad record from stalling events.
   auto broken = client.get_user("broken");
-  CHECK(broken.status == auth::LookupStatus::kUnavailable);
-  CHECK(broken.error.find("malformed") != std::string::npos);
+  CHECK(broken.status == auth::LookupStatus::kUnknownUser);
+  CHECK(broken.error == "invalid user in response: user: not valid JSON");
+  CHECK(broken.attempts == 1);
   auto incomplete = client.get_user("incomplete");
-  CHECK(incomplete.status == auth::LookupStatus::kUnavailable);
+  CHECK(incomplete.status == auth::LookupStatus::kUnknownUser);
   CHECK(incomplete.error.find("email") != std::string::npos);
 }
 
@@ -304,4 +306,37 @@ TEST_CASE("one client, many lookups: the connection is reused") {
   REQUIRE(remote_ports.size() == 3);
   CHECK(remote_ports[0] == remote_ports[1]);
   CHECK(remote_ports[1] == remote_ports[2]);
+}
+
+TEST_CASE("user records are decoded within limits: nesting, one value, field sizes") {
+  const std::string good = R"({"id": "u-1", "email": "a@example.com", "first_name": "Ann"})";
+  CHECK(auth::parse_user(good).first_name == "Ann");
+  CHECK(auth::parse_user(R"({"id": 42, "email": "a@example.com"})").id == "42");
+  CHECK_THROWS_WITH_AS(auth::parse_user(good + std::string(1, '\0') + "x"),
+                       doctest::Contains("NUL byte"), auth::InvalidUser);
+  CHECK_THROWS_WITH_AS(auth::parse_user(good + "{}"), "user: not valid JSON", auth::InvalidUser);
+  CHECK_THROWS_WITH_AS(
+      auth::parse_user(R"({"id": "u", "email": "a@b", "x": )" + std::string(100000, '[')),
+      "user: JSON nested deeper than MAX_JSON_DEPTH=64", auth::InvalidUser);
+  CHECK_THROWS_WITH_AS(auth::parse_user(R"({"id": "u", "email": "a@b", "first_name": ")" +
+                                        std::string(300, 'n') + "\"}"),
+                       "user: field 'first_name' is longer than 256 bytes", auth::InvalidUser);
+  CHECK_THROWS_WITH_AS(
+      auth::parse_user(R"({"id": "u", "email": ")" + std::string(255, 'e') + "\"}"),
+      "user: field 'email' is longer than 254 bytes", auth::InvalidUser);
+  CHECK_THROWS_AS(auth::parse_user(R"({"id": 1.5, "email": "a@b"})"), auth::InvalidUser);
+}
+
+TEST_CASE("pages are decoded within limits; integers never cut") {
+  CHECK(auth::parse_page(R"({"items": [], "page_number": 1, "page_size": 5, "total": 0})")
+            .page_size == 5);
+  CHECK_THROWS_WITH_AS(
+      auth::parse_page(R"({"items": [], "page_number": 4294967297, "page_size": 5, "total": 0})"),
+      "page: field 'page_number' out of range", auth::InvalidPage);
+  CHECK_THROWS_WITH_AS(
+      auth::parse_page(
+          R"({"items": [], "page_number": 1, "page_size": 5, "total": 18446744073709551615})"),
+      "page: field 'total' is not an integer", auth::InvalidPage);
+  CHECK_THROWS_WITH_AS(auth::parse_page(R"({"items": )" + std::string(1000, '[')),
+                       "page: JSON nested deeper than MAX_JSON_DEPTH=64", auth::InvalidPage);
 }

@@ -184,7 +184,7 @@ TEST_CASE("fetch_json: 4xx and non-JSON are permanent, 5xx and 429 transient") {
 
   auto html = client.fetch_json(fake.url() + "/html", 1024);
   CHECK(html.status == auth::FetchStatus::kBadResponse);
-  CHECK(html.error.find("not JSON") != std::string::npos);
+  CHECK(html.error == "HTTP 200: body is not valid JSON");
   CHECK(client.fetch_json(fake.url() + "/empty", 1024).status == auth::FetchStatus::kBadResponse);
   CHECK(sleeps.delays.empty());
 

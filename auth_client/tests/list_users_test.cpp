@@ -150,7 +150,7 @@ TEST_CASE("a malformed envelope is unavailable, without retries") {
                                                        {"no_items", "missing field 'items'"},
                                                        {"total", "'total' is not an integer"},
                                                        {"negative", "'page_number' out of range"},
-                                                       {"truncated", "malformed response body"}};
+                                                       {"truncated", "page: not valid JSON"}};
   for (const auto& [kind, message] : cases) {
     CAPTURE(kind);
     auto r = client.list_users(fake.url() + "/api/v1/users/?kind=" + kind);

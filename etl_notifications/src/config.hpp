@@ -34,7 +34,10 @@ struct EtlConfig {
   std::chrono::milliseconds reminder_ttl = std::chrono::hours(1);
   std::vector<std::string> context_url_allowlist;
   std::vector<std::string> webhook_url_allowlist;
-  std::size_t max_event_bytes = 1 << 20;
+  // Below librdkafka's default message.max.bytes (1,000,000): a refused event, with its
+  // headers, still fits the dead-letter topic whole.
+  std::size_t max_event_bytes = 900'000;
+  std::size_t max_json_depth = 64;  // events, Auth answers and context fetches
   std::size_t max_recipients = 100000;
   std::size_t max_context_fetch_bytes = 256 * 1024;
   std::chrono::milliseconds auth_cache_ttl{60000};

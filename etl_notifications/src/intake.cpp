@@ -6,6 +6,7 @@
 #include <set>
 #include <string_view>
 
+#include "notify/json.hpp"
 #include "notify/time.hpp"
 
 namespace etl {
@@ -15,6 +16,18 @@ using nlohmann::json;
 
 // Ten years: anything longer is a mistake, and it keeps the arithmetic far from overflow.
 constexpr long long kMaxExpiresInSeconds = 10LL * 366 * 86400;
+
+// Longest accepted strings: names (event_type, template, priority, ...), identities, addresses
+// (RFC 5321 allows 254 bytes) and links. The whole event is bounded by MAX_EVENT_BYTES; these
+// keep what travels into postings, logs and headers small.
+constexpr std::size_t kMaxNameBytes = 200;
+constexpr std::size_t kMaxIdBytes = 256;
+constexpr std::size_t kMaxAddressBytes = 254;
+constexpr std::size_t kMaxLinkBytes = 4096;
+// Values quoted in a reason are cut to this.
+constexpr std::size_t kQuoteBytes = 80;
+
+std::string excerpt(std::string_view text) { return notify::shorten(text, kQuoteBytes); }
 
 constexpr std::array<std::string_view, 4> kPriorities = {"immediate", "high", "normal", "low"};
 const std::set<std::string> kChannels = {"email", "webhook"};
@@ -29,14 +42,23 @@ Rejection missing(const std::string& field) {
   return Rejection{"missing or non-string field '" + field + "'"};
 }
 
-// A field that must be a non-empty string when the type needs it.
-bool need_string(const json& doc, const char* name, std::string* out, Rejection* why) {
+Rejection too_long(const std::string& field, std::size_t max_bytes) {
+  return Rejection{"field '" + field + "' is longer than " + std::to_string(max_bytes) + " bytes"};
+}
+
+// A field that must be a non-empty string of at most max_bytes when the type needs it.
+bool need_string(const json& doc, const char* name, std::size_t max_bytes, std::string* out,
+                 Rejection* why) {
   auto value = string_at(doc, name);
   if (!value || value->empty()) {
     *why = missing(name);
     return false;
   }
-  *out = *value;
+  if (value->size() > max_bytes) {
+    *why = too_long(name, max_bytes);
+    return false;
+  }
+  *out = std::move(*value);
   return true;
 }
 
@@ -48,7 +70,8 @@ std::optional<Rejection> read_channels(const json& doc, const char* name, Event*
   }
   for (const auto& c : *it) {
     if (!c.is_string() || kChannels.count(c.get<std::string>()) == 0) {
-      return Rejection{"unknown channel " + c.dump() + " in '" + name + "' (email, webhook)"};
+      return Rejection{"unknown channel " + excerpt(c.dump()) + " in '" + name +
+                       "' (email, webhook)"};
     }
     const auto channel = c.get<std::string>();
     if (std::find(event->channels.begin(), event->channels.end(), channel) ==
@@ -61,7 +84,7 @@ std::optional<Rejection> read_channels(const json& doc, const char* name, Event*
 
 std::optional<Rejection> read_template(const json& doc, Event* event) {
   Rejection why;
-  if (!need_string(doc, "template", &event->template_name, &why)) return why;
+  if (!need_string(doc, "template", kMaxNameBytes, &event->template_name, &why)) return why;
   auto ctx = doc.find("template_context");
   if (ctx != doc.end() && !ctx->is_null()) {
     if (!ctx->is_object()) return Rejection{"field 'template_context' must be an object"};
@@ -73,9 +96,9 @@ std::optional<Rejection> read_template(const json& doc, Event* event) {
 std::optional<Rejection> read_expires_in(const json& doc, Event* event) {
   auto it = doc.find("expires_in");
   if (it == doc.end() || it->is_null()) return std::nullopt;
-  if (it->is_number_integer() && it->get<long long>() > 0 &&
-      it->get<long long>() <= kMaxExpiresInSeconds) {
-    event->expires_in = std::chrono::seconds(it->get<long long>());
+  if (const auto seconds = notify::integer_as<long long>(*it);
+      seconds && *seconds > 0 && *seconds <= kMaxExpiresInSeconds) {
+    event->expires_in = std::chrono::seconds(*seconds);
     return std::nullopt;
   }
   if (it->is_string()) {
@@ -85,13 +108,16 @@ std::optional<Rejection> read_expires_in(const json& doc, Event* event) {
     }
   }
   return Rejection{"expires_in is not a duration (e.g. \"2 days\", \"120 sec\", \"PT2H\"): " +
-                   it->dump()};
+                   excerpt(it->dump())};
 }
 
 std::optional<Rejection> read_webhook(const json& doc, Event* event) {
   auto it = doc.find("webhook_url");
   if (it == doc.end() || it->is_null()) return std::nullopt;
   if (!it->is_string()) return missing("webhook_url");
+  if (it->get_ref<const std::string&>().size() > kMaxLinkBytes) {
+    return too_long("webhook_url", kMaxLinkBytes);
+  }
   event->webhook_url = it->get<std::string>();
   return std::nullopt;
 }
@@ -99,16 +125,18 @@ std::optional<Rejection> read_webhook(const json& doc, Event* event) {
 // The Auth service's messages as it emits them today: user id in "id", data in "details".
 std::optional<Rejection> decode_user_event(const json& doc, Event* event) {
   Rejection why;
-  if (!need_string(doc, "id", &event->user_id, &why)) return why;
+  if (!need_string(doc, "id", kMaxIdBytes, &event->user_id, &why)) return why;
   auto details = doc.find("details");
   if (details == doc.end() || !details->is_object()) {
     return Rejection{"missing or non-object field 'details'"};
   }
   auto email = string_at(*details, "email");
   if (!email || email->empty()) return missing("details.email");
+  if (email->size() > kMaxAddressBytes) return too_long("details.email", kMaxAddressBytes);
   if (event->type == "user_signed_up") {
     auto link = string_at(*details, "confirm_link");
     if (!link || link->empty()) return missing("details.confirm_link");
+    if (link->size() > kMaxLinkBytes) return too_long("details.confirm_link", kMaxLinkBytes);
   }
   event->details = *details;
   return std::nullopt;
@@ -116,7 +144,7 @@ std::optional<Rejection> decode_user_event(const json& doc, Event* event) {
 
 std::optional<Rejection> decode_mailing(const json& doc, Event* event) {
   Rejection why;
-  if (!need_string(doc, "receivers", &event->receivers, &why)) return why;
+  if (!need_string(doc, "receivers", kMaxLinkBytes, &event->receivers, &why)) return why;
   if (auto r = read_template(doc, event)) return r;
   if (auto r = read_channels(doc, "delivery_type", event)) return r;
   if (auto r = read_webhook(doc, event)) return r;
@@ -125,32 +153,34 @@ std::optional<Rejection> decode_mailing(const json& doc, Event* event) {
 
 std::optional<Rejection> decode_reminder(const json& doc, Event* event) {
   Rejection why;
-  if (!need_string(doc, "user_id", &event->user_id, &why)) return why;
+  if (!need_string(doc, "user_id", kMaxIdBytes, &event->user_id, &why)) return why;
   std::string send_at;
-  if (!need_string(doc, "send_at", &send_at, &why)) return why;
+  if (!need_string(doc, "send_at", kMaxNameBytes, &send_at, &why)) return why;
   event->send_at = notify::parse_iso8601(send_at);
-  if (!event->send_at) return Rejection{"send_at is not an ISO 8601 time: " + send_at};
+  if (!event->send_at) return Rejection{"send_at is not an ISO 8601 time: " + excerpt(send_at)};
   if (auto r = read_template(doc, event)) return r;
   if (auto r = read_channels(doc, "channels", event)) return r;
   if (auto r = read_webhook(doc, event)) return r;
   return read_expires_in(doc, event);
 }
 
-std::optional<Rejection> decode_request(const json& doc, Event* event,
-                                        const IntakeLimits& limits) {
+std::optional<Rejection> decode_request(const json& doc, Event* event, const IntakeLimits& limits) {
   auto ids = doc.find("user_ids");
   if (ids == doc.end() || !ids->is_array() || ids->empty()) {
     return Rejection{"field 'user_ids' must be a non-empty array of strings"};
   }
   if (ids->size() > limits.max_recipients) {
-    return Rejection{"user_ids has " + std::to_string(ids->size()) +
-                     " recipients, more than MAX_RECIPIENTS=" +
-                     std::to_string(limits.max_recipients)};
+    return Rejection{
+        "user_ids has " + std::to_string(ids->size()) +
+        " recipients, more than MAX_RECIPIENTS=" + std::to_string(limits.max_recipients)};
   }
   std::set<std::string> seen;
   for (const auto& id : *ids) {
     if (!id.is_string() || id.get<std::string>().empty()) {
       return Rejection{"field 'user_ids' must be a non-empty array of strings"};
+    }
+    if (id.get_ref<const std::string&>().size() > kMaxIdBytes) {
+      return too_long("user_ids[]", kMaxIdBytes);
     }
     if (seen.insert(id.get<std::string>()).second) event->user_ids.push_back(id.get<std::string>());
   }
@@ -164,7 +194,7 @@ std::optional<Rejection> decode_request(const json& doc, Event* event,
     } else if (*q == "bypass") {
       event->quiet_hours = notify::QuietHours::kBypass;
     } else {
-      return Rejection{"quiet_hours must be respect or bypass, not '" + *q + "'"};
+      return Rejection{"quiet_hours must be respect or bypass, not '" + excerpt(*q) + "'"};
     }
   }
   return std::nullopt;
@@ -180,31 +210,39 @@ std::variant<Event, Rejection> decode_event(const RawMessage& message,
                                             notify::TimePoint received_at,
                                             const IntakeLimits& limits) {
   if (message.value.size() > limits.max_event_bytes) {
-    return Rejection{"event of " + std::to_string(message.value.size()) +
-                     " bytes is larger than MAX_EVENT_BYTES=" +
-                     std::to_string(limits.max_event_bytes)};
+    return Rejection{
+        "event of " + std::to_string(message.value.size()) +
+        " bytes is larger than MAX_EVENT_BYTES=" + std::to_string(limits.max_event_bytes)};
   }
-  json doc = json::parse(message.value, nullptr, /*allow_exceptions=*/false);
-  if (doc.is_discarded()) return Rejection{"value is not valid JSON"};
+  json doc;
+  try {
+    doc = notify::parse_json(message.value, notify::JsonLimits{limits.max_json_depth});
+  } catch (const notify::JsonError& e) {
+    return Rejection{std::string("value is ") + e.what()};
+  }
   if (!doc.is_object()) return Rejection{"value is not a JSON object"};
 
   Event event;
   auto type = string_at(doc, "event_type");
   if (!type || type->empty()) return missing("event_type");
+  if (type->size() > kMaxNameBytes) return too_long("event_type", kMaxNameBytes);
   event.type = *type;
   event.source = string_at(doc, "from_service").value_or("");
+  if (event.source.size() > kMaxNameBytes) return too_long("from_service", kMaxNameBytes);
   event.priority = string_at(doc, "priority").value_or("");
   if (!event.priority.empty() &&
       std::find(kPriorities.begin(), kPriorities.end(), event.priority) == kPriorities.end()) {
-    return Rejection{"unknown priority '" + event.priority + "' (immediate, high, normal, low)"};
+    return Rejection{"unknown priority '" + excerpt(event.priority) +
+                     "' (immediate, high, normal, low)"};
   }
 
   auto event_id = string_at(doc, "event_id");
+  if (event_id && event_id->size() > kMaxIdBytes) return too_long("event_id", kMaxIdBytes);
   event.identity = event_id && !event_id->empty() ? *event_id : message_identity(message);
 
   if (auto time = string_at(doc, "event_time")) {
     auto parsed = notify::parse_iso8601(*time);
-    if (!parsed) return Rejection{"event_time is not an ISO 8601 time: " + *time};
+    if (!parsed) return Rejection{"event_time is not an ISO 8601 time: " + excerpt(*time)};
     event.time = *parsed;
   } else if (message.timestamp_ms && *message.timestamp_ms > 0) {
     event.time = notify::TimePoint(std::chrono::milliseconds(*message.timestamp_ms));
@@ -223,7 +261,7 @@ std::variant<Event, Rejection> decode_event(const RawMessage& message,
     if (!event_id || event_id->empty()) return missing("event_id");
     refused = decode_request(doc, &event, limits);
   } else {
-    return Rejection{"unknown event_type '" + event.type + "'"};
+    return Rejection{"unknown event_type '" + excerpt(event.type) + "'"};
   }
   if (refused) return *refused;
   return event;
@@ -285,10 +323,22 @@ std::optional<std::chrono::milliseconds> parse_expires_in(const std::string& tex
   skip_spaces();
   if (i != text.size() || *n <= 0) return std::nullopt;
   static const std::array<std::pair<std::string_view, long long>, 16> kUnits = {{
-      {"s", 1}, {"sec", 1}, {"secs", 1}, {"second", 1}, {"seconds", 1},
-      {"m", 60}, {"min", 60}, {"mins", 60}, {"minute", 60}, {"minutes", 60},
-      {"h", 3600}, {"hour", 3600}, {"hours", 3600},
-      {"d", 86400}, {"day", 86400}, {"days", 86400},
+      {"s", 1},
+      {"sec", 1},
+      {"secs", 1},
+      {"second", 1},
+      {"seconds", 1},
+      {"m", 60},
+      {"min", 60},
+      {"mins", 60},
+      {"minute", 60},
+      {"minutes", 60},
+      {"h", 3600},
+      {"hour", 3600},
+      {"hours", 3600},
+      {"d", 86400},
+      {"day", 86400},
+      {"days", 86400},
   }};
   long long factor = 0;
   for (const auto& [name, f] : kUnits) {

@@ -50,8 +50,11 @@ struct RawMessage {
 };
 
 struct IntakeLimits {
-  std::size_t max_event_bytes = 1 << 20;  // MAX_EVENT_BYTES
+  // Below librdkafka's default message.max.bytes (1,000,000), so that a refused event, with
+  // its headers, still fits the dead-letter topic whole.
+  std::size_t max_event_bytes = 900'000;  // MAX_EVENT_BYTES
   std::size_t max_recipients = 100000;    // MAX_RECIPIENTS (user_ids of one event)
+  std::size_t max_json_depth = 64;        // MAX_JSON_DEPTH
 };
 
 std::variant<Event, Rejection> decode_event(const RawMessage& message,

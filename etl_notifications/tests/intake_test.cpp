@@ -114,8 +114,9 @@ TEST_CASE("schema violations of the catalogue are refused with the field") {
   CHECK(why(R"({"event_type": "mailing", "receivers": "http://a/", "template": "t",
                "expires_in": "soon"})") ==
         "expires_in is not a duration (e.g. \"2 days\", \"120 sec\", \"PT2H\"): \"soon\"");
-  CHECK(why(R"({"event_type": "reminder", "user_id": "u", "send_at": "tomorrow", "template": "t"})") ==
-        "send_at is not an ISO 8601 time: tomorrow");
+  CHECK(
+      why(R"({"event_type": "reminder", "user_id": "u", "send_at": "tomorrow", "template": "t"})") ==
+      "send_at is not an ISO 8601 time: tomorrow");
   CHECK(why(R"({"event_type": "notification_requested", "user_ids": ["u"], "template": "t"})") ==
         "missing or non-string field 'event_id'");
   CHECK(why(R"({"event_type": "notification_requested", "event_id": "e", "user_ids": [],
@@ -136,7 +137,8 @@ TEST_CASE("limits: event size and recipients per event") {
   limits = IntakeLimits{};
   limits.max_recipients = 2;
   auto many = decode_event(message(R"({"event_type": "notification_requested", "event_id": "e",
-      "user_ids": ["a", "b", "c"], "template": "t"})"), kNow, limits);
+      "user_ids": ["a", "b", "c"], "template": "t"})"),
+                           kNow, limits);
   CHECK(std::get<Rejection>(many).reason ==
         "user_ids has 3 recipients, more than MAX_RECIPIENTS=2");
 }
@@ -154,11 +156,77 @@ TEST_CASE("expires_in: plain words and ISO 8601 durations") {
   CHECK_FALSE(parse_expires_in("soon"));
   CHECK_FALSE(parse_expires_in("P"));
   CHECK_FALSE(parse_expires_in("PT"));
-  CHECK_FALSE(parse_expires_in("P1H"));   // hours belong after T
+  CHECK_FALSE(parse_expires_in("P1H"));  // hours belong after T
   CHECK_FALSE(parse_expires_in("0 sec"));
   CHECK_FALSE(parse_expires_in("2 fortnights"));
   CHECK_FALSE(parse_expires_in("999999999999 weeks"));  // would overflow: refused
   CHECK_FALSE(parse_expires_in("P999999999999W"));
   CHECK(parse_expires_in("3650 days") == hours(24 * 3650));
   CHECK_FALSE(parse_expires_in(""));
+}
+
+TEST_CASE("hostile events are refused with a bounded reason, never crash") {
+  SUBCASE("nesting deeper than MAX_JSON_DEPTH, wherever it is") {
+    const std::string deep(300000, '[');
+    for (const std::string& where :
+         {std::string("details"), std::string("template_context"), std::string("channels")}) {
+      const std::string value = R"({"event_type": "user_signed_up", ")" + where + R"(": )" + deep;
+      CHECK(reason(decode_event(message(value), kNow)) ==
+            "value is JSON nested deeper than MAX_JSON_DEPTH=64");
+    }
+    IntakeLimits limits;
+    limits.max_json_depth = 3;
+    auto nested = nlohmann::json::parse(kSignup);
+    nested["details"]["a"] = {{"b", {1}}};  // depth 4
+    CHECK(reason(decode_event(message(nested.dump()), kNow, limits)) ==
+          "value is JSON nested deeper than MAX_JSON_DEPTH=3");
+    nested["details"]["a"] = {{"b", 1}};  // depth 3
+    CHECK(std::holds_alternative<Event>(decode_event(message(nested.dump()), kNow, limits)));
+  }
+  SUBCASE("bytes after the one JSON value") {
+    const std::string nul = std::string(kSignup) + std::string(1, '\0') + "anything";
+    CHECK(
+        reason(decode_event(message(nul), kNow)).starts_with("value is not valid JSON: NUL byte"));
+    CHECK(reason(decode_event(message(std::string(kSignup) + " {}"), kNow)) ==
+          "value is not valid JSON");
+    CHECK(std::holds_alternative<Event>(decode_event(message(std::string(kSignup) + " \n"), kNow)));
+  }
+  SUBCASE("long values are refused without being quoted whole") {
+    auto long_type = nlohmann::json::parse(kSignup);
+    long_type["event_type"] = std::string(700000, 'x');
+    CHECK(reason(decode_event(message(long_type.dump()), kNow)) ==
+          "field 'event_type' is longer than 200 bytes");
+    auto long_priority = nlohmann::json::parse(kSignup);
+    long_priority["priority"] = std::string(150, 'p');
+    const std::string why = reason(decode_event(message(long_priority.dump()), kNow));
+    CHECK(why.size() < 200);
+    CHECK(why.find("(150 bytes)") != std::string::npos);
+    auto long_id = nlohmann::json::parse(kSignup);
+    long_id["event_id"] = std::string(300, 'e');
+    CHECK(reason(decode_event(message(long_id.dump()), kNow)) ==
+          "field 'event_id' is longer than 256 bytes");
+  }
+  SUBCASE("times beyond what the service represents are refused, not wrapped") {
+    auto t = nlohmann::json::parse(kSignup);
+    t["event_time"] = "2300-01-01T00:00:00Z";
+    auto far = decode_event(message(t.dump()), kNow);
+    REQUIRE(std::holds_alternative<Event>(far));
+    CHECK(notify::format_iso8601(std::get<Event>(far).time) == "2300-01-01T00:00:00.000Z");
+    t["event_time"] = "10000-01-01T00:00:00Z";
+    CHECK(reason(decode_event(message(t.dump()), kNow))
+              .starts_with("event_time is not an ISO 8601 time"));
+  }
+  SUBCASE("integers beyond their field are refused, not cut") {
+    auto e = nlohmann::json::parse(R"({"event_type": "mailing", "receivers": "http://a/",
+        "template": "t"})");
+    e["expires_in"] = 18446744073709551615ULL;
+    CHECK(
+        reason(decode_event(message(e.dump()), kNow)).starts_with("expires_in is not a duration"));
+    e["expires_in"] = 9223372036854775807LL;
+    CHECK(
+        reason(decode_event(message(e.dump()), kNow)).starts_with("expires_in is not a duration"));
+    e["expires_in"] = 4294967296LL + 60;
+    CHECK(
+        reason(decode_event(message(e.dump()), kNow)).starts_with("expires_in is not a duration"));
+  }
 }

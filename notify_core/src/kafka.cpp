@@ -47,8 +47,26 @@ using ErrorPtr = std::unique_ptr<rd_kafka_error_t, ErrorDeleter>;
 
 std::string err_name(rd_kafka_resp_err_t err) { return rd_kafka_err2name(err); }
 
+// Errors about the message itself: no retry can make the broker take it.
+bool permanent_error(rd_kafka_resp_err_t err) {
+  switch (err) {
+    case RD_KAFKA_RESP_ERR_MSG_SIZE_TOO_LARGE:
+    case RD_KAFKA_RESP_ERR_INVALID_MSG_SIZE:
+    case RD_KAFKA_RESP_ERR_INVALID_MSG:
+    case RD_KAFKA_RESP_ERR_INVALID_RECORD:
+    case RD_KAFKA_RESP_ERR_RECORD_LIST_TOO_LARGE:
+    case RD_KAFKA_RESP_ERR_INVALID_TIMESTAMP:
+    case RD_KAFKA_RESP_ERR__BAD_MSG:
+    case RD_KAFKA_RESP_ERR__INVALID_ARG:
+      return true;
+    default:
+      return false;
+  }
+}
+
 [[noreturn]] void fail(const std::string& what, rd_kafka_resp_err_t err) {
-  throw Error(what + ": " + rd_kafka_err2str(err) + " (" + err_name(err) + ")");
+  throw Error(what + ": " + rd_kafka_err2str(err) + " (" + err_name(err) + ")",
+              permanent_error(err));
 }
 
 void set(rd_kafka_conf_t* conf, const std::string& name, const std::string& value) {

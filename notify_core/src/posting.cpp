@@ -2,8 +2,11 @@
 
 #include <uuid/uuid.h>
 
+#include <algorithm>
+
 #include <nlohmann/json.hpp>
 
+#include "notify/json.hpp"
 #include "notify/time.hpp"
 
 namespace notify {
@@ -41,9 +44,15 @@ TimePoint time_field(const json& object, const char* name, const char* where) {
   auto t = parse_iso8601(text);
   if (!t) {
     throw PostingError(std::string("posting: field ") + where + name +
-                       " is not an ISO 8601 time: " + text);
+                       " is not an ISO 8601 time between years 0001 and 9999: " + quote(text));
   }
   return *t;
+}
+
+// Times are written within the readable range (an expiry past 9999 reads as 9999-12-31), so
+// the worker can always decode what the ETL wrote.
+std::string written(TimePoint t) {
+  return format_iso8601(std::clamp(t, kEarliestTime, kLatestTime));
 }
 
 }  // namespace
@@ -58,7 +67,7 @@ std::string encode(const Posting& p) {
        {{"id", p.event_id},
         {"type", p.event_type},
         {"source", p.source},
-        {"time", format_iso8601(p.event_time)}}},
+        {"time", written(p.event_time)}}},
       {"channel", p.channel},
       {"template", p.template_name},
       {"recipient",
@@ -67,24 +76,29 @@ std::string encode(const Posting& p) {
         {"name", p.recipient.name},
         {"timezone", p.recipient.timezone},
         {"locale", p.recipient.locale}}},
-      {"content", {{"subject", p.content.subject}, {"text", p.content.text}, {"html", p.content.html}}},
+      {"content",
+       {{"subject", p.content.subject}, {"text", p.content.text}, {"html", p.content.html}}},
       {"priority", p.priority},
       {"quiet_hours", to_string(p.quiet_hours)},
-      {"created_at", format_iso8601(p.created_at)},
-      {"expires_at", format_iso8601(p.expires_at)},
+      {"created_at", written(p.created_at)},
+      {"expires_at", written(p.expires_at)},
   };
-  if (p.not_before) j["not_before"] = format_iso8601(*p.not_before);
+  if (p.not_before) j["not_before"] = written(*p.not_before);
   return j.dump();
 }
 
-Posting decode_posting(std::string_view text) {
-  json j = json::parse(text, nullptr, /*allow_exceptions=*/false);
-  if (j.is_discarded()) throw PostingError("posting: not valid JSON");
+Posting decode_posting(std::string_view text, const JsonLimits& limits) {
+  json j;
+  try {
+    j = parse_json(text, limits);
+  } catch (const JsonError& e) {
+    throw PostingError(std::string("posting: ") + e.what());
+  }
   if (!j.is_object()) throw PostingError("posting: not a JSON object");
 
   const json& version = field(j, "schema_version", "");
-  if (!version.is_number_integer() || version.get<int>() != kPostingSchemaVersion) {
-    throw PostingError("posting: unsupported schema_version " + version.dump());
+  if (integer_as<int>(version) != kPostingSchemaVersion) {
+    throw PostingError("posting: unsupported schema_version " + shorten(version.dump(), 80));
   }
 
   Posting p;
@@ -112,11 +126,11 @@ Posting decode_posting(std::string_view text) {
   p.content.text = string_field(content, "text", "content.");
   p.content.html = string_field(content, "html", "content.", false);
 
-  const json& priority = field(j, "priority", "");
-  if (!priority.is_number_integer() || priority.get<int>() < 0 || priority.get<int>() > 9) {
+  const auto priority = integer_as<int>(field(j, "priority", ""));
+  if (!priority || *priority < 0 || *priority > 9) {
     throw PostingError("posting: field priority must be an integer 0..9");
   }
-  p.priority = priority.get<int>();
+  p.priority = *priority;
 
   const std::string quiet = string_field(j, "quiet_hours", "");
   if (quiet == "respect") {
@@ -124,7 +138,7 @@ Posting decode_posting(std::string_view text) {
   } else if (quiet == "bypass") {
     p.quiet_hours = QuietHours::kBypass;
   } else {
-    throw PostingError("posting: field quiet_hours must be respect or bypass, not " + quiet);
+    throw PostingError("posting: field quiet_hours must be respect or bypass, not " + quote(quiet));
   }
   p.created_at = time_field(j, "created_at", "");
   p.expires_at = time_field(j, "expires_at", "");

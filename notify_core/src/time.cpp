@@ -5,6 +5,8 @@
 #pragma GCC diagnostic ignored "-Wmaybe-uninitialized"
 #include <date/date.h>
 
+#include <algorithm>
+#include <cctype>
 #include <sstream>
 
 namespace notify {
@@ -13,19 +15,43 @@ TimePoint SystemClock::now() const {
   return std::chrono::time_point_cast<std::chrono::milliseconds>(std::chrono::system_clock::now());
 }
 
+TimePoint add_capped(TimePoint t, std::chrono::milliseconds d) {
+  if (d.count() > 0 && t > kLatestTime - d) return kLatestTime;
+  if (d.count() < 0 && t < kEarliestTime - d) return kEarliestTime;
+  return t + d;
+}
+
 std::string format_iso8601(TimePoint t) { return date::format("%FT%TZ", t); }
 
 std::optional<TimePoint> parse_iso8601(std::string_view text) {
-  // Zulu or numeric offsets (+03:00 and +0300), fractions optional: try the forms in turn.
+  // The fraction is taken off first and the rest parsed to whole seconds: a nanosecond clock
+  // wraps outside 1677..2262, and a time such as 9999-12-31 (an expiry meaning "never") must
+  // neither wrap nor be refused. "YYYY-MM-DDTHH:MM:SS" is 19 characters; a fraction follows.
+  constexpr std::size_t kFractionAt = 19;
+  constexpr std::size_t kMaxFractionDigits = 9;
+  std::string whole(text);
+  std::chrono::milliseconds fraction{0};
+  if (whole.size() > kFractionAt && whole[kFractionAt] == '.') {
+    std::size_t end = kFractionAt + 1;
+    while (end < whole.size() && std::isdigit(static_cast<unsigned char>(whole[end]))) ++end;
+    const std::size_t digits = end - kFractionAt - 1;
+    if (digits == 0 || digits > kMaxFractionDigits) return std::nullopt;
+    // Kept to the millisecond: further digits are cut off, not rounded.
+    std::string millis = whole.substr(kFractionAt + 1, std::min<std::size_t>(digits, 3));
+    millis.resize(3, '0');
+    fraction = std::chrono::milliseconds(std::stoi(millis));
+    whole.erase(kFractionAt, end - kFractionAt);
+  }
+  // Zulu or numeric offsets (+03:00 and +0300): try the forms in turn.
   static constexpr const char* kForms[] = {"%FT%TZ", "%FT%T%Ez", "%FT%T%z", "%F %TZ", "%F %T%Ez"};
   for (const char* form : kForms) {
-    std::istringstream in{std::string(text)};
-    // Parsed to nanoseconds so that Python's six fractional digits are read, then truncated.
-    std::chrono::sys_time<std::chrono::nanoseconds> t;
+    std::istringstream in{whole};
+    date::sys_seconds t;
     in >> date::parse(form, t);
-    if (!in.fail() && in.peek() == std::char_traits<char>::eof()) {
-      return std::chrono::floor<std::chrono::milliseconds>(t);
-    }
+    if (in.fail() || in.peek() != std::char_traits<char>::eof()) continue;
+    const TimePoint result = t + fraction;
+    if (result < kEarliestTime || result > kLatestTime) return std::nullopt;
+    return result;
   }
   return std::nullopt;
 }

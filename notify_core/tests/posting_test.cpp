@@ -87,12 +87,61 @@ TEST_CASE("ISO 8601 times with zones and fractions") {
         "2026-12-01T18:00:00.123Z");  // what Python's isoformat() writes
   CHECK_FALSE(parse_iso8601("2026-12-01"));
   CHECK_FALSE(parse_iso8601("2026-12-01T18:00:00Zjunk"));
+  CHECK_FALSE(parse_iso8601("2026-12-01T18:00:00.1234567890Z"));  // ten fractional digits
+  CHECK_FALSE(parse_iso8601("2026-12-01T18:00:00.Z"));
+  CHECK(format_iso8601(*parse_iso8601("2026-12-01T18:00:00.123456789Z")) ==
+        "2026-12-01T18:00:00.123Z");
+  CHECK(format_iso8601(*parse_iso8601("1969-12-31T23:59:59.250Z")) == "1969-12-31T23:59:59.250Z");
+}
+
+TEST_CASE("times from year 0001 to 9999 are read as written, never wrapped") {
+  // A 64-bit nanosecond clock ends in 2262: these used to come back as dates in 1715 and 2115.
+  CHECK(format_iso8601(*parse_iso8601("2300-01-01T00:00:00Z")) == "2300-01-01T00:00:00.000Z");
+  CHECK(format_iso8601(*parse_iso8601("9999-12-31T23:59:59.999Z")) == "9999-12-31T23:59:59.999Z");
+  CHECK(*parse_iso8601("9999-12-31T23:59:59.999Z") == notify::kLatestTime);
+  CHECK(*parse_iso8601("0001-01-01T00:00:00Z") == notify::kEarliestTime);
+  CHECK_FALSE(parse_iso8601("9999-12-31T23:59:59-01:00"));  // 10000-01-01 in UTC
+  CHECK_FALSE(parse_iso8601("0001-01-01T00:00:00+01:00"));  // before year 1 in UTC
+  CHECK_FALSE(parse_iso8601("99999-01-01T00:00:00Z"));
+  CHECK_FALSE(parse_iso8601("2026-02-30T00:00:00Z"));
+  CHECK(notify::add_capped(notify::kLatestTime - std::chrono::hours(1), std::chrono::hours(48)) ==
+        notify::kLatestTime);
+  CHECK(notify::add_capped(notify::kEarliestTime, -std::chrono::hours(1)) == notify::kEarliestTime);
+}
+
+TEST_CASE("a posting valid until 9999 travels as written, and later expiries are capped") {
+  Posting p = sample();
+  p.expires_at = *parse_iso8601("9999-12-31T00:00:00Z");
+  CHECK(decode_posting(encode(p)).expires_at == p.expires_at);
+  p.expires_at = notify::kLatestTime + std::chrono::hours(24 * 400);
+  CHECK(decode_posting(encode(p)).expires_at == notify::kLatestTime);
+}
+
+TEST_CASE("hostile postings are refused with a clear error, never crash") {
+  const std::string good = encode(sample());
+  CHECK_THROWS_WITH_AS(decode_posting(good + std::string(1, '\0') + "x"),
+                       doctest::Contains("NUL byte"), PostingError);
+  auto deep = nlohmann::json::parse(good);
+  std::string text = good;
+  text.insert(text.size() - 1,
+              R"(,"extra": )" + std::string(200000, '[') + std::string(200000, ']'));
+  CHECK_THROWS_WITH_AS(decode_posting(text), "posting: JSON nested deeper than MAX_JSON_DEPTH=64",
+                       PostingError);
+  deep["priority"] = 4294967296LL;  // used to be cut to 0
+  CHECK_THROWS_WITH_AS(decode_posting(deep.dump()),
+                       "posting: field priority must be an integer 0..9", PostingError);
+  deep = nlohmann::json::parse(good);
+  deep["schema_version"] = 4294967297LL;
+  CHECK_THROWS_AS(decode_posting(deep.dump()), PostingError);
+  deep = nlohmann::json::parse(good);
+  deep["expires_at"] = "2300-01-01T00:00:00Z";
+  CHECK(format_iso8601(decode_posting(deep.dump()).expires_at) == "2300-01-01T00:00:00.000Z");
   CHECK_FALSE(parse_iso8601(""));
 }
 
 TEST_CASE("configuration values are validated with the variable's name") {
-  std::map<std::string, std::string> vars = {
-      {"A", "12"}, {"B", "x"}, {"D", "250ms"}, {"E", "5m"}, {"F", "3 weeks"}, {"G", "yes"}};
+  std::map<std::string, std::string> vars = {{"A", "12"}, {"B", "x"},       {"D", "250ms"},
+                                             {"E", "5m"}, {"F", "3 weeks"}, {"G", "yes"}};
   Env env([&](const std::string& k) -> std::optional<std::string> {
     auto it = vars.find(k);
     if (it == vars.end()) return std::nullopt;

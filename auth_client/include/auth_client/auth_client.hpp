@@ -16,6 +16,8 @@
 
 #include <nlohmann/json.hpp>
 
+#include "notify/json.hpp"
+
 namespace auth {
 
 struct User {
@@ -38,7 +40,11 @@ class InvalidUser : public std::runtime_error {
 
 // Missing or null optional fields get their defaults; a numeric id is accepted as text.
 // "is_active" is accepted as an alias of "active".
+// Fields longer than a user's fields can be (ids and names 256 bytes, e-mail 254, timezone and
+// locale 64) are refused too.
 User decode_user(const nlohmann::json& j);  // throws InvalidUser
+// The same from an answer's body, parsed within limits (one value, nesting bounded).
+User parse_user(std::string_view body, const notify::JsonLimits& limits = {});  // InvalidUser
 nlohmann::json encode_user(const User& user);
 
 struct ClientOptions {
@@ -61,6 +67,9 @@ struct ClientOptions {
   std::size_t cache_capacity = 10'000;
   // The cache's clock; default std::chrono::steady_clock::now. Tests inject.
   std::function<std::chrono::steady_clock::time_point()> clock;
+
+  // Every answer (users, pages, context) is parsed within these limits.
+  notify::JsonLimits json_limits;
 };
 
 enum class LookupStatus { kFound, kUnknownUser, kUnavailable };
@@ -92,6 +101,16 @@ struct Page {
            static_cast<long long>(page_number) * page_size < total;
   }
 };
+
+// A page envelope that is not one: not JSON within limits, missing or out-of-range fields.
+class InvalidPage : public std::runtime_error {
+ public:
+  using std::runtime_error::runtime_error;
+};
+
+// A broken envelope throws InvalidPage; a broken user is skipped and counted.
+Page decode_page(const nlohmann::json& j);
+Page parse_page(std::string_view body, const notify::JsonLimits& limits = {});
 
 struct PageLookup {
   // kFound: a page; kUnknownUser: 404; kUnavailable: transient or operator trouble, or a
@@ -141,7 +160,8 @@ class Client {
 
   // 200 → kFound; 404, and 400/422 (malformed id) → kUnknownUser; 5xx, 429, timeouts and
   // connection errors are retried, then kUnavailable; 401/403 and other 4xx → kUnavailable
-  // at once (an operator problem must not drop events); a malformed body → kUnavailable.
+  // at once (an operator problem must not drop events); a 200 whose body is not a user within
+  // limits → kUnknownUser (asking again gives the same answer), with the reason in error.
   // Found users are cached (see ClientOptions::cache_ttl).
   Lookup get_user(std::string_view id);
 

@@ -13,9 +13,17 @@
 
 namespace notify::kafka {
 
+// permanent(): the broker or client refuses this message as such (too large, an invalid
+// record); sending it again cannot succeed. Everything else (timeouts, brokers down, queue
+// full, authorization an operator can fix) is worth retrying.
 class Error : public std::runtime_error {
  public:
-  using std::runtime_error::runtime_error;
+  explicit Error(const std::string& what, bool permanent = false)
+      : std::runtime_error(what), permanent_(permanent) {}
+  bool permanent() const { return permanent_; }
+
+ private:
+  bool permanent_ = false;
 };
 
 struct TopicPartition {

@@ -8,6 +8,8 @@
 #include <string>
 #include <string_view>
 
+#include "notify/json.hpp"
+
 namespace notify {
 
 using TimePoint = std::chrono::sys_time<std::chrono::milliseconds>;
@@ -18,9 +20,9 @@ enum class QuietHours { kRespect, kBypass };
 
 struct Recipient {
   std::string user_id;
-  std::string address;  // the e-mail address (email) or the URL to POST to (webhook)
-  std::string name;     // display name, may be empty
-  std::string timezone; // IANA zone, may be empty (the worker falls back to its default)
+  std::string address;   // the e-mail address (email) or the URL to POST to (webhook)
+  std::string name;      // display name, may be empty
+  std::string timezone;  // IANA zone, may be empty (the worker falls back to its default)
   std::string locale;
 };
 
@@ -34,13 +36,13 @@ struct Posting {
   std::string posting_id;  // deterministic: see make_posting_id
   std::string event_id;    // the event's identity: event_id, else topic/partition/offset
   std::string event_type;
-  std::string source;      // the emitting service (from_service)
+  std::string source;  // the emitting service (from_service)
   TimePoint event_time{};
-  std::string channel;     // "email" or "webhook"
+  std::string channel;  // "email" or "webhook"
   std::string template_name;
   Recipient recipient;
   Content content;
-  int priority = 0;        // 0..9, 9 first
+  int priority = 0;  // 0..9, 9 first
   QuietHours quiet_hours = QuietHours::kRespect;
   TimePoint created_at{};
   TimePoint expires_at{};
@@ -54,7 +56,9 @@ class PostingError : public std::runtime_error {
 };
 
 std::string encode(const Posting& posting);
-Posting decode_posting(std::string_view json);  // throws PostingError
+// Throws PostingError: not one JSON value within limits, a field missing, of the wrong type, or
+// out of its range (integers are never cut, times never wrapped).
+Posting decode_posting(std::string_view json, const JsonLimits& limits = {});
 
 // A UUID (version 5, RFC 4122) of event identity, recipient and channel: a replay of the same
 // event yields the same ids, so consumers can deduplicate.
