@@ -1,8 +1,10 @@
 #include "notify/config.hpp"
 
 #include <cctype>
+#include <charconv>
 #include <cstdlib>
 #include <limits>
+#include <system_error>
 
 namespace notify {
 
@@ -14,7 +16,9 @@ EnvLookup process_env() {
   };
 }
 
-std::optional<std::string> Env::optional_str(const std::string& name) const { return lookup_(name); }
+std::optional<std::string> Env::optional_str(const std::string& name) const {
+  return lookup_(name);
+}
 
 std::string Env::str(const std::string& name, const std::string& fallback) const {
   return lookup_(name).value_or(fallback);
@@ -24,20 +28,19 @@ std::int64_t Env::integer(const std::string& name, std::int64_t fallback, std::i
                           std::int64_t max) const {
   auto text = lookup_(name);
   if (!text) return fallback;
-  std::size_t used = 0;
+  const auto range = [&] {
+    return ConfigError(name + "=" + *text + ": must be between " + std::to_string(min) + " and " +
+                       std::to_string(max));
+  };
+  // from_chars, unlike stoll, takes no leading blanks or '+' and reports overflow apart.
   std::int64_t value = 0;
-  try {
-    value = std::stoll(*text, &used);
-  } catch (const std::exception&) {
-    used = 0;
-  }
-  if (used == 0 || used != text->size()) {
+  const char* end = text->data() + text->size();
+  const auto [stop, error] = std::from_chars(text->data(), end, value);
+  if (error == std::errc::result_out_of_range && stop == end) throw range();
+  if (error != std::errc() || stop != end) {
     throw ConfigError(name + "=" + *text + ": not an integer");
   }
-  if (value < min || value > max) {
-    throw ConfigError(name + "=" + *text + ": must be between " + std::to_string(min) + " and " +
-                      std::to_string(max));
-  }
+  if (value < min || value > max) throw range();
   return value;
 }
 
@@ -63,19 +66,36 @@ bool Env::boolean(const std::string& name, bool fallback) const {
 }
 
 std::chrono::milliseconds parse_duration(const std::string& text) {
+  using namespace std::chrono;
   std::size_t i = 0;
   while (i < text.size() && std::isdigit(static_cast<unsigned char>(text[i]))) ++i;
   if (i == 0) throw ConfigError("not a duration (examples: 250ms, 10s, 5m, 2h, 1d)");
-  if (i > 12) throw ConfigError("duration too large");
-  const std::int64_t n = std::stoll(text.substr(0, i));
   const std::string unit = text.substr(i);
-  using namespace std::chrono;
-  if (unit == "ms") return milliseconds(n);
-  if (unit.empty() || unit == "s") return seconds(n);
-  if (unit == "m") return minutes(n);
-  if (unit == "h") return hours(n);
-  if (unit == "d") return hours(24 * n);
-  throw ConfigError("unknown duration unit '" + unit + "' (use ms, s, m, h or d)");
+  milliseconds size{1};
+  if (unit == "ms") {
+    size = milliseconds(1);
+  } else if (unit.empty() || unit == "s") {
+    size = seconds(1);
+  } else if (unit == "m") {
+    size = minutes(1);
+  } else if (unit == "h") {
+    size = hours(1);
+  } else if (unit == "d") {
+    size = hours(24);
+  } else {
+    throw ConfigError("unknown duration unit '" + unit + "' (use ms, s, m, h or d)");
+  }
+  const auto too_long = [] {
+    return ConfigError("longer than the maximum of " + format_duration(kMaxDuration) +
+                       " (100 years)");
+  };
+  // Compared before multiplying: n · size must not wrap into a small or negative duration.
+  std::int64_t n = 0;
+  const auto [stop, error] = std::from_chars(text.data(), text.data() + i, n);
+  if (error == std::errc::result_out_of_range) throw too_long();
+  if (error != std::errc() || stop != text.data() + i) throw ConfigError("not a duration");
+  if (n > kMaxDuration / size) throw too_long();
+  return size * n;
 }
 
 std::string format_duration(std::chrono::milliseconds duration) {

@@ -35,7 +35,8 @@ TEST_CASE("parse_tiers: sorted ascending, deduplicated") {
 
 TEST_CASE("parse_tiers rejects bad lists with a clear message") {
   for (const char* bad :
-       {"", " ", "10s,,1m", "10s,", ",10s", "0s", "10s,0ms", "10x", "abc", "-5s", "1.5s", "10 s"}) {
+       {"", " ", "10s,,1m", "10s,", ",10s", "0s", "10s,0ms", "10x", "abc", "-5s", "1.5s", "10 s",
+        "10s,999999999999d", "36501d"}) {  // the last two: longer than 100 years, not wrapped
     CAPTURE(bad);
     try {
       worker::parse_tiers(bad);

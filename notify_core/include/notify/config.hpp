@@ -11,6 +11,11 @@
 
 namespace notify {
 
+// The longest duration a setting may have: 100 years. Durations are added to time points, and
+// the standard clocks count nanoseconds in 64 bits (about 292 years either side of 1970): now
+// plus 100 years still fits, with room to spare. Anything longer is a typo, not a setting.
+inline constexpr std::chrono::milliseconds kMaxDuration = std::chrono::hours(24 * 36500);
+
 class ConfigError : public std::runtime_error {
  public:
   using std::runtime_error::runtime_error;
@@ -26,9 +31,11 @@ class Env {
 
   std::string str(const std::string& name, const std::string& fallback) const;
   std::optional<std::string> optional_str(const std::string& name) const;
+  // A decimal integer in [min, max]; a value that does not fit 64 bits is refused like any
+  // other out-of-range value, never wrapped.
   std::int64_t integer(const std::string& name, std::int64_t fallback, std::int64_t min,
                        std::int64_t max) const;
-  // Durations: "250ms", "10s", "5m", "2h", "1d"; a bare number is seconds.
+  // Durations: "250ms", "10s", "5m", "2h", "1d"; a bare number is seconds; at most kMaxDuration.
   std::chrono::milliseconds duration(const std::string& name,
                                      std::chrono::milliseconds fallback) const;
   bool boolean(const std::string& name, bool fallback) const;
@@ -37,7 +44,8 @@ class Env {
   EnvLookup lookup_;
 };
 
-// Parses "250ms", "10s", "5m", "2h", "1d" (bare number: seconds). Throws ConfigError.
+// Parses "250ms", "10s", "5m", "2h", "1d" (bare number: seconds). Throws ConfigError for
+// anything else and for durations longer than kMaxDuration.
 std::chrono::milliseconds parse_duration(const std::string& text);
 // The inverse: the largest whole unit, "10s", "1m", "6h", "2d", "1500ms".
 std::string format_duration(std::chrono::milliseconds duration);
