@@ -74,6 +74,8 @@ EtlConfig load_config(const notify::Env& env) {
   }
   c.max_event_bytes = static_cast<std::size_t>(
       env.integer("MAX_EVENT_BYTES", static_cast<std::int64_t>(c.max_event_bytes), 64, 1 << 28));
+  c.max_json_depth = static_cast<std::size_t>(
+      env.integer("MAX_JSON_DEPTH", static_cast<std::int64_t>(c.max_json_depth), 1, 512));
   c.max_recipients = static_cast<std::size_t>(env.integer(
       "MAX_RECIPIENTS", static_cast<std::int64_t>(c.max_recipients), 1, 100000000));
   c.max_context_fetch_bytes = static_cast<std::size_t>(
