@@ -24,9 +24,13 @@ struct WorkerConfig {
   std::string smtp_username;
   std::string smtp_password;
   std::chrono::milliseconds smtp_timeout{30000};
-  int smtp_concurrency = 1;  // sender threads, each with its own SMTP and AMQP connections
+  int smtp_concurrency = 1;     // sender threads, each with its own SMTP and AMQP connections
   int webhook_concurrency = 1;  // webhook threads; 0: the webhook queue is not consumed
   std::chrono::milliseconds webhook_timeout{10000};
+  // WEBHOOK_URL_ALLOWLIST: http(s) base URLs webhooks may be posted to, checked again here so a
+  // posting put on the queue by someone else cannot name any URL. Empty: every webhook is
+  // refused (dead-lettered), as the ETL refuses them.
+  std::vector<std::string> webhook_url_allowlist;
   ThrottleOptions throttle;  // MAILS_PER_SECOND, MAILS_PER_HOUR (0: unlimited)
   PolicyOptions policy;      // QUIET_HOURS, QUIET_HOURS_SPREAD, DEFAULT_TIMEZONE
   std::vector<std::chrono::milliseconds> delay_tiers;  // DELAY_TIERS

@@ -81,7 +81,8 @@ class EmailChannel final : public ChannelSender {
 class WebhookChannel final : public ChannelSender {
  public:
   explicit WebhookChannel(const WorkerConfig& c)
-      : http_(notify::worker::WebhookOptions{std::chrono::milliseconds(5000), c.webhook_timeout}) {}
+      : http_(notify::worker::WebhookOptions{std::chrono::milliseconds(5000), c.webhook_timeout,
+                                             c.webhook_url_allowlist}) {}
   SendResult send(const notify::Posting& p) override { return http_.send(p); }
 
  private:

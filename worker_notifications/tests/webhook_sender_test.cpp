@@ -37,6 +37,16 @@ struct Receiver {
     thread.join();
   }
   std::string url() const { return "http://127.0.0.1:" + std::to_string(port) + "/hook"; }
+  // Options allowing this receiver, and a closed port for connection trouble.
+  WebhookOptions allowing() const {
+    WebhookOptions o;
+    o.allowlist = {"http://127.0.0.1:" + std::to_string(port) + "/hook", "http://127.0.0.1:1"};
+    return o;
+  }
+  std::size_t received() {
+    std::lock_guard lock(mutex);
+    return requests.size();
+  }
 };
 
 notify::Posting posting(const std::string& url) {
@@ -58,7 +68,7 @@ notify::Posting posting(const std::string& url) {
 
 TEST_CASE("webhook: the rendered posting is POSTed as JSON with an idempotency key") {
   Receiver r;
-  WebhookSender sender({});
+  WebhookSender sender(r.allowing());
   const auto result = sender.send(posting(r.url()));
   CHECK(result.status == SendStatus::kSent);
   CHECK(result.smtp_code == 200);
@@ -75,7 +85,7 @@ TEST_CASE("webhook: the rendered posting is POSTed as JSON with an idempotency k
 
 TEST_CASE("webhook: 5xx, 429 and connection trouble are transient; other 4xx permanent") {
   Receiver r;
-  WebhookSender sender({});
+  WebhookSender sender(r.allowing());
   r.status = 503;
   CHECK(sender.send(posting(r.url())).status == SendStatus::kTransient);
   r.status = 429;
@@ -89,4 +99,33 @@ TEST_CASE("webhook: 5xx, 429 and connection trouble are transient; other 4xx per
   CHECK(sender.send(posting(r.url())).status == SendStatus::kPermanent);
   CHECK(sender.send(posting("http://127.0.0.1:1/hook")).status == SendStatus::kTransient);
   CHECK(sender.send(posting("ftp://127.0.0.1/hook")).status == SendStatus::kPermanent);
+}
+
+TEST_CASE("webhook: a URL outside WEBHOOK_URL_ALLOWLIST is refused for good, nothing is sent") {
+  Receiver r;
+  WebhookSender sender(r.allowing());
+  const std::string other_port = "http://127.0.0.1:" + std::to_string(r.port + 1) + "/hook";
+  for (const std::string& url :
+       {"http://127.0.0.1:" + std::to_string(r.port) + "/other", other_port,
+        "http://localhost:" + std::to_string(r.port) + "/hook",
+        "http://u@127.0.0.1:" + std::to_string(r.port) + "/hook",
+        "http://127.0.0.1:" + std::to_string(r.port) + "/hook/%2e%2e/admin",
+        std::string("ftp://127.0.0.1/hook"), std::string("")}) {
+    CAPTURE(url);
+    const auto refused = sender.send(posting(url));
+    CHECK(refused.status == SendStatus::kPermanent);
+    CHECK(refused.smtp_code == 0);
+    CHECK(refused.detail.rfind("webhook URL not allowed by WEBHOOK_URL_ALLOWLIST: ", 0) == 0);
+  }
+  // An empty allowlist allows nothing, like the ETL's.
+  WebhookSender closed({});
+  const auto refused = closed.send(posting(r.url()));
+  CHECK(refused.status == SendStatus::kPermanent);
+  CHECK(r.received() == 0);
+  // A long URL is quoted shortened.
+  const auto long_url = sender.send(posting("http://evil.example/" + std::string(5000, 'x')));
+  CHECK(long_url.detail.size() < 300);
+  // Below the allowlisted path: sent.
+  CHECK(sender.send(posting(r.url())).status == SendStatus::kSent);
+  CHECK(r.received() == 1);
 }

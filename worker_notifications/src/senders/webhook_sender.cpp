@@ -2,6 +2,7 @@
 
 #include <curl/curl.h>
 
+#include "auth_client/url.hpp"
 #include "notify/curl.hpp"
 
 #include <mutex>
@@ -61,17 +62,25 @@ WebhookSender::WebhookSender(WebhookOptions options) : impl_(std::make_unique<Im
 WebhookSender::~WebhookSender() = default;
 
 SendResult WebhookSender::send(const notify::Posting& posting) {
+  const std::string& url = posting.recipient.address;
+  if (!auth::url_allowed(url, impl_->options.allowlist)) {
+    // A posting may come from anyone who can publish to the queue: no retry makes it allowed.
+    constexpr std::size_t kShown = 200;
+    return {SendStatus::kPermanent, 0,
+            "webhook URL not allowed by WEBHOOK_URL_ALLOWLIST: " + url.substr(0, kShown) +
+                (url.size() > kShown ? "…" : "")};
+  }
   CURL* curl = impl_->curl;
   curl_easy_reset(curl);  // keeps the connection cache: the connection is reused
   const std::string body = webhook_payload(posting).dump();
   Slist headers;
-  for (const std::string& h : {std::string("Content-Type: application/json"),
-                               "Idempotency-Key: " + posting.posting_id,
-                               "X-Notify-Posting-Id: " + posting.posting_id}) {
+  for (const std::string& h :
+       {std::string("Content-Type: application/json"), "Idempotency-Key: " + posting.posting_id,
+        "X-Notify-Posting-Id: " + posting.posting_id}) {
     notify::curl::append(headers, h);
   }
   std::string answer;
-  curl_easy_setopt(curl, CURLOPT_URL, posting.recipient.address.c_str());
+  curl_easy_setopt(curl, CURLOPT_URL, url.c_str());
   curl_easy_setopt(curl, CURLOPT_PROTOCOLS_STR, "http,https");
   curl_easy_setopt(curl, CURLOPT_NOSIGNAL, 1L);
   curl_easy_setopt(curl, CURLOPT_FOLLOWLOCATION, 0L);
@@ -95,7 +104,8 @@ SendResult WebhookSender::send(const notify::Posting& posting) {
     return {permanent ? SendStatus::kPermanent : SendStatus::kTransient, status,
             curl_easy_strerror(rc)};
   }
-  const std::string detail = "HTTP " + std::to_string(status) + (answer.empty() ? "" : ": " + answer);
+  const std::string detail =
+      "HTTP " + std::to_string(status) + (answer.empty() ? "" : ": " + answer);
   if (status >= 200 && status < 300) return {SendStatus::kSent, status, detail};
   if (status == 408 || status == 429 || status >= 500) {
     return {SendStatus::kTransient, status, detail};

@@ -1,10 +1,12 @@
 #pragma once
 // The webhook channel: an HTTP POST of the rendered posting as JSON to the recipient's URL
-// (allowlisted by the ETL), over libcurl with one easy handle kept for connection reuse.
+// (allowlisted by the ETL, and checked again here), over libcurl with one easy handle kept for
+// connection reuse.
 
 #include <chrono>
 #include <memory>
 #include <string>
+#include <vector>
 
 #include <nlohmann/json.hpp>
 
@@ -16,6 +18,9 @@ namespace notify::worker {
 struct WebhookOptions {
   std::chrono::milliseconds connect_timeout{5000};
   std::chrono::milliseconds timeout{10000};
+  // WEBHOOK_URL_ALLOWLIST (auth::url_allowed): a posting naming any other URL, or any URL when
+  // the list is empty, is refused before a request is made.
+  std::vector<std::string> allowlist;
 };
 
 // What the receiving service gets.
@@ -28,8 +33,9 @@ class WebhookSender {
   WebhookSender(const WebhookSender&) = delete;
   WebhookSender& operator=(const WebhookSender&) = delete;
 
-  // 2xx: kSent. 408, 429, 5xx, connection trouble, timeouts: kTransient. Other 4xx: kPermanent.
-  // Redirects are not followed: the ETL allowlisted this URL, not where it may point.
+  // A URL outside the allowlist: kPermanent, nothing sent. 2xx: kSent. 408, 429, 5xx,
+  // connection trouble, timeouts: kTransient. Other 4xx: kPermanent. Redirects are not
+  // followed: the allowlist vouched for this URL, not for where it may point.
   SendResult send(const notify::Posting& posting);
 
  private:
