@@ -6,8 +6,8 @@
 #include <string>
 
 #include "amqp_internal.hpp"
-#include "notify/config.hpp"
 #include "notify/amqp.hpp"
+#include "notify/config.hpp"
 
 namespace notify::amqp {
 namespace {
@@ -16,15 +16,20 @@ namespace {
 constexpr std::chrono::seconds kRpcTimeout{15};
 constexpr int kFrameMax = 131072;
 
-std::string close_reason(std::uint16_t code, amqp_bytes_t text) {
-  return std::to_string(code) + " " + string_of(text);
+// Reply texts come from the broker: long enough for RabbitMQ's, bounded for logs and /readyz.
+constexpr std::size_t kMaxReplyText = 300;
+
+std::string bounded(std::string text) {
+  if (text.size() > kMaxReplyText) text = text.substr(0, kMaxReplyText) + "...";
+  return text;
 }
 
 }  // namespace
 
 Connection::Impl::Impl(const ConnectionOptions& options) {
   const Url& url = options.url;
-  peer = url.host + ":" + std::to_string(url.port) + url.vhost;
+  peer = url.host + ":" + std::to_string(url.port) + (url.vhost.starts_with('/') ? "" : "/") +
+         url.vhost;
   state = amqp_new_connection();
   if (state == nullptr) throw Error("AMQP " + peer + ": cannot allocate a connection");
   try {
@@ -101,12 +106,19 @@ void Connection::Impl::check(amqp_rpc_reply_t reply, std::string_view what) {
 }
 
 void Connection::Impl::handle_unsolicited(const amqp_method_t& method, std::string_view what) {
-  std::string reason;
+  std::uint16_t code = 0;
+  std::string text;
+  std::uint16_t class_id = 0;
+  std::uint16_t method_id = 0;
+  std::string closed;
   switch (method.id) {
     case AMQP_CONNECTION_CLOSE_METHOD: {
       const auto* close = static_cast<const amqp_connection_close_t*>(method.decoded);
-      reason =
-          "connection closed by the broker: " + close_reason(close->reply_code, close->reply_text);
+      code = close->reply_code;
+      text = bounded(string_of(close->reply_text));
+      class_id = close->class_id;
+      method_id = close->method_id;
+      closed = "connection closed by the broker";
       amqp_connection_close_ok_t ok{};
       amqp_send_method(state, 0, AMQP_CONNECTION_CLOSE_OK_METHOD, &ok);
       connection_open = false;
@@ -114,19 +126,51 @@ void Connection::Impl::handle_unsolicited(const amqp_method_t& method, std::stri
     }
     case AMQP_CHANNEL_CLOSE_METHOD: {
       const auto* close = static_cast<const amqp_channel_close_t*>(method.decoded);
-      reason =
-          "channel closed by the broker: " + close_reason(close->reply_code, close->reply_text);
+      code = close->reply_code;
+      text = bounded(string_of(close->reply_text));
+      class_id = close->class_id;
+      method_id = close->method_id;
+      closed = "channel closed by the broker";
       amqp_channel_close_ok_t ok{};
       amqp_send_method(state, kChannel, AMQP_CHANNEL_CLOSE_OK_METHOD, &ok);
       break;
     }
     case AMQP_BASIC_CANCEL_METHOD:
-      reason = "the broker cancelled the consumer (queue deleted?)";
-      break;
+      throw Error("AMQP " + peer + ": " + std::string(what) +
+                  ": the broker cancelled the consumer (queue deleted?)");
     default:
       return;
   }
-  throw Error("AMQP " + peer + ": " + std::string(what) + ": " + reason);
+  const std::string message = "AMQP " + peer + ": " + std::string(what) + ": " + closed + ": " +
+                              std::to_string(code) + " " + text;
+  // 3xx closes (320 CONNECTION_FORCED: a broker shutting down, an operator closing connections)
+  // are no refusal: the next connection will do.
+  if (code >= 400) throw Refused(message, code, text, class_id, method_id);
+  throw Error(message);
+}
+
+Refused::Refused(const std::string& what, std::uint16_t reply_code, std::string reply_text,
+                 std::uint16_t class_id, std::uint16_t method_id)
+    : Error(what),
+      reply_code_(reply_code),
+      reply_text_(std::move(reply_text)),
+      class_id_(class_id),
+      method_id_(method_id) {}
+
+bool Refused::is_permanent() const {
+  switch (reply_code_) {
+    case AMQP_RESOURCE_LOCKED:  // an exclusive queue in use by another connection, for now
+    case AMQP_RESOURCE_ERROR:   // the broker is short of a resource
+    case AMQP_INTERNAL_ERROR:
+      return false;
+    default:
+      return reply_code_ >= 400;
+  }
+}
+
+std::string Refused::summary() const {
+  // RabbitMQ's texts start with the code's name: "ACCESS_REFUSED - Login was refused ...".
+  return std::to_string(reply_code_) + " " + reply_text_;
 }
 
 Connection::Connection(const ConnectionOptions& options) : impl_(std::make_unique<Impl>(options)) {}

@@ -1,6 +1,7 @@
 #pragma once
 // Private to the AMQP edge (amqp_*.cpp): the rabbitmq-c connection holder and the one place
-// that turns library results into notify::amqp::Error.
+// that turns library results into notify::amqp::Error, and the broker's error replies (channel
+// or connection closed with a 4xx/5xx code) into notify::amqp::Refused.
 
 #include <amqp.h>
 #include <amqp_tcp_socket.h>
@@ -37,12 +38,14 @@ struct Connection::Impl {
   Impl(const Impl&) = delete;
   Impl& operator=(const Impl&) = delete;
 
-  // Throw Error (and mark the connection broken) unless the call succeeded. `what` names the
-  // operation, e.g. "declare queue 'x'".
+  // Throw Error (and mark the connection broken) unless the call succeeded; Refused when the
+  // broker closed the channel or connection with an error code. `what` names the operation,
+  // e.g. "declare queue 'x'".
   void check(amqp_rpc_reply_t reply, std::string_view what);
   void check(int status, std::string_view what);
   // The broker sent a method we did not ask for: answers channel.close / connection.close with
-  // close-ok and throws; basic.cancel throws; anything else is ignored (returns).
+  // close-ok and throws (Refused for reply codes 400 and up, else Error); basic.cancel throws
+  // Error; anything else is ignored (returns).
   void handle_unsolicited(const amqp_method_t& method, std::string_view what);
   void release();  // closes politely when still possible, frees the state
 

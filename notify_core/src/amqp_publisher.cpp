@@ -21,7 +21,8 @@ struct Outgoing {
   ConfirmedPublisher::OnConfirmed on_confirmed;
   std::uint64_t tag = 0;   // delivery tag on the current channel; 0 while not sent
   bool returned = false;   // the broker returned it (no queue bound): report kReturned on ack
-  bool confirmed = false;  // acked out of order, waiting to be popped from the front
+  bool confirmed = false;  // acked (or given up) out of order, waiting to be popped
+  int nacks = 0;           // nacks so far; at max_nacks it is reported as kNacked
 };
 
 }  // namespace
@@ -186,9 +187,19 @@ struct ConfirmedPublisher::Impl {
   }
 
   // A nacked message goes out again: it moves behind the sent prefix, in its original order.
+  // One nacked max_nacks times is given up and reported: a broker that keeps refusing it (a
+  // full queue with overflow=reject-publish, an internal error) must not be asked forever.
   void on_nack(std::uint64_t tag, bool multiple) {
     const auto [first, last] = covered(tag, multiple);
     if (first == last) return;
+    for (std::size_t i = first; i < last; ++i) {
+      Outgoing& o = queue[i];
+      if (o.confirmed || ++o.nacks < options.max_nacks) continue;
+      o.confirmed = true;
+      --in_flight;
+      --unconfirmed;
+      if (o.on_confirmed) o.on_confirmed(Result::kNacked);
+    }
     const auto begin = queue.begin() + static_cast<std::ptrdiff_t>(first);
     const auto end = queue.begin() + static_cast<std::ptrdiff_t>(sent);
     const std::uint64_t last_tag = queue[last - 1].tag;
@@ -239,6 +250,7 @@ struct ConfirmedPublisher::Impl {
 ConfirmedPublisher::ConfirmedPublisher(Options options)
     : impl_(std::make_unique<Impl>(std::move(options))) {
   if (impl_->options.window == 0) impl_->options.window = 1;
+  if (impl_->options.max_nacks < 1) impl_->options.max_nacks = 1;
 }
 
 ConfirmedPublisher::~ConfirmedPublisher() = default;

@@ -3,6 +3,7 @@
 #include <doctest/doctest.h>
 
 #include <algorithm>
+#include <array>
 #include <chrono>
 #include <map>
 #include <optional>
@@ -11,6 +12,7 @@
 #include <thread>
 #include <vector>
 
+#include "../src/amqp_internal.hpp"  // the nack test declares a queue the edge does not offer
 #include "notify/amqp.hpp"
 #include "stack.hpp"
 
@@ -22,6 +24,7 @@ using notify::amqp::Consumer;
 using notify::amqp::Delivery;
 using notify::amqp::Error;
 using notify::amqp::Message;
+using notify::amqp::Refused;
 using notify::amqp::Topology;
 using notify::amqp::Url;
 using Result = ConfirmedPublisher::Result;
@@ -129,7 +132,10 @@ TEST_CASE("amqp: declare_topology is idempotent and creates the work and dead-le
   try {
     consumer.connect();
     FAIL("consuming a missing queue must fail");
-  } catch (const Error& e) {
+  } catch (const Refused& e) {
+    CHECK(e.reply_code() == 404);
+    CHECK(e.is_permanent());
+    CHECK(e.summary().starts_with("404 NOT_FOUND"));
     CHECK(std::string(e.what()).find("404") != std::string::npos);
     CHECK(std::string(e.what()).find("NOT_FOUND") != std::string::npos);
   }
@@ -362,6 +368,8 @@ TEST_CASE("amqp: after a broker restart both sides fail, reconnect, and nothing 
         call();
       } catch (const Error& e) {
         MESSAGE("expected failure: " << std::string(e.what()));
+        // A lost connection is no refusal: nothing for an operator to fix.
+        CHECK(dynamic_cast<const Refused*>(&e) == nullptr);
         return true;
       }
     }
@@ -395,4 +403,145 @@ TEST_CASE("amqp: after a broker restart both sides fail, reconnect, and nothing 
     if (!consumed.contains(id)) lost.push_back(id);
   }
   CHECK_MESSAGE(lost.empty(), lost.size() << " lost, e.g. " << (lost.empty() ? "" : lost[0]));
+}
+
+namespace {
+
+// The Refused that f throws; fails the test when it throws none or another error.
+template <typename F>
+std::optional<Refused> refusal(F&& f) {
+  try {
+    f();
+  } catch (const Refused& e) {
+    MESSAGE("refused: " << std::string(e.what()));
+    return e;
+  } catch (const Error& e) {
+    FAIL("a plain Error instead of Refused: " << std::string(e.what()));
+    return std::nullopt;
+  }
+  FAIL("not refused");
+  return std::nullopt;
+}
+
+}  // namespace
+
+TEST_CASE("amqp: a wrong password is refused with 403, an unknown vhost with 530") {
+  ConnectionOptions options = connection_options("amqp-it bad login");
+  options.url.password = "not-the-password";
+  auto bad_password = refusal([&] { Connection connection(options); });
+  REQUIRE(bad_password);
+  CHECK(bad_password->reply_code() == 403);
+  CHECK(bad_password->summary().starts_with("403 ACCESS_REFUSED"));
+  CHECK(bad_password->is_permanent());
+  CHECK(std::string(bad_password->what()).find("not-the-password") == std::string::npos);
+
+  options = connection_options("amqp-it bad vhost");
+  options.url.vhost = notify::testing::unique_name("no-such-vhost");
+  auto bad_vhost = refusal([&] { Connection connection(options); });
+  REQUIRE(bad_vhost);
+  CHECK(bad_vhost->reply_code() == 530);
+  CHECK(bad_vhost->is_permanent());
+
+  // The publisher and the consumer report the same, and stay disconnected.
+  ConfirmedPublisher::Options publisher_opts = publisher_options(fresh_topology(), 8);
+  publisher_opts.connection.url.password = "wrong";
+  ConfirmedPublisher publisher(publisher_opts);
+  auto publisher_refused = refusal([&] { publisher.connect(); });
+  REQUIRE(publisher_refused);
+  CHECK(publisher_refused->reply_code() == 403);
+  CHECK_FALSE(publisher.connected());
+}
+
+TEST_CASE("amqp: a declaration that does not match the queue is refused with 406") {
+  const Topology topology = fresh_topology();
+  {
+    Connection connection(connection_options("amqp-it declare"));
+    notify::amqp::declare_topology(connection, topology);
+  }
+  Topology other = topology;
+  other.max_priority = 5;  // the queue exists with x-max-priority 9
+  Connection connection(connection_options("amqp-it mismatch"));
+  auto mismatch = refusal([&] { notify::amqp::declare_topology(connection, other); });
+  REQUIRE(mismatch);
+  CHECK(mismatch->reply_code() == 406);
+  CHECK(mismatch->summary().starts_with("406 PRECONDITION_FAILED"));
+  CHECK(mismatch->is_permanent());
+  CHECK(mismatch->class_id() == 50);  // queue.declare
+  CHECK(mismatch->method_id() == 10);
+
+  // The same through a consumer that declares its topology on connect.
+  Consumer consumer(consumer_options(other, other.queue_for("email")));
+  auto consumer_refused = refusal([&] { consumer.connect(); });
+  REQUIRE(consumer_refused);
+  CHECK(consumer_refused->reply_code() == 406);
+  CHECK_FALSE(consumer.connected());
+}
+
+TEST_CASE("amqp: a name the broker reserves is refused with 403") {
+  Topology reserved = fresh_topology();
+  reserved.exchange = "amq." + reserved.exchange;
+  Connection connection(connection_options("amqp-it reserved"));
+  auto refused = refusal([&] { notify::amqp::declare_topology(connection, reserved); });
+  REQUIRE(refused);
+  CHECK(refused->reply_code() == 403);
+  CHECK(refused->is_permanent());
+}
+
+TEST_CASE("amqp: nobody listening is a plain Error, no refusal") {
+  ConnectionOptions options = connection_options("amqp-it nobody");
+  options.url.port = notify::testing::free_port();
+  options.connect_timeout = 2s;
+  try {
+    Connection connection(options);
+    FAIL("connected to nobody");
+  } catch (const Refused& e) {
+    FAIL("refused: " << std::string(e.what()));
+  } catch (const Error& e) {
+    MESSAGE("expected failure: " << std::string(e.what()));
+  }
+}
+
+TEST_CASE("amqp: a message the broker keeps nacking is reported as kNacked after max_nacks") {
+  const Topology topology = fresh_topology();
+  const std::string full = topology.exchange + ".full";
+  {
+    // A queue that takes nothing: with overflow reject-publish, the broker nacks every message
+    // routed only to it (what a full queue does).
+    Connection connection(connection_options("amqp-it full queue"));
+    notify::amqp::declare_topology(connection, topology);
+    Connection::Impl& c = connection.impl();
+    std::array<amqp_table_entry_t, 2> arguments{};
+    arguments[0].key = amqp_cstring_bytes("x-max-length");
+    arguments[0].value.kind = AMQP_FIELD_KIND_I32;
+    arguments[0].value.value.i32 = 0;
+    arguments[1].key = amqp_cstring_bytes("x-overflow");
+    arguments[1].value.kind = AMQP_FIELD_KIND_UTF8;
+    arguments[1].value.value.bytes = amqp_cstring_bytes("reject-publish");
+    amqp_queue_declare(c.state, notify::amqp::kChannel, notify::amqp::bytes_of(full), 0, 0, 0,
+                       /*auto_delete=*/1, amqp_table_t{2, arguments.data()});
+    c.check(amqp_get_rpc_reply(c.state), "declare the full queue");
+    amqp_queue_bind(c.state, notify::amqp::kChannel, notify::amqp::bytes_of(full),
+                    notify::amqp::bytes_of(topology.exchange), amqp_cstring_bytes("full"),
+                    amqp_empty_table);
+    c.check(amqp_get_rpc_reply(c.state), "bind the full queue");
+
+    ConfirmedPublisher::Options options = publisher_options(topology, 8);
+    options.max_nacks = 3;
+    ConfirmedPublisher publisher(options);
+    publisher.connect();
+    std::map<std::string, Result> results;
+    for (const char* id : {"before", "refused", "after"}) {
+      publisher.publish(message(id, std::string(id) == "refused" ? "full" : "email"),
+                        [&results, id](Result r) { results[id] = r; });
+    }
+    REQUIRE(publisher.flush(10s));
+    CHECK(results.size() == 3);
+    CHECK(results["before"] == Result::kAcked);
+    CHECK(results["refused"] == Result::kNacked);
+    CHECK(results["after"] == Result::kAcked);
+    CHECK(publisher.outstanding() == 0);
+  }
+  Consumer consumer(consumer_options(topology, topology.queue_for("email")));
+  consumer.connect();
+  CHECK(drain(consumer, 10, 1s).size() == 2);
 }

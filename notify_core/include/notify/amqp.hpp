@@ -16,11 +16,39 @@
 
 namespace notify::amqp {
 
-// The connection or channel failed (socket closed, broker restarted, channel closed by the
-// broker). Always transient from the caller's point of view: reconnect and carry on.
+// The connection or channel failed (socket closed, broker restarted, connection forced
+// closed). Transient from the caller's point of view: reconnect and carry on.
 class Error : public std::runtime_error {
  public:
   using std::runtime_error::runtime_error;
+};
+
+// The broker refused an operation and closed the channel or connection with an error reply
+// code (4xx channel errors, 5xx connection errors), e.g. 403 ACCESS_REFUSED for a bad login,
+// 404 NOT_FOUND for a missing queue, 406 PRECONDITION_FAILED for a declaration that does not
+// match. Still an Error (callers reconnect and retry: an operator may fix the permissions),
+// but a permanent one is worth an error in the log and on /readyz: waiting will not cure it.
+class Refused : public Error {
+ public:
+  Refused(const std::string& what, std::uint16_t reply_code, std::string reply_text,
+          std::uint16_t class_id, std::uint16_t method_id);
+
+  std::uint16_t reply_code() const { return reply_code_; }
+  const std::string& reply_text() const { return reply_text_; }  // "ACCESS_REFUSED - ..."
+  std::uint16_t class_id() const { return class_id_; }           // of the method refused; 0 if none
+  std::uint16_t method_id() const { return method_id_; }
+  // No retry cures it without a change on the broker's side (credentials, permissions,
+  // topology): 402, 403, 404, 406, 530 and the protocol errors 501-505, 540. Not permanent:
+  // 405 RESOURCE_LOCKED, 506 RESOURCE_ERROR, 541 INTERNAL_ERROR.
+  bool is_permanent() const;
+  // "403 ACCESS_REFUSED - Login was refused ...", bounded: for logs and /readyz.
+  std::string summary() const;
+
+ private:
+  std::uint16_t reply_code_;
+  std::string reply_text_;
+  std::uint16_t class_id_;
+  std::uint16_t method_id_;
 };
 
 struct Url {
@@ -75,10 +103,12 @@ struct ConnectionOptions {
 
 class Connection;
 
-// Declares exchanges, queues and bindings of the topology (durable). Throws Error.
+// Declares exchanges, queues and bindings of the topology (durable). Throws Error (Refused
+// when a queue exists with other arguments, or the user may not configure it).
 void declare_topology(Connection& connection, const Topology& topology);
 
-// Owns one rabbitmq-c connection with channel 1 open. Throws Error if it cannot connect.
+// Owns one rabbitmq-c connection with channel 1 open. Throws Error if it cannot connect,
+// Refused when the broker refuses the login (403) or the vhost (530, 402).
 class Connection {
  public:
   explicit Connection(const ConnectionOptions& options);
@@ -94,13 +124,18 @@ class Connection {
 };
 
 // Publishes persistent messages to an exchange with publisher confirms, pipelined: up to
-// `window` messages may await their confirm. A message is forgotten only once the broker acked
-// it; a nacked message, and every unconfirmed message after a connection loss, is published
-// again (after connect()). on_confirmed runs inside publish()/pump()/flush() and must not call
-// back into the publisher.
+// `window` messages may await their confirm. A message is forgotten once the broker acked it,
+// or once it was nacked max_nacks times (reported as kNacked: the caller decides). A nacked
+// message, and every unconfirmed message after a connection loss, is published again (after
+// connect()). on_confirmed runs inside publish()/pump()/flush() and must not call back into
+// the publisher.
 class ConfirmedPublisher {
  public:
-  enum class Result { kAcked, kReturned };  // kReturned: no queue was bound for its routing key
+  enum class Result {
+    kAcked,
+    kReturned,  // acked, but no queue was bound for its routing key
+    kNacked,    // the broker nacked it max_nacks times (queue full, disk alarm...): not stored
+  };
   using OnConfirmed = std::function<void(Result)>;
 
   struct Options {
@@ -108,6 +143,7 @@ class ConfirmedPublisher {
     std::string exchange;
     std::size_t window = 256;
     std::optional<Topology> declare;  // declared on every connect when set
+    int max_nacks = 5;  // nacks of one message before it is reported as kNacked (at least 1)
   };
 
   explicit ConfirmedPublisher(Options options);  // does not connect yet
