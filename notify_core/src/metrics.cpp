@@ -5,6 +5,7 @@
 #include <prometheus/text_serializer.h>
 #include <sys/socket.h>
 
+#include <algorithm>
 #include <atomic>
 #include <chrono>
 #include <mutex>
@@ -20,6 +21,7 @@ using namespace std::chrono_literals;
 
 // A scrape and two probes at a time are plenty; httplib's default pool is eight threads.
 constexpr std::size_t kServerThreads = 2;
+constexpr std::size_t kMaxReason = 1000;
 
 }  // namespace
 
@@ -34,19 +36,30 @@ struct MetricsServer::Impl {
   std::atomic<bool> done{false};  // the accept loop has returned
   int port = 0;
   std::mutex check_mutex;
-  std::function<bool()> ready_check;
+  Readiness readiness;
 
-  bool ready() {
-    std::function<bool()> check;
+  // Nothing when ready, else why not (one line, bounded: it is shown as the body of /readyz).
+  std::optional<std::string> not_ready() {
+    Readiness check;
     {
       std::lock_guard lock(check_mutex);
-      check = ready_check;
+      check = readiness;
     }
+    if (!check) return "";
+    std::optional<std::string> why;
     try {
-      return check && check();
+      why = check();
+    } catch (const std::exception& e) {
+      why = std::string("readiness check failed: ") + e.what();
     } catch (...) {
-      return false;
+      why = "readiness check failed";
     }
+    if (why) {
+      std::replace_if(
+          why->begin(), why->end(), [](char c) { return c == '\n' || c == '\r'; }, ' ');
+      if (why->size() > kMaxReason) *why = why->substr(0, kMaxReason) + "...";
+    }
+    return why;
   }
 };
 
@@ -69,9 +82,13 @@ MetricsServer::MetricsServer(Options options, std::shared_ptr<prometheus::Regist
     res.set_content("ok\n", "text/plain");
   });
   server.Get("/readyz", [self](const httplib::Request&, httplib::Response& res) {
-    const bool ready = self->ready();
-    res.status = ready ? 200 : 503;
-    res.set_content(ready ? "ready\n" : "not ready\n", "text/plain");
+    const std::optional<std::string> why = self->not_ready();
+    res.status = why ? 503 : 200;
+    if (!why) {
+      res.set_content("ready\n", "text/plain");
+    } else {
+      res.set_content(why->empty() ? "not ready\n" : "not ready: " + *why + "\n", "text/plain");
+    }
   });
 
   if (options.port == 0) {
@@ -102,9 +119,17 @@ int MetricsServer::port() const { return impl_->port; }
 
 std::shared_ptr<prometheus::Registry> MetricsServer::registry() const { return impl_->registry; }
 
-void MetricsServer::set_ready_check(std::function<bool()> check) {
+void MetricsServer::set_readiness(Readiness check) {
   std::lock_guard lock(impl_->check_mutex);
-  impl_->ready_check = std::move(check);
+  impl_->readiness = std::move(check);
+}
+
+void MetricsServer::set_ready_check(std::function<bool()> check) {
+  if (!check) return set_readiness(nullptr);
+  set_readiness([check = std::move(check)]() -> std::optional<std::string> {
+    if (check()) return std::nullopt;
+    return "";
+  });
 }
 
 std::unique_ptr<MetricsServer> start_metrics_server(

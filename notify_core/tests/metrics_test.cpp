@@ -2,6 +2,8 @@
 
 #include <atomic>
 #include <memory>
+#include <mutex>
+#include <optional>
 #include <stdexcept>
 #include <string>
 
@@ -64,6 +66,46 @@ TEST_CASE("MetricsServer: /readyz follows the ready check") {
   auto broken = get(server.port(), "/readyz");
   REQUIRE(broken);
   CHECK(broken->status == 503);
+}
+
+TEST_CASE("MetricsServer: /readyz says why it is not ready") {
+  MetricsServer server(loopback());
+  std::mutex mutex;
+  std::optional<std::string> reason = "rabbitmq refused: 403 ACCESS_REFUSED - Login was refused";
+  server.set_readiness([&]() -> std::optional<std::string> {
+    std::lock_guard lock(mutex);
+    return reason;
+  });
+  auto refused = get(server.port(), "/readyz");
+  REQUIRE(refused);
+  CHECK(refused->status == 503);
+  CHECK(refused->body == "not ready: rabbitmq refused: 403 ACCESS_REFUSED - Login was refused\n");
+
+  {
+    std::lock_guard lock(mutex);
+    reason = "line one\nline two " + std::string(5000, 'x');
+  }
+  auto long_reason = get(server.port(), "/readyz");
+  REQUIRE(long_reason);
+  CHECK(long_reason->status == 503);
+  CHECK(long_reason->body.starts_with("not ready: line one line two xxx"));
+  CHECK(long_reason->body.ends_with("...\n"));
+  CHECK(long_reason->body.size() < 1100);
+
+  {
+    std::lock_guard lock(mutex);
+    reason.reset();
+  }
+  auto up = get(server.port(), "/readyz");
+  REQUIRE(up);
+  CHECK(up->status == 200);
+  CHECK(up->body == "ready\n");
+
+  server.set_readiness([]() -> std::optional<std::string> { throw std::runtime_error("boom"); });
+  auto broken = get(server.port(), "/readyz");
+  REQUIRE(broken);
+  CHECK(broken->status == 503);
+  CHECK(broken->body == "not ready: readiness check failed: boom\n");
 }
 
 TEST_CASE("MetricsServer: /metrics renders the registry in the text format") {

@@ -5,6 +5,7 @@
 
 #include <functional>
 #include <memory>
+#include <optional>
 #include <string>
 
 namespace prometheus {
@@ -36,9 +37,13 @@ class MetricsServer {
   int port() const;  // the port it listens on
   std::shared_ptr<prometheus::Registry> registry() const;
 
-  // /readyz answers 200 when the check holds, else 503; without a check, 503. The check runs on
-  // the HTTP thread: it must only read what is safe from any thread (atomics), never broker
-  // handles.
+  // /readyz answers 200 "ready" when the check returns nothing, else 503 "not ready: <why>"
+  // (e.g. "rabbitmq refused: 403 ACCESS_REFUSED - ..."); without a check, 503. The check runs
+  // on the HTTP thread: it must only read what is safe from any thread (atomics, a string under
+  // a mutex), never broker handles.
+  using Readiness = std::function<std::optional<std::string>()>;
+  void set_readiness(Readiness check);
+  // The same without a reason: 200 when the check holds, else 503 "not ready".
   void set_ready_check(std::function<bool()> check);
 
  private:
