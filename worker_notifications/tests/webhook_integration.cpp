@@ -1,5 +1,6 @@
 // The webhook channel end to end in the worker: a posting in notifications.webhook is POSTed to
-// its URL; a receiver answering 503 first gets it again through the retry ladder.
+// its URL; a receiver answering 503 first gets it again through the retry ladder. A posting
+// whose URL is not in the worker's WEBHOOK_URL_ALLOWLIST is dead-lettered, nothing is POSTed.
 
 #include <doctest/doctest.h>
 
@@ -54,21 +55,20 @@ struct Receiver {
   }
 };
 
-}  // namespace
-
-TEST_CASE("worker: a webhook posting is POSTed to its URL, retried after a 503") {
-  const Stack& s = Stack::get();
-  const std::string exchange = unique_name("notifications");
-  Receiver receiver;
-  receiver.failures_left = 1;
-
+notify::amqp::Topology topology_of(const std::string& exchange) {
   notify::amqp::Topology topology;
   topology.exchange = exchange;
   topology.channels = {"email", "webhook"};
+  return topology;
+}
+
+// A webhook posting to `url`, published to the exchange's webhook queue.
+notify::Posting publish_webhook(const Stack& s, const std::string& exchange,
+                                const std::string& url) {
   notify::amqp::ConfirmedPublisher::Options o;
   o.connection.url = notify::amqp::Url::parse(s.value("RABBITMQ_URL"));
   o.exchange = exchange;
-  o.declare = topology;
+  o.declare = topology_of(exchange);
   notify::amqp::ConfirmedPublisher publisher(o);
   publisher.connect();
 
@@ -78,7 +78,7 @@ TEST_CASE("worker: a webhook posting is POSTed to its URL, retried after a 503")
   p.event_type = "notification_requested";
   p.channel = "webhook";
   p.template_name = "email/generic";
-  p.recipient = {"u1", "http://127.0.0.1:" + std::to_string(receiver.port) + "/hook", "Ann", "UTC", "en"};
+  p.recipient = {"u1", url, "Ann", "UTC", "en"};
   p.content = {"Hello", "text", "<p>html</p>"};
   p.quiet_hours = notify::QuietHours::kBypass;
   p.event_time = notify::SystemClock().now();
@@ -90,8 +90,11 @@ TEST_CASE("worker: a webhook posting is POSTed to its URL, retried after a 503")
   m.message_id = p.posting_id;
   publisher.publish(m, [](auto) {});
   REQUIRE(publisher.flush(10s));
+  return p;
+}
 
-  Process worker(s.value("BIN_DIR") + "/worker_notifications", {},
+Process start_worker(const Stack& s, const std::string& exchange, const std::string& allowlist) {
+  return Process(s.value("BIN_DIR") + "/worker_notifications", {},
                  {{"RABBITMQ_URL", s.value("RABBITMQ_URL")},
                   {"RABBITMQ_EXCHANGE", exchange},
                   {"SMTP_HOST", "127.0.0.1"},
@@ -99,8 +102,22 @@ TEST_CASE("worker: a webhook posting is POSTed to its URL, retried after a 503")
                   {"DELAY_TIERS", "1s,2s"},
                   {"RETRY_BASE_DELAY", "1s"},
                   {"WEBHOOK_CONCURRENCY", "1"},
+                  {"WEBHOOK_URL_ALLOWLIST", allowlist},
                   {"LOG_LEVEL", "debug"}},
                  s.value("STACK_DIR") + "/test-logs/" + exchange + ".log");
+}
+
+}  // namespace
+
+TEST_CASE("worker: a webhook posting is POSTed to its URL, retried after a 503") {
+  const Stack& s = Stack::get();
+  const std::string exchange = unique_name("notifications");
+  Receiver receiver;
+  receiver.failures_left = 1;
+  const std::string origin = "http://127.0.0.1:" + std::to_string(receiver.port);
+  const notify::Posting p = publish_webhook(s, exchange, origin + "/hook");
+
+  Process worker = start_worker(s, exchange, origin);
   const bool delivered = wait_until([&] { return receiver.received() == 1; }, 30s);
   INFO("worker log:\n" << worker.log());
   REQUIRE(delivered);
@@ -108,5 +125,34 @@ TEST_CASE("worker: a webhook posting is POSTed to its URL, retried after a 503")
   CHECK(body["posting_id"] == p.posting_id);
   CHECK(body["subject"] == "Hello");
   CHECK(worker.log().find("http 503") != std::string::npos);
+  CHECK(worker.terminate() == 0);
+}
+
+TEST_CASE("worker: a webhook posting to a URL outside WEBHOOK_URL_ALLOWLIST is dead-lettered") {
+  const Stack& s = Stack::get();
+  const std::string exchange = unique_name("notifications");
+  Receiver receiver;
+  const std::string url = "http://127.0.0.1:" + std::to_string(receiver.port) + "/hook";
+  const notify::Posting p = publish_webhook(s, exchange, url);
+
+  // Another port of the same host: not this receiver.
+  Process worker = start_worker(s, exchange, "http://127.0.0.1:1");
+  notify::amqp::Consumer::Options o;
+  o.connection.url = notify::amqp::Url::parse(s.value("RABBITMQ_URL"));
+  o.queue = topology_of(exchange).dead_letter_queue_for("webhook");
+  o.prefetch = 10;
+  o.declare = topology_of(exchange);
+  notify::amqp::Consumer dead_letters(o);
+  dead_letters.connect();
+  auto dead = dead_letters.next(30s);
+  INFO("worker log:\n" << worker.log());
+  REQUIRE(dead);
+  dead_letters.ack(dead->delivery_tag);
+  CHECK(dead->message_id == p.posting_id);
+  CHECK(dead->headers["x-dead-reason"] == "permanent_failure");
+  CHECK(dead->headers["x-last-error"].find("webhook URL not allowed by WEBHOOK_URL_ALLOWLIST") !=
+        std::string::npos);
+  CHECK(dead->headers["x-attempts"] == "1");
+  CHECK(receiver.received() == 0);
   CHECK(worker.terminate() == 0);
 }
