@@ -11,6 +11,16 @@ namespace {
 using namespace std::chrono_literals;
 
 constexpr auto kConfirmTimeout = 10s;
+// Nacks of one copy before the publisher gives up on it: the original stays in the queue.
+constexpr int kMaxNacks = 5;
+// After copies that were not confirmed (nacked, returned, timed out) the loop pauses before the
+// next delivery, doubling up to this, so a refusing broker is not asked in a tight loop.
+constexpr auto kFirstMovePause = 500ms;
+constexpr auto kLongestMovePause = 10s;
+// A loop that failed outside any one delivery waits this long before it reconnects.
+constexpr auto kLoopFailurePause = 1s;
+// An exception's text goes into a header and the logs: bounded.
+constexpr std::size_t kMaxExceptionText = 1024;
 // Longer throttle waits go through the ladder: a held delivery would starve the heartbeats.
 constexpr auto kLongestThrottleSleep = 5s;
 
@@ -44,7 +54,9 @@ notify::worker::SmtpOptions smtp_options(const WorkerConfig& c) {
 // Sleeps in short steps so that SIGTERM is not kept waiting.
 void pause_for(std::chrono::milliseconds total, const std::atomic<bool>& stop) {
   const auto until = std::chrono::steady_clock::now() + total;
-  while (!stop.load() && std::chrono::steady_clock::now() < until) std::this_thread::sleep_for(50ms);
+  while (!stop.load() && std::chrono::steady_clock::now() < until) {
+    std::this_thread::sleep_for(50ms);
+  }
 }
 
 int attempts_of(const notify::amqp::Delivery& d) {
@@ -66,6 +78,29 @@ std::optional<notify::TimePoint> deliver_at_of(const notify::amqp::Delivery& d) 
 std::string transport_reply(const notify::Posting& p, const SendResult& r) {
   return std::string(p.channel == "webhook" ? "http " : "smtp ") + std::to_string(r.smtp_code) +
          ": " + r.detail;
+}
+
+// A transient failure, `failed` attempts so far: retried through the ladder, dropped past the
+// posting's expiry, or dead-lettered once the attempts are exhausted.
+Action retry_or_dead_letter(int failed, const notify::Posting& posting, notify::TimePoint now,
+                            const RetryOptions& retry, const std::function<double()>& random01,
+                            const std::string& last_error) {
+  const RetryDecision next = decide_retry(failed, now, posting.expires_at, retry, random01);
+  if (const auto* defer = std::get_if<Defer>(&next)) {
+    return Postpone{defer->until, "retry", failed, last_error};
+  }
+  if (const auto* drop = std::get_if<Drop>(&next)) return Ack{drop->reason};
+  return DeadLetter{std::get<Exhausted>(next).reason, failed, last_error};
+}
+
+std::string exception_text(std::string_view what) {
+  std::string text = "exception: ";
+  if (what.size() > kMaxExceptionText) {
+    text.append(what.substr(0, kMaxExceptionText)).append("...");
+  } else {
+    text.append(what);
+  }
+  return text;
 }
 
 class EmailChannel final : public ChannelSender {
@@ -142,12 +177,16 @@ Action after_send(const SendResult& result, const notify::Posting& posting, int 
   if (result.status == SendStatus::kPermanent) {
     return DeadLetter{"permanent_failure", failed, transport_reply(posting, result)};
   }
-  const RetryDecision next = decide_retry(failed, now, posting.expires_at, retry, random01);
-  if (const auto* defer = std::get_if<Defer>(&next)) {
-    return Postpone{defer->until, "retry", failed, transport_reply(posting, result)};
-  }
-  if (const auto* drop = std::get_if<Drop>(&next)) return Ack{drop->reason};
-  return DeadLetter{std::get<Exhausted>(next).reason, failed, transport_reply(posting, result)};
+  return retry_or_dead_letter(failed, posting, now, retry, random01,
+                              transport_reply(posting, result));
+}
+
+Action after_exception(std::string_view what, const notify::Posting* posting, int attempts,
+                       notify::TimePoint now, const RetryOptions& retry,
+                       const std::function<double()>& random01) {
+  const int failed = attempts + 1;
+  if (posting == nullptr) return DeadLetter{exception_text(what), failed, {}};
+  return retry_or_dead_letter(failed, *posting, now, retry, random01, exception_text(what));
 }
 
 std::unique_ptr<ChannelSender> make_sender(const std::string& channel, const WorkerConfig& config) {
@@ -156,18 +195,20 @@ std::unique_ptr<ChannelSender> make_sender(const std::string& channel, const Wor
 }
 
 DeliveryLoop::DeliveryLoop(const WorkerConfig& config, std::string channel, Throttle* throttle,
-                           const notify::Clock& clock, int index, WorkerMetrics* metrics)
+                           const notify::Clock& clock, int index, WorkerMetrics* metrics,
+                           std::unique_ptr<ChannelSender> sender)
     : config_(config),
       channel_(std::move(channel)),
+      name_(channel_ + "#" + std::to_string(index)),
       throttle_(throttle),
       clock_(clock),
       topology_(topology_of(config)),
       consumer_(notify::amqp::Consumer::Options{connection_of(config, channel_, index),
                                                 topology_.queue_for(channel_), config.prefetch,
                                                 topology_}),
-      publisher_options_{connection_of(config, channel_, index), "", 64, std::nullopt},
+      publisher_options_{connection_of(config, channel_, index), "", 64, std::nullopt, kMaxNacks},
       publisher_(std::make_unique<notify::amqp::ConfirmedPublisher>(publisher_options_)),
-      sender_(make_sender(channel_, config)),
+      sender_(sender ? std::move(sender) : make_sender(channel_, config)),
       rng_(std::random_device{}()),
       metrics_(metrics) {
   random01_ = [this] { return std::uniform_real_distribution<double>(0.0, 1.0)(rng_); };
@@ -180,12 +221,11 @@ void DeliveryLoop::connect_with_backoff(const std::atomic<bool>& stop) {
       if (!consumer_.connected()) consumer_.connect();
       if (!publisher_->connected()) publisher_->connect();
       connected_.store(true);
-      notify::log::info("rabbitmq connected", {{"queue", topology_.queue_for(channel_)},
-                                               {"prefetch", config_.prefetch}});
+      notify::log::info("rabbitmq connected",
+                        {{"queue", topology_.queue_for(channel_)}, {"prefetch", config_.prefetch}});
       return;
     } catch (const notify::amqp::Error& e) {
-      notify::log::warn("rabbitmq unavailable",
-                        {{"error", e.what()}, {"retry_in_ms", backoff.count()}});
+      amqp_failed(e, "rabbitmq unavailable");
       pause_for(backoff, stop);
       backoff = std::min<std::chrono::milliseconds>(backoff * 2, 10s);
     }
@@ -194,24 +234,129 @@ void DeliveryLoop::connect_with_backoff(const std::atomic<bool>& stop) {
 
 void DeliveryLoop::run(const std::atomic<bool>& stop) {
   while (!stop.load()) {
-    if (!consumer_.connected() || !publisher_->connected()) {
-      connect_with_backoff(stop);
-      continue;
-    }
+    // Whatever escapes one round (out of memory, a bug) ends the round, never the thread.
     try {
-      if (auto delivery = consumer_.next(200ms)) handle(*delivery);
-    } catch (const notify::amqp::Error& e) {
-      // Unacknowledged deliveries return to the queue on the broker's side; reconnect both
-      // connections (the publisher's is most likely gone too).
-      connected_.store(false);
-      notify::log::warn("rabbitmq connection lost", {{"error", e.what()}});
-      consumer_.disconnect();
-      publisher_ = std::make_unique<notify::amqp::ConfirmedPublisher>(publisher_options_);
+      run_connected(stop);
+    } catch (...) {
+      try {
+        std::string what = "unknown exception";
+        try {
+          throw;
+        } catch (const std::exception& e) {
+          what = e.what();
+        } catch (...) {
+        }
+        notify::log::error("delivery loop failed, reconnecting",
+                           {{"loop", name_}, {"error", notify::mask_addresses(what)}});
+        if (metrics_ != nullptr) metrics_->handling_error(channel_);
+      } catch (...) {
+      }
+      reset_connections();
+      pause_for(kLoopFailurePause, stop);
     }
   }
   // Prefetched deliveries not yet handled return to the queue when the connection closes.
   connected_.store(false);
   consumer_.disconnect();
+}
+
+void DeliveryLoop::run_connected(const std::atomic<bool>& stop) {
+  while (!stop.load()) {
+    if (!publisher_) {
+      publisher_ = std::make_unique<notify::amqp::ConfirmedPublisher>(publisher_options_);
+    }
+    if (!consumer_.connected() || !publisher_->connected()) {
+      connect_with_backoff(stop);
+      continue;
+    }
+    try {
+      std::optional<notify::amqp::Delivery> delivery = consumer_.next(200ms);
+      if (!delivery) continue;
+      settled_ = false;
+      try {
+        handle(*delivery);
+      } catch (const notify::amqp::Error&) {
+        throw;
+      } catch (const std::exception& e) {
+        recover(*delivery, e.what());
+      } catch (...) {
+        recover(*delivery, "unknown exception");
+      }
+      if (failed_moves_ > 0) {
+        const auto pause = kFirstMovePause * (1 << std::min(failed_moves_ - 1, 5));
+        pause_for(std::min<std::chrono::milliseconds>(pause, kLongestMovePause), stop);
+      }
+    } catch (const notify::amqp::Error& e) {
+      // Unacknowledged deliveries return to the queue on the broker's side; reconnect both
+      // connections (the publisher's is most likely gone too).
+      amqp_failed(e, "rabbitmq connection lost");
+      reset_connections();
+    }
+  }
+}
+
+void DeliveryLoop::reset_connections() {
+  connected_.store(false);
+  consumer_.disconnect();
+  publisher_.reset();  // made again by run_connected()
+}
+
+void DeliveryLoop::amqp_failed(const notify::amqp::Error& error, std::string_view what) {
+  std::string problem = std::string("rabbitmq: ") + error.what();
+  const auto* refused = dynamic_cast<const notify::amqp::Refused*>(&error);
+  if (refused != nullptr) {
+    problem = "rabbitmq refused: " + refused->summary();
+    if (metrics_ != nullptr) metrics_->amqp_refused(channel_, refused->reply_code());
+  }
+  if (refused != nullptr && refused->is_permanent()) {
+    // Retried all the same (an operator may fix the permissions), but waiting alone will not.
+    notify::log::error("rabbitmq refused", {{"loop", name_},
+                                            {"reply_code", refused->reply_code()},
+                                            {"reply_text", refused->reply_text()},
+                                            {"error", error.what()}});
+  } else {
+    notify::log::warn(what, {{"loop", name_}, {"error", error.what()}});
+  }
+  std::lock_guard lock(problem_mutex_);
+  problem_ = std::move(problem);
+}
+
+std::optional<std::string> DeliveryLoop::not_ready_reason() const {
+  if (connected_.load()) return std::nullopt;
+  std::lock_guard lock(problem_mutex_);
+  return name_ + ": " + (problem_.empty() ? "rabbitmq: not connected" : problem_);
+}
+
+// The delivery's handling threw. Its posting is retried (or dead-lettered once that keeps
+// happening) like after a transient failure, through apply() like any other outcome.
+void DeliveryLoop::recover(const notify::amqp::Delivery& delivery, std::string_view what) {
+  if (metrics_ != nullptr) metrics_->handling_error(channel_);
+  const std::string text(what);
+  notify::log::error("handling a delivery threw", {{"loop", name_},
+                                                   {"message_id", delivery.message_id},
+                                                   {"error", notify::mask_addresses(text)},
+                                                   {"settled", settled_}});
+  if (settled_) return;  // already acked or rejected: nothing is left to decide
+  try {
+    std::optional<notify::Posting> posting;
+    try {
+      posting = notify::decode_posting(delivery.body);
+    } catch (const std::exception&) {
+    }
+    const notify::Posting* p = posting ? &*posting : nullptr;
+    apply(delivery, p,
+          after_exception(text, p, attempts_of(delivery), clock_.now(), config_.retry, random01_));
+  } catch (const notify::amqp::Error&) {
+    throw;
+  } catch (...) {
+    if (settled_) return;
+    // Even the way out failed: the broker dead-letters it (its x-death header says so) rather
+    // than the loop seeing it again and again.
+    notify::log::error("could not retry or dead-letter the delivery: rejected without requeue",
+                       {{"loop", name_}, {"message_id", delivery.message_id}});
+    consumer_.reject(delivery.delivery_tag, /*requeue=*/false);
+    settled_ = true;
+  }
 }
 
 void DeliveryLoop::handle(const notify::amqp::Delivery& delivery) {
@@ -224,8 +369,8 @@ void DeliveryLoop::handle(const notify::amqp::Delivery& delivery) {
   }
   const int attempts = attempts_of(delivery);
   auto now = clock_.now();
-  auto early = before_send(posting, deliver_at_of(delivery), attempts, now, config_.policy,
-                           random01_);
+  auto early =
+      before_send(posting, deliver_at_of(delivery), attempts, now, config_.policy, random01_);
   if (auto* action = std::get_if<Action>(&early)) {
     apply(delivery, &posting, *action);
     return;
@@ -281,6 +426,7 @@ void DeliveryLoop::apply(const notify::amqp::Delivery& delivery, const notify::P
 
   if (const auto* ack = std::get_if<Ack>(&action)) {
     consumer_.ack(delivery.delivery_tag);
+    settled_ = true;
     fields["outcome"] = ack->outcome;
     notify::log::info(ack->outcome == "sent" ? "posting sent" : "posting dropped", fields);
     count(posting, action);
@@ -295,8 +441,8 @@ void DeliveryLoop::apply(const notify::amqp::Delivery& delivery, const notify::P
   copy.headers.erase("x-death");
   std::string what;
   if (const auto* later = std::get_if<Postpone>(&action)) {
-    const auto remaining =
-        std::max<std::chrono::milliseconds>(later->until - clock_.now(), std::chrono::milliseconds(0));
+    const auto remaining = std::max<std::chrono::milliseconds>(later->until - clock_.now(),
+                                                               std::chrono::milliseconds(0));
     const auto tier = choose_tier(remaining, config_.delay_tiers);
     copy.routing_key = topology_.delay_queue_for(channel_, tier);
     copy.headers[kDeliverAtHeader] = notify::format_iso8601(later->until);
@@ -328,14 +474,20 @@ void DeliveryLoop::apply(const notify::amqp::Delivery& delivery, const notify::P
   try {
     confirmed = republish(std::move(copy));
   } catch (const notify::amqp::Error& e) {
+    amqp_failed(e, "rabbitmq failed while moving a posting");
     fields["error"] = e.what();
   }
   if (!confirmed) {
+    // Nacked max_nacks times, returned, or not confirmed in time: the original is the copy.
     notify::log::error("could not move posting, it stays in the queue", fields);
     consumer_.reject(delivery.delivery_tag, /*requeue=*/true);
+    settled_ = true;
+    ++failed_moves_;
     return;
   }
   consumer_.ack(delivery.delivery_tag);
+  settled_ = true;
+  failed_moves_ = 0;
   count(posting, action);
   if (what == "posting dead-lettered") {
     notify::log::error(what, fields);

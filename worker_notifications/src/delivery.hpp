@@ -9,8 +9,11 @@
 #include <chrono>
 #include <functional>
 #include <memory>
+#include <mutex>
+#include <optional>
 #include <random>
 #include <string>
+#include <string_view>
 #include <variant>
 
 #include "config.hpp"
@@ -31,10 +34,10 @@ using notify::worker::SendResult;
 using notify::worker::SendStatus;
 
 // Headers the worker keeps on a posting between its attempts.
-inline constexpr const char* kAttemptsHeader = "x-attempts";        // failed sends so far
-inline constexpr const char* kDeliverAtHeader = "x-deliver-at";     // end of the deferral (UTC)
+inline constexpr const char* kAttemptsHeader = "x-attempts";     // failed sends so far
+inline constexpr const char* kDeliverAtHeader = "x-deliver-at";  // end of the deferral (UTC)
 inline constexpr const char* kDeferReasonHeader = "x-defer-reason";
-inline constexpr const char* kLastErrorHeader = "x-last-error";     // the last SMTP or HTTP reply
+inline constexpr const char* kLastErrorHeader = "x-last-error";  // the last SMTP or HTTP reply
 inline constexpr const char* kDeadReasonHeader = "x-dead-reason";
 
 // <posting id@domain of the sender>: the same posting always carries the same Message-ID, so
@@ -71,6 +74,13 @@ std::variant<std::monostate, Action> before_send(const notify::Posting& posting,
 Action after_send(const SendResult& result, const notify::Posting& posting, int attempts,
                   notify::TimePoint now, const RetryOptions& retry,
                   const std::function<double()>& random01);
+// Handling threw (a sender's bug, out of memory...): a transient failure like any other, so
+// the posting is retried through the ladder and, if it keeps throwing, dead-lettered after
+// RETRY_MAX_ATTEMPTS with "exception: <what>" (bounded) as its last error. Without a posting
+// (it could not even be decoded), dead-lettered at once.
+Action after_exception(std::string_view what, const notify::Posting* posting, int attempts,
+                       notify::TimePoint now, const RetryOptions& retry,
+                       const std::function<double()>& random01);
 
 // The transport of one channel: e-mail over SMTP, webhooks over HTTP.
 class ChannelSender {
@@ -84,15 +94,28 @@ std::unique_ptr<ChannelSender> make_sender(const std::string& channel, const Wor
 // SMTP or HTTP connection.
 class DeliveryLoop {
  public:
-  // metrics may be null; it must outlive the loop.
+  // metrics may be null; it must outlive the loop. Without a sender, make_sender() makes the
+  // channel's own (tests pass a fake).
   DeliveryLoop(const WorkerConfig& config, std::string channel, Throttle* throttle,
-               const notify::Clock& clock, int index, WorkerMetrics* metrics = nullptr);
+               const notify::Clock& clock, int index, WorkerMetrics* metrics = nullptr,
+               std::unique_ptr<ChannelSender> sender = nullptr);
+  // Runs until stop is set. Nothing escapes: a delivery whose handling throws is retried or
+  // dead-lettered, a failure of the loop itself is logged and the loop reconnects.
   void run(const std::atomic<bool>& stop);
   // Both AMQP connections are up. Safe from any thread (the metrics server's /readyz).
   bool connected() const { return connected_.load(); }
+  // Why not connected ("rabbitmq refused: 403 ACCESS_REFUSED - ..."), or nothing when it is.
+  // Safe from any thread.
+  std::optional<std::string> not_ready_reason() const;
 
  private:
+  void run_connected(const std::atomic<bool>& stop);
   void handle(const notify::amqp::Delivery& delivery);
+  // handle() threw something other than a connection failure.
+  void recover(const notify::amqp::Delivery& delivery, std::string_view what);
+  void settle(const notify::amqp::Delivery& delivery, bool ack);
+  void reset_connections();
+  void amqp_failed(const notify::amqp::Error& error, std::string_view what);
   void apply(const notify::amqp::Delivery& delivery, const notify::Posting* posting,
              const Action& action);
   bool republish(notify::amqp::Message message);
@@ -101,6 +124,7 @@ class DeliveryLoop {
 
   WorkerConfig config_;
   std::string channel_;
+  std::string name_;    // "email#0": the channel and the loop's index
   Throttle* throttle_;  // e-mail caps; none for webhooks
   const notify::Clock& clock_;
   notify::amqp::Topology topology_;
@@ -113,6 +137,10 @@ class DeliveryLoop {
   std::function<double()> random01_;
   WorkerMetrics* metrics_;
   std::atomic<bool> connected_{false};
+  mutable std::mutex problem_mutex_;
+  std::string problem_;   // the last connection failure or refusal, for /readyz
+  bool settled_ = false;  // the delivery in hand was acked or rejected
+  int failed_moves_ = 0;  // copies not confirmed in a row: pause before the next delivery
 };
 
 }  // namespace worker

@@ -6,6 +6,8 @@
 #include <csignal>
 #include <cstdio>
 #include <memory>
+#include <optional>
+#include <string>
 #include <thread>
 #include <vector>
 
@@ -52,17 +54,18 @@ int main() {
     auto server =
         notify::start_metrics_server({config.metrics_host, config.metrics_port}, registry);
     if (server) {
-      server->set_ready_check([&loops] {
+      server->set_readiness([&loops]() -> std::optional<std::string> {
         for (const auto& loop : loops) {
-          if (!loop->connected()) return false;
+          if (auto why = loop->not_ready_reason()) return why;
         }
-        return true;
+        return std::nullopt;
       });
     }
-    notify::log::info("started", {{"exchange", config.exchange},
-                                  {"smtp", config.smtp_host + ":" + std::to_string(config.smtp_port)},
-                                  {"smtp_concurrency", config.smtp_concurrency},
-                                  {"webhook_concurrency", config.webhook_concurrency}});
+    notify::log::info("started",
+                      {{"exchange", config.exchange},
+                       {"smtp", config.smtp_host + ":" + std::to_string(config.smtp_port)},
+                       {"smtp_concurrency", config.smtp_concurrency},
+                       {"webhook_concurrency", config.webhook_concurrency}});
     std::vector<std::thread> threads;
     for (auto& loop : loops) threads.emplace_back([&loop] { loop->run(g_stop); });
     for (auto& t : threads) t.join();

@@ -38,11 +38,22 @@ WorkerMetrics::WorkerMetrics(prometheus::Registry& registry, int max_attempts)
                               .Name("notify_worker_end_to_end_seconds")
                               .Help("From the event's time to acceptance by the SMTP server or "
                                     "webhook, by channel")
-                              .Register(registry)) {
+                              .Register(registry)),
+      amqp_refusals_(prometheus::BuildCounter()
+                         .Name("notify_worker_amqp_refusals_total")
+                         .Help("Operations RabbitMQ refused (access refused, not found, "
+                               "precondition failed...), by channel and AMQP reply code")
+                         .Register(registry)),
+      handling_errors_(prometheus::BuildCounter()
+                           .Name("notify_worker_handling_errors_total")
+                           .Help("Deliveries whose handling threw an exception (retried or "
+                                 "dead-lettered), by channel")
+                           .Register(registry)) {
   // The histograms of both channels exist from the start, so dashboards see them at zero.
   for (const char* channel : {"email", "webhook"}) {
     send_seconds_.Add({{"channel", channel}}, kSendBuckets);
     end_to_end_seconds_.Add({{"channel", channel}}, kEndToEndBuckets);
+    handling_errors_.Add({{"channel", channel}});
   }
 }
 
@@ -59,6 +70,17 @@ void WorkerMetrics::posting(const std::string& channel, const notify::Posting* p
 void WorkerMetrics::retry(const std::string& channel, int attempt) {
   const int bounded = std::clamp(attempt, 1, max_attempts_);
   retries_.Add({{"channel", channel}, {"attempt", std::to_string(bounded)}}).Increment();
+}
+
+void WorkerMetrics::amqp_refused(const std::string& channel, std::uint16_t reply_code) {
+  // AMQP error codes are three digits; anything else from a broker is not a label value.
+  const bool known = reply_code >= 300 && reply_code < 600;
+  amqp_refusals_.Add({{"channel", channel}, {"code", known ? std::to_string(reply_code) : "other"}})
+      .Increment();
+}
+
+void WorkerMetrics::handling_error(const std::string& channel) {
+  handling_errors_.Add({{"channel", channel}}).Increment();
 }
 
 void WorkerMetrics::send_took(const std::string& channel,

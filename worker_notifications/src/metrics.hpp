@@ -4,11 +4,14 @@
 //   notify_worker_retries_total{channel,attempt}     retries after transient failures
 //   notify_worker_send_seconds{channel}              one SMTP transaction or webhook (histogram)
 //   notify_worker_end_to_end_seconds{channel}        event time to acceptance (histogram)
+//   notify_worker_amqp_refusals_total{channel,code}  RabbitMQ refusals (403, 404, 406, 530...)
+//   notify_worker_handling_errors_total{channel}     deliveries whose handling threw
 // One instance is shared by every delivery loop: prometheus-cpp's metrics are thread-safe.
 // Label values are bounded: channels, template names, priorities 0..9, attempts
 // 1..RETRY_MAX_ATTEMPTS.
 
 #include <chrono>
+#include <cstdint>
 #include <string>
 #include <string_view>
 
@@ -35,6 +38,10 @@ class WorkerMetrics {
   void retry(const std::string& channel, int attempt);
   // One SMTP transaction or webhook request, whatever its result.
   void send_took(const std::string& channel, std::chrono::steady_clock::duration took);
+  // RabbitMQ refused an operation of a loop of `channel` (notify::amqp::Refused).
+  void amqp_refused(const std::string& channel, std::uint16_t reply_code);
+  // Handling a delivery threw (a sender, the policy, out of memory): retried or dead-lettered.
+  void handling_error(const std::string& channel);
   // From the event's time to the transport's acceptance.
   void delivered(const std::string& channel, notify::TimePoint event_time, notify::TimePoint now);
 
@@ -44,6 +51,8 @@ class WorkerMetrics {
   prometheus::Family<prometheus::Counter>& retries_;
   prometheus::Family<prometheus::Histogram>& send_seconds_;
   prometheus::Family<prometheus::Histogram>& end_to_end_seconds_;
+  prometheus::Family<prometheus::Counter>& amqp_refusals_;
+  prometheus::Family<prometheus::Counter>& handling_errors_;
 };
 
 }  // namespace worker

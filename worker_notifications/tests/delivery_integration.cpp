@@ -9,13 +9,19 @@
 #include <fstream>
 #include <map>
 #include <memory>
+#include <mutex>
+#include <new>
 #include <set>
 #include <sstream>
 #include <thread>
 
+#include <prometheus/registry.h>
 #include <nlohmann/json.hpp>
 
+#include "delivery.hpp"
+#include "metrics.hpp"
 #include "notify/amqp.hpp"
+#include "notify/metrics.hpp"
 #include "notify/posting.hpp"
 #include "smtp_sink.hpp"
 #include "stack.hpp"
@@ -562,4 +568,97 @@ TEST_CASE("worker: reconnects by itself after a RabbitMQ restart") {
   CHECK(f.sink.messages().size() == 2);
   CHECK(worker->terminate() == 0);
   CHECK(f.work_queue_empty());
+}
+
+namespace {
+
+// The posting ids a sender accepted, read from the test's thread while the loop runs.
+struct Accepted {
+  std::mutex mutex;
+  std::vector<std::string> ids;
+  std::vector<std::string> get() {
+    std::lock_guard lock(mutex);
+    return ids;
+  }
+};
+
+// A transport with a bug: it throws for some subjects and accepts everything else.
+class ThrowingSender final : public worker::ChannelSender {
+ public:
+  explicit ThrowingSender(std::shared_ptr<Accepted> accepted) : accepted_(std::move(accepted)) {}
+  worker::SendResult send(const notify::Posting& p) override {
+    if (p.content.subject == "throw") throw std::runtime_error("renderer exploded");
+    if (p.content.subject == "out of memory") throw std::bad_alloc();
+    if (p.content.subject == "throw anything") throw 42;
+    std::lock_guard lock(accepted_->mutex);
+    accepted_->ids.push_back(p.posting_id);
+    return {worker::SendStatus::kSent, 250, "250 ok"};
+  }
+
+ private:
+  std::shared_ptr<Accepted> accepted_;
+};
+
+}  // namespace
+
+TEST_CASE("worker: a sender that throws is retried, then dead-lettered; the loop lives on") {
+  Fixture f;
+  worker::WorkerConfig config;
+  config.rabbitmq_url = Stack::get().value("RABBITMQ_URL");
+  config.exchange = f.exchange;
+  config.delay_tiers = {std::chrono::milliseconds(500)};
+  config.retry.base = 100ms;
+  config.retry.max_attempts = 3;
+  config.policy.quiet = worker::parse_quiet_window(kNoQuietHours);
+  config.policy.spread = 0ms;
+  config.policy.default_timezone = "UTC";
+  prometheus::Registry registry;
+  worker::WorkerMetrics metrics(registry, config.retry.max_attempts);
+  notify::SystemClock clock;
+  auto sent = std::make_shared<Accepted>();
+  worker::DeliveryLoop loop(config, "email", nullptr, clock, 0, &metrics,
+                            std::make_unique<ThrowingSender>(sent));
+  std::atomic<bool> stop{false};
+  std::thread thread([&] { loop.run(stop); });
+  struct Join {
+    std::atomic<bool>& stop;
+    std::thread& thread;
+    ~Join() {
+      stop = true;
+      thread.join();
+    }
+  } join{stop, thread};
+  REQUIRE(wait_until([&] { return loop.connected(); }, 20s));
+  CHECK_FALSE(loop.not_ready_reason());
+
+  const auto thrower = f.posting("throw");
+  const auto oom = f.posting("out of memory");
+  const auto anything = f.posting("throw anything");
+  const auto good = f.posting("fine");
+  f.publish(std::vector<notify::Posting>{thrower, oom, anything, good});
+
+  std::map<std::string, notify::amqp::Delivery> dead;
+  while (dead.size() < 3) {
+    auto d = f.next_dead_letter(20s);
+    REQUIRE(d);
+    dead[d->message_id] = *d;
+  }
+  for (const auto& [p, error] : {std::pair{thrower, "exception: renderer exploded"},
+                                 std::pair{oom, "exception: std::bad_alloc"},
+                                 std::pair{anything, "exception: unknown exception"}}) {
+    CAPTURE(p.content.subject);
+    REQUIRE(dead.contains(p.posting_id));
+    auto& headers = dead[p.posting_id].headers;
+    CHECK(headers["x-dead-reason"] == "attempts_exhausted");
+    CHECK(headers["x-attempts"] == "3");
+    CHECK(headers["x-last-error"] == error);
+  }
+  // The loop survived every one of them and delivered the good posting.
+  CHECK(wait_until([&] { return !sent->get().empty(); }, 10s));
+  CHECK(sent->get() == std::vector<std::string>{good.posting_id});
+  CHECK(loop.connected());
+  const std::string text = notify::render_metrics(registry);
+  CHECK(notify::testing::metric_value(
+            text, "notify_worker_handling_errors_total{channel=\"email\"}") == 9);
+  CHECK_FALSE(f.next_dead_letter(300ms));
 }

@@ -45,10 +45,9 @@ TEST_CASE("before sending: daytime sends, quiet hours defer to the window's end"
   CHECK(p.until == at("2026-11-24T07:00:00Z"));
   CHECK(p.reason == "quiet_hours");
   // A security notice bypasses quiet hours.
-  CHECK(std::holds_alternative<std::monostate>(before_send(posting(notify::QuietHours::kBypass),
-                                                           std::nullopt, 0,
-                                                           at("2026-11-23T22:30:00Z"), policy(),
-                                                           kNoJitter)));
+  CHECK(std::holds_alternative<std::monostate>(
+      before_send(posting(notify::QuietHours::kBypass), std::nullopt, 0, at("2026-11-23T22:30:00Z"),
+                  policy(), kNoJitter)));
 }
 
 TEST_CASE("before sending: expired postings are dropped, never sent") {
@@ -63,13 +62,12 @@ TEST_CASE("before sending: expired postings are dropped, never sent") {
 
 TEST_CASE("before sending: back from a delay queue early, the posting goes round again") {
   const auto p = as<Postpone>(before_send(posting(), at("2026-11-23T12:05:00Z"), 3,
-                                           at("2026-11-23T12:00:00Z"), policy(), kNoJitter));
+                                          at("2026-11-23T12:00:00Z"), policy(), kNoJitter));
   CHECK(p.until == at("2026-11-23T12:05:00Z"));
   CHECK(p.attempts == 3);
   // Its time has come: the policy decides (daytime: send).
-  CHECK(std::holds_alternative<std::monostate>(before_send(posting(), at("2026-11-23T11:59:00Z"),
-                                                           3, at("2026-11-23T12:00:00Z"), policy(),
-                                                           kNoJitter)));
+  CHECK(std::holds_alternative<std::monostate>(before_send(
+      posting(), at("2026-11-23T11:59:00Z"), 3, at("2026-11-23T12:00:00Z"), policy(), kNoJitter)));
 }
 
 TEST_CASE("after sending: accepted, retried with backoff, or dead-lettered with the reply") {
@@ -79,8 +77,8 @@ TEST_CASE("after sending: accepted, retried with backoff, or dead-lettered with 
   CHECK(std::get<Ack>(after_send({SendStatus::kSent, 250, "ok"}, p, 0, now, retry, kNoJitter))
             .outcome == "sent");
 
-  const auto first = after_send({SendStatus::kTransient, 451, "451 try later"}, p, 0, now, retry,
-                                kNoJitter);
+  const auto first =
+      after_send({SendStatus::kTransient, 451, "451 try later"}, p, 0, now, retry, kNoJitter);
   REQUIRE(std::holds_alternative<Postpone>(first));
   CHECK(std::get<Postpone>(first).until == now + 10s);
   CHECK(std::get<Postpone>(first).attempts == 1);
@@ -88,23 +86,60 @@ TEST_CASE("after sending: accepted, retried with backoff, or dead-lettered with 
   const auto third = after_send({SendStatus::kTransient, 451, "x"}, p, 2, now, retry, kNoJitter);
   CHECK(std::get<Postpone>(third).until == now + 40s);
 
-  const auto exhausted = after_send({SendStatus::kTransient, 421, "bye"}, p, 7, now, retry,
-                                    kNoJitter);
+  const auto exhausted =
+      after_send({SendStatus::kTransient, 421, "bye"}, p, 7, now, retry, kNoJitter);
   REQUIRE(std::holds_alternative<DeadLetter>(exhausted));
   CHECK(std::get<DeadLetter>(exhausted).reason == "attempts_exhausted");
   CHECK(std::get<DeadLetter>(exhausted).attempts == 8);
 
-  const auto permanent = after_send({SendStatus::kPermanent, 550, "550 no such user"}, p, 0, now,
-                                    retry, kNoJitter);
+  const auto permanent =
+      after_send({SendStatus::kPermanent, 550, "550 no such user"}, p, 0, now, retry, kNoJitter);
   REQUIRE(std::holds_alternative<DeadLetter>(permanent));
   CHECK(std::get<DeadLetter>(permanent).reason == "permanent_failure");
   CHECK(std::get<DeadLetter>(permanent).last_error == "smtp 550: 550 no such user");
 
   auto soon = posting();
   soon.expires_at = now + 5s;  // the retry would come too late
-  CHECK(std::get<Ack>(after_send({SendStatus::kTransient, 451, "x"}, soon, 0, now, retry,
-                                 kNoJitter))
-            .outcome == "expired_before_window");
+  CHECK(
+      std::get<Ack>(after_send({SendStatus::kTransient, 451, "x"}, soon, 0, now, retry, kNoJitter))
+          .outcome == "expired_before_window");
+}
+
+TEST_CASE("an exception while handling is a transient failure: retried, then dead-lettered") {
+  const auto now = at("2026-11-23T12:00:00Z");
+  RetryOptions retry;  // 10 s base, 8 attempts
+  const auto p = posting();
+
+  const auto first = after_exception("boom", &p, 0, now, retry, kNoJitter);
+  REQUIRE(std::holds_alternative<Postpone>(first));
+  CHECK(std::get<Postpone>(first).until == now + 10s);
+  CHECK(std::get<Postpone>(first).reason == "retry");
+  CHECK(std::get<Postpone>(first).attempts == 1);
+  CHECK(std::get<Postpone>(first).last_error == "exception: boom");
+
+  // It keeps throwing: after RETRY_MAX_ATTEMPTS it goes to the dead-letter queue with the text.
+  const auto last = after_exception("std::bad_alloc", &p, 7, now, retry, kNoJitter);
+  REQUIRE(std::holds_alternative<DeadLetter>(last));
+  CHECK(std::get<DeadLetter>(last).reason == "attempts_exhausted");
+  CHECK(std::get<DeadLetter>(last).attempts == 8);
+  CHECK(std::get<DeadLetter>(last).last_error == "exception: std::bad_alloc");
+
+  // Past its expiry it is dropped like any other retry.
+  auto soon = posting();
+  soon.expires_at = now + 5s;
+  CHECK(std::get<Ack>(after_exception("boom", &soon, 0, now, retry, kNoJitter)).outcome ==
+        "expired_before_window");
+
+  // No posting (not even decodable): dead-lettered at once, the exception as the reason.
+  const auto undecodable = after_exception("bad json", nullptr, 0, now, retry, kNoJitter);
+  REQUIRE(std::holds_alternative<DeadLetter>(undecodable));
+  CHECK(std::get<DeadLetter>(undecodable).reason == "exception: bad json");
+
+  // The text is bounded: it travels in a header.
+  const std::string huge(100000, 'x');
+  const auto bounded = after_exception(huge, &p, 0, now, retry, kNoJitter);
+  CHECK(std::get<Postpone>(bounded).last_error.size() < 1100);
+  CHECK(std::get<Postpone>(bounded).last_error.ends_with("..."));
 }
 
 TEST_CASE("the Message-ID derives from the posting id and the sender's domain") {

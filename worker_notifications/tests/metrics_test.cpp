@@ -78,3 +78,20 @@ TEST_CASE("WorkerMetrics: send and end-to-end latencies") {
   CHECK(has(text, "notify_worker_end_to_end_seconds_bucket{channel=\"email\",le=\"60\"} 1"));
   CHECK(has(text, "notify_worker_end_to_end_seconds_bucket{channel=\"email\",le=\"300\"} 2"));
 }
+
+TEST_CASE("WorkerMetrics: RabbitMQ refusals by reply code, handling errors by channel") {
+  prometheus::Registry registry;
+  worker::WorkerMetrics metrics(registry, 3);
+  std::string text = notify::render_metrics(registry);
+  CHECK(has(text, "notify_worker_handling_errors_total{channel=\"email\"} 0"));
+  metrics.amqp_refused("email", 403);
+  metrics.amqp_refused("email", 403);
+  metrics.amqp_refused("webhook", 404);
+  metrics.amqp_refused("email", 7);  // not an AMQP code: no label value of its own
+  metrics.handling_error("webhook");
+  text = notify::render_metrics(registry);
+  CHECK(has(text, "notify_worker_amqp_refusals_total{channel=\"email\",code=\"403\"} 2"));
+  CHECK(has(text, "notify_worker_amqp_refusals_total{channel=\"webhook\",code=\"404\"} 1"));
+  CHECK(has(text, "notify_worker_amqp_refusals_total{channel=\"email\",code=\"other\"} 1"));
+  CHECK(has(text, "notify_worker_handling_errors_total{channel=\"webhook\"} 1"));
+}
