@@ -12,6 +12,7 @@
 #include <httplib.h>
 
 #include "notify/amqp.hpp"
+#include "notify/digest.hpp"
 #include "notify/kafka.hpp"
 #include "notify/posting.hpp"
 #include "notify/time.hpp"
@@ -29,8 +30,8 @@ struct Catalogue {
   std::string topic = unique_name("notify_events");
   std::string group = unique_name("etl");
   std::string exchange = unique_name("notifications");
-  std::unique_ptr<notify::kafka::Producer> producer = std::make_unique<notify::kafka::Producer>(
-      Stack::get().value("KAFKA_BOOTSTRAP_SERVERS"));
+  std::unique_ptr<notify::kafka::Producer> producer =
+      std::make_unique<notify::kafka::Producer>(Stack::get().value("KAFKA_BOOTSTRAP_SERVERS"));
 
   std::unique_ptr<Process> start_etl(std::map<std::string, std::string> extra = {}) const {
     const Stack& s = Stack::get();
@@ -98,9 +99,15 @@ nlohmann::json fixture_user(std::size_t i) {
 
 httplib::Client auth() { return httplib::Client(Stack::get().value("AUTH_URL")); }
 
-// Dead-lettered events of a topic: error header by original value.
-std::map<std::string, std::string> dead_letters(const std::string& topic, std::size_t count,
-                                                std::chrono::seconds timeout) {
+struct DeadLetter {
+  std::optional<std::string> key;
+  std::string value;
+  std::map<std::string, std::string> headers;
+};
+
+// The first `count` records of a dead-letter topic, or fewer when the timeout passes.
+std::vector<DeadLetter> dead_letter_records(const std::string& topic, std::size_t count,
+                                            std::chrono::seconds timeout) {
   struct Listener : notify::kafka::RebalanceListener {
     void on_assigned(const std::vector<notify::kafka::TopicPartition>&) override {}
     void on_revoked(const std::vector<notify::kafka::TopicPartition>&) override {}
@@ -111,16 +118,24 @@ std::map<std::string, std::string> dead_letters(const std::string& topic, std::s
   o.topics = {topic};
   o.extra = {{"fetch.wait.max.ms", "50"}};
   notify::kafka::Consumer consumer(o, &listener);
-  std::map<std::string, std::string> out;
+  std::vector<DeadLetter> out;
   const auto until = std::chrono::steady_clock::now() + timeout;
   while (out.size() < count && std::chrono::steady_clock::now() < until) {
     if (auto m = consumer.poll(200ms)) {
-      for (const auto& [name, value] : m->headers) {
-        if (name == "error") out[m->value] = value;
-      }
+      DeadLetter d{m->key, m->value, {}};
+      for (const auto& [name, value] : m->headers) d.headers[name] = value;
+      out.push_back(std::move(d));
     }
   }
   consumer.close();
+  return out;
+}
+
+// Dead-lettered events of a topic: error header by original value.
+std::map<std::string, std::string> dead_letters(const std::string& topic, std::size_t count,
+                                                std::chrono::seconds timeout) {
+  std::map<std::string, std::string> out;
+  for (auto& d : dead_letter_records(topic, count, timeout)) out[d.value] = d.headers["error"];
   return out;
 }
 
@@ -144,7 +159,9 @@ TEST_CASE("catalogue: every event type becomes its postings") {
           {"send_at", "2026-12-01T18:00:00+03:00"},
           {"template", "email/event_reminder"},
           {"template_context",
-           {{"event_name", "Premiere"}, {"starts_at", "18:00"}, {"event_url", "https://example.org/e/1"}}}});
+           {{"event_name", "Premiere"},
+            {"starts_at", "18:00"},
+            {"event_url", "https://example.org/e/1"}}}});
   c.emit({{"event_type", "notification_requested"},
           {"event_id", unique_name("req")},
           {"user_ids", {id(ada), id(zoe)}},
@@ -215,7 +232,8 @@ TEST_CASE("catalogue: a mailing fans out over 10,000 users in pages, opt-outs co
                             "/api/v1/users/?is_active=true&page_number=1&page_size=500"},
           {"template", "email/new_movies"},
           {"delivery_type", {"email"}},
-          {"template_context", {{"movies", {{{"title", "Arrival"}, {"url", "https://example.org/m/1"}}}}}},
+          {"template_context",
+           {{"movies", {{{"title", "Arrival"}, {"url", "https://example.org/m/1"}}}}}},
           {"expires_in", "2 days"}});
   auto etl = c.start_etl();
   const auto postings = drain(*email, static_cast<std::size_t>(expected) + 10, 120s);
@@ -299,4 +317,85 @@ TEST_CASE("catalogue: Auth answering 503 for ten seconds loses nothing") {
   CHECK(etl->log().find("intake paused") != std::string::npos);
   CHECK(etl->terminate() == 0);
   a.Delete("/_dev/faults");
+}
+
+TEST_CASE(
+    "catalogue: hostile events are dead-lettered with a bounded reason; the partition goes on") {
+  Catalogue c;
+  auto email = c.queue("email");
+  const auto ada = fixture_user(0);
+  const std::string ada_id = ada["id"].get<std::string>();
+  const std::string key = "same-partition";
+  const std::string deep(300000, '[');
+  const auto signup = [&](const std::string& id, const std::string& link) {
+    return nlohmann::json{{"id", id},
+                          {"event_type", "user_signed_up"},
+                          {"details", {{"email", ada["email"]}, {"confirm_link", link}}}}
+        .dump();
+  };
+  const std::string request = R"({"event_type": "notification_requested", "user_ids": [")" +
+                              ada_id + R"("], "template": "email/generic", )";
+  nlohmann::json huge = nlohmann::json::parse(signup(ada_id, "/s/huge"));
+  huge["details"]["padding"] = std::string(950000, 'p');  // above MAX_EVENT_BYTES (900000)
+  const std::vector<std::pair<std::string, std::string>> bad = {
+      {R"({"id": "u", "event_type": "user_signed_up", "details": )" + deep,
+       "value is JSON nested deeper than MAX_JSON_DEPTH=64"},
+      {request + R"("event_id": "d1", "template_context": )" + deep,
+       "value is JSON nested deeper than MAX_JSON_DEPTH=64"},
+      {request + R"("event_id": "d2", "channels": )" + deep,
+       "value is JSON nested deeper than MAX_JSON_DEPTH=64"},
+      {R"({"event_type": ")" + std::string(700000, 'x') + R"("})",
+       "field 'event_type' is longer than 200 bytes"},
+      {R"({"event_type": "mailing", "receivers": "http://a/", "template": ")" +
+           std::string(700000, 't') + R"("})",
+       "field 'template' is longer than 200 bytes"},
+      {signup(ada_id, "/s/nul") + std::string(1, '\0') + "trailing", "NUL byte at offset"},
+      {R"({"event_type": "reminder", "user_id": ")" + ada_id +
+           R"(", "send_at": "10000-01-01T00:00:00Z", "template": "email/event_reminder"})",
+       "send_at is not an ISO 8601 time"},
+      {request + R"("event_id": "d3", "expires_in": 4294967356})", "expires_in is not a duration"},
+      {signup(ada_id, "https:/evil.example/x"), "details.confirm_link: URL not allowed"},
+      {signup(ada_id, "//evil.example/x"), "details.confirm_link: URL not allowed"},
+      {signup(ada_id, "https:\\\\evil.example\\x"), "details.confirm_link: URL not allowed"},
+      {signup("..", "/s/dots"), "unknown user ..: user id not allowed"},
+      {huge.dump(), "larger than MAX_EVENT_BYTES=900000"},
+  };
+  std::map<std::string, std::string> reason_at;  // by offset
+  std::int64_t huge_offset = -1;
+  for (const auto& [value, reason] : bad) {
+    const auto delivery = c.emit_raw(value, key);
+    reason_at[std::to_string(delivery.offset)] = reason;
+    if (value.size() > 900000) huge_offset = delivery.offset;
+  }
+  const auto good_delivery = c.emit(nlohmann::json::parse(signup(ada_id, "/s/good")), key);
+  auto etl = c.start_etl();
+  const auto good = drain(*email, 1, 90s);
+  INFO("etl log:\n" << etl->log().substr(0, 20000));
+  REQUIRE(good.size() == 1);
+  CHECK(good[0].template_name == "email/welcome");
+  CHECK(etl->running());
+
+  const auto dead = dead_letter_records(c.topic + ".dlq", bad.size(), 60s);
+  REQUIRE(dead.size() == bad.size());
+  for (const auto& d : dead) {
+    const std::string offset = d.headers.at("original_offset");
+    INFO("offset " << offset << ": " << d.headers.at("error").substr(0, 200));
+    REQUIRE(reason_at.count(offset) == 1);
+    CHECK(d.headers.at("error").find(reason_at[offset]) != std::string::npos);
+    CHECK(d.headers.at("error").size() <= 1100);  // a reason never quotes a value whole
+    if (offset == std::to_string(huge_offset)) {
+      // Too large to go whole: a shortened copy that can still be found.
+      CHECK(d.headers.at("truncated") == "true");
+      CHECK(d.headers.at("original_size") == std::to_string(huge.dump().size()));
+      CHECK(d.headers.at("original_sha256") == notify::sha256_hex(huge.dump()));
+      CHECK(d.value.size() == 64 * 1024);
+      CHECK(huge.dump().rfind(d.value, 0) == 0);
+    } else {
+      CHECK(d.headers.count("truncated") == 0);
+    }
+  }
+  CHECK(etl->terminate() == 0);
+  CHECK(notify::kafka::committed_offset(Stack::get().value("KAFKA_BOOTSTRAP_SERVERS"), c.group,
+                                        {c.topic, good_delivery.partition}) ==
+        good_delivery.offset + 1);
 }
