@@ -37,7 +37,7 @@ int main() {
     // Made after the pipeline, so destroyed first: /readyz never reads a pipeline that is gone.
     auto metrics =
         notify::start_metrics_server({config.metrics_host, config.metrics_port}, registry);
-    if (metrics) metrics->set_ready_check([&pipeline] { return pipeline.ready(); });
+    if (metrics) metrics->set_readiness([&pipeline] { return pipeline.not_ready_reason(); });
     notify::log::info("started", {{"topic", config.events_topic},
                                   {"group", config.group_id},
                                   {"bootstrap", config.kafka_bootstrap_servers},

@@ -60,6 +60,11 @@ EtlMetrics::EtlMetrics(prometheus::Registry& registry)
                .Name("notify_etl_consumer_lag")
                .Help("Messages of an assigned partition past the consumer's position")
                .Register(registry)),
+      amqp_refusals_(prometheus::BuildCounter()
+                         .Name("notify_etl_amqp_refusals_total")
+                         .Help("Operations RabbitMQ refused (access refused, not found, "
+                               "precondition failed...), by AMQP reply code")
+                         .Register(registry)),
       confirm_(confirm_seconds_.Add({}, kConfirmBuckets)) {
   // Known series start at zero, so rates and alerts see them before the first event.
   for (std::string_view type : kEventTypes) {
@@ -74,6 +79,12 @@ EtlMetrics::EtlMetrics(prometheus::Registry& registry)
 
 void EtlMetrics::event(std::string_view type, std::string_view outcome) {
   events_.Add({{"type", event_type_label(type)}, {"outcome", s(outcome)}}).Increment();
+}
+
+void EtlMetrics::amqp_refused(std::uint16_t reply_code) {
+  // AMQP error codes are three digits; anything else from a broker is not a label value.
+  const bool known = reply_code >= 300 && reply_code < 600;
+  amqp_refusals_.Add({{"code", known ? std::to_string(reply_code) : "other"}}).Increment();
 }
 
 void EtlMetrics::dead_lettered(std::string_view reason_class) {

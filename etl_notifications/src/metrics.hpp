@@ -7,10 +7,12 @@
 //   notify_etl_auth_request_seconds{call}            Auth calls, retries included (histogram)
 //   notify_etl_auth_errors_total{call,kind}          Auth calls that did not succeed
 //   notify_etl_consumer_lag{topic,partition}         messages past the consumer's position
+//   notify_etl_amqp_refusals_total{code}             RabbitMQ refusals (403, 404, 406, 530...)
 // Label values are bounded: event types of the catalogue, channels, template names (files of
 // TEMPLATES_DIR), classes of refusal; never raw reasons or ids.
 
 #include <chrono>
+#include <cstdint>
 #include <set>
 #include <string>
 #include <string_view>
@@ -49,6 +51,8 @@ class EtlMetrics {
   // "fetch_json"; error_kind empty when it succeeded, else "unavailable", "unknown_user",
   // "too_large", "bad_response".
   void auth_call(std::string_view call, Duration took, std::string_view error_kind);
+  // RabbitMQ refused an operation with this reply code (notify::amqp::Refused).
+  void amqp_refused(std::uint16_t reply_code);
   // The lag of every assigned partition; partitions no longer assigned disappear.
   void consumer_lag(const std::vector<notify::kafka::PartitionLag>& lags);
 
@@ -60,6 +64,7 @@ class EtlMetrics {
   prometheus::Family<prometheus::Histogram>& auth_seconds_;
   prometheus::Family<prometheus::Counter>& auth_errors_;
   prometheus::Family<prometheus::Gauge>& lag_;
+  prometheus::Family<prometheus::Counter>& amqp_refusals_;
   prometheus::Histogram& confirm_;
   std::set<notify::kafka::TopicPartition> lag_partitions_;
 };

@@ -1,6 +1,7 @@
 #include "pipeline.hpp"
 
 #include <algorithm>
+#include <utility>
 
 #include "auth_client/url.hpp"
 #include "notify/log.hpp"
@@ -19,6 +20,8 @@ constexpr auto kShutdownFlush = 10s;
 constexpr std::size_t kUsersPerStep = 100;  // single lookups between two publish rounds
 constexpr std::size_t kMaxBacklog = 1000;   // consumed events waiting: more pauses intake
 constexpr auto kLagInterval = 1s;
+// Nacks of one posting before the publisher gives it back and intake pauses.
+constexpr int kMaxNacks = 5;
 
 nlohmann::json where(const notify::kafka::Message& m) {
   return {{"topic", m.topic}, {"partition", m.partition}, {"offset", m.offset}};
@@ -44,6 +47,7 @@ notify::amqp::ConfirmedPublisher::Options publisher_options(const EtlConfig& c) 
   o.connection.connection_name = "etl_notifications";
   o.exchange = c.exchange;
   o.window = c.confirm_window;
+  o.max_nacks = kMaxNacks;
   notify::amqp::Topology topology;
   topology.exchange = c.exchange;
   topology.channels = {"email", "webhook"};
@@ -127,11 +131,20 @@ Pipeline::~Pipeline() = default;
 
 bool Pipeline::ready() const { return kafka_ok_.load() && rabbitmq_ok_.load(); }
 
+std::optional<std::string> Pipeline::not_ready_reason() const {
+  if (!rabbitmq_ok_.load()) {
+    std::lock_guard lock(rabbitmq_problem_mutex_);
+    return rabbitmq_problem_.empty() ? "rabbitmq: not connected" : rabbitmq_problem_;
+  }
+  if (!kafka_ok_.load()) return "kafka: no partitions assigned yet";
+  return std::nullopt;
+}
+
 void Pipeline::run(const std::atomic<bool>& stop) {
   try {
     publisher_.connect();
   } catch (const notify::amqp::Error& e) {
-    block(std::string("rabbitmq: ") + e.what());
+    block(e);
   }
   while (!stop.load()) {
     rabbitmq_ok_.store(publisher_.connected());
@@ -154,13 +167,14 @@ void Pipeline::run(const std::atomic<bool>& stop) {
       if (!blocked_reason_.empty()) continue;
       publisher_.pump(0ms);
     } catch (const notify::amqp::Error& e) {
-      block(std::string("rabbitmq: ") + e.what());
+      block(e);
       continue;
     }
     if (!returned_.empty()) {
+      // Kept, not lost: published again after the pause, their offsets not committed till then.
       for (auto& r : returned_) pending_.push_back(std::move(r));
       returned_.clear();
-      block("a posting was returned unroutable: is the queue bound?");
+      block(std::exchange(returned_reason_, {}));
       continue;
     }
     const bool busy = job_ || !backlog_.empty() || !pending_.empty() || publisher_.outstanding() > 0;
@@ -407,7 +421,7 @@ void Pipeline::publish_pending() {
                          });
     } catch (const notify::amqp::Error& e) {
       pending_.pop_front();  // the publisher keeps it and sends it again after connect()
-      block(std::string("rabbitmq: ") + e.what());
+      block(e);
       return;
     }
     pending_.pop_front();
@@ -425,6 +439,21 @@ void Pipeline::confirmed(const std::shared_ptr<Ticket>& ticket, const Outgoing& 
   if (result == notify::amqp::ConfirmedPublisher::Result::kReturned) {
     notify::log::error("posting returned unroutable", {{"posting_id", copy.message.message_id},
                                                        {"routing_key", copy.message.routing_key}});
+    if (returned_.empty()) {
+      returned_reason_ = "a posting was returned unroutable: is the queue bound?";
+    }
+    returned_.push_back(copy);
+    return;
+  }
+  if (result == notify::amqp::ConfirmedPublisher::Result::kNacked) {
+    // The publisher gave up after its bounded republishing; the posting waits for the pause.
+    const std::string reason = "rabbitmq nacked posting " + copy.message.message_id + " " +
+                               std::to_string(kMaxNacks) +
+                               " times: is the queue full or the disk alarm on?";
+    notify::log::error("posting nacked", {{"posting_id", copy.message.message_id},
+                                          {"routing_key", copy.message.routing_key},
+                                          {"nacks", kMaxNacks}});
+    if (returned_.empty()) returned_reason_ = reason;
     returned_.push_back(copy);
     return;
   }
@@ -444,6 +473,26 @@ void Pipeline::block(const std::string& reason) {
   update_pause();
 }
 
+void Pipeline::block(const notify::amqp::Error& error) {
+  std::string problem = std::string("rabbitmq: ") + error.what();
+  if (const auto* refused = dynamic_cast<const notify::amqp::Refused*>(&error)) {
+    problem = "rabbitmq refused: " + refused->summary();
+    metrics_.amqp_refused(refused->reply_code());
+    // Waiting alone will not cure a permanent one (credentials, permissions, a queue declared
+    // otherwise): an operator must act, so it is an error, retried all the same.
+    if (refused->is_permanent()) {
+      notify::log::error("rabbitmq refused", {{"reply_code", refused->reply_code()},
+                                              {"reply_text", refused->reply_text()},
+                                              {"error", error.what()}});
+    }
+  }
+  {
+    std::lock_guard lock(rabbitmq_problem_mutex_);
+    rabbitmq_problem_ = problem;
+  }
+  block(problem);
+}
+
 void Pipeline::try_unblock() {
   const std::string before = blocked_reason_;
   blocked_reason_.clear();  // block() below sets it again if the trouble persists
@@ -453,7 +502,7 @@ void Pipeline::try_unblock() {
       notify::log::info("rabbitmq connected", {{"republished", publisher_.outstanding()}});
     } catch (const notify::amqp::Error& e) {
       blocked_reason_ = before;
-      block(std::string("rabbitmq: ") + e.what());
+      block(e);
       return;
     }
   }

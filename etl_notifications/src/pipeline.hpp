@@ -9,6 +9,7 @@
 #include <chrono>
 #include <deque>
 #include <memory>
+#include <mutex>
 #include <optional>
 #include <string>
 #include <string_view>
@@ -36,6 +37,9 @@ class Pipeline final : public notify::kafka::RebalanceListener {
   // Connected to both brokers: a Kafka assignment was seen and the publisher is connected.
   // Safe from any thread (the metrics server's /readyz).
   bool ready() const;
+  // Why it is not ready ("rabbitmq refused: 403 ACCESS_REFUSED - ..."), or nothing when it is.
+  // Safe from any thread.
+  std::optional<std::string> not_ready_reason() const;
 
   // Runs until stop is set, then publishes what is pending (bounded), commits and leaves.
   void run(const std::atomic<bool>& stop);
@@ -87,6 +91,9 @@ class Pipeline final : public notify::kafka::RebalanceListener {
   void confirmed(const std::shared_ptr<Ticket>& ticket, const Outgoing& copy,
                  notify::amqp::ConfirmedPublisher::Result result);
   void block(const std::string& reason);
+  // RabbitMQ failed: pause and retry. A refusal (bad credentials, missing permission or queue)
+  // is logged as an error with its reply code, counted, and shown on /readyz.
+  void block(const notify::amqp::Error& error);
   void try_unblock();
   void update_pause();
   void shutdown();
@@ -97,6 +104,8 @@ class Pipeline final : public notify::kafka::RebalanceListener {
   EtlMetrics metrics_;
   std::atomic<bool> kafka_ok_{false};     // an assignment was seen (the group is joined)
   std::atomic<bool> rabbitmq_ok_{false};  // the publisher is connected
+  mutable std::mutex rabbitmq_problem_mutex_;
+  std::string rabbitmq_problem_;  // the last connection failure or refusal, for /readyz
   std::chrono::steady_clock::time_point next_lag_update_{};
   notify::SystemClock clock_;
   TemplateStore templates_;
@@ -107,8 +116,9 @@ class Pipeline final : public notify::kafka::RebalanceListener {
   std::deque<notify::kafka::Message> backlog_;  // consumed, not yet started
   std::optional<Job> job_;                      // the event in progress
   std::deque<Outgoing> pending_;                // rendered, not yet handed to the publisher
-  std::vector<Outgoing> returned_;              // unroutable: published again after a pause
-  std::string blocked_reason_;                  // empty when running
+  std::vector<Outgoing> returned_;  // unroutable or nacked too often: published after a pause
+  std::string returned_reason_;     // why the first of returned_ came back
+  std::string blocked_reason_;      // empty when running
   bool paused_ = false;
   std::chrono::steady_clock::time_point retry_at_{};
   std::chrono::milliseconds backoff_{0};

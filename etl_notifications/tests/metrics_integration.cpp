@@ -21,13 +21,13 @@
 #include "stack.hpp"
 
 using namespace std::chrono_literals;
-using notify::testing::Process;
-using notify::testing::Stack;
-using notify::testing::unique_name;
 using notify::testing::free_port;
 using notify::testing::http_status;
 using notify::testing::metric_value;
+using notify::testing::Process;
 using notify::testing::scrape_metrics;
+using notify::testing::Stack;
+using notify::testing::unique_name;
 using notify::testing::wait_until;
 
 namespace {
@@ -121,10 +121,11 @@ TEST_CASE("etl metrics: ready once connected; counters follow an event and a rej
   INFO("metrics:\n" << text);
   CHECK(counted);
   CHECK(metric_value(text,
-                 "notify_etl_postings_published_total{channel=\"email\",template=\"email/"
-                 "welcome\"}") == 1.0);
+                     "notify_etl_postings_published_total{channel=\"email\",template=\"email/"
+                     "welcome\"}") == 1.0);
   CHECK(metric_value(text, "notify_etl_publish_confirm_seconds_count") == 1.0);
-  CHECK(metric_value(text, "notify_etl_dead_lettered_total{reason_class=\"invalid_event\"}") == 1.0);
+  CHECK(metric_value(text, "notify_etl_dead_lettered_total{reason_class=\"invalid_event\"}") ==
+        1.0);
   CHECK(metric_value(text, "notify_etl_auth_request_seconds_count{call=\"get_user\"}") == 1.0);
   CHECK_FALSE(
       metric_value(text, "notify_etl_auth_errors_total{call=\"get_user\",kind=\"unavailable\"}"));
@@ -148,5 +149,39 @@ TEST_CASE("etl metrics: alive but not ready while RabbitMQ is unreachable") {
   std::this_thread::sleep_for(3s);
   CHECK(http_status(f.port, "/readyz") == 503);
   CHECK(etl->log().find("intake paused") != std::string::npos);
+  CHECK(etl->terminate() == 0);
+}
+
+TEST_CASE("etl metrics: a refused login is an error, counted, and the reason of /readyz") {
+  Fixture f;
+  notify::amqp::Url url = notify::amqp::Url::parse(Stack::get().value("RABBITMQ_URL"));
+  auto etl = f.start_etl("amqp://" + url.user + ":not-the-password@" + url.host + ":" +
+                         std::to_string(url.port) + "/%2f");
+  INFO("etl log:\n" << etl->log());
+  REQUIRE(wait_until([&] { return http_status(f.port, "/healthz") == 200; }, 10s));
+
+  httplib::Client client("127.0.0.1", f.port);
+  std::string body;
+  const bool refused = wait_until(
+      [&] {
+        auto r = client.Get("/readyz");
+        body = r ? r->body : "";
+        return r && r->status == 503 && body.find("403 ACCESS_REFUSED") != std::string::npos;
+      },
+      15s);
+  INFO("readyz: " << body);
+  CHECK(refused);
+  CHECK(body.starts_with("not ready: rabbitmq refused: 403 ACCESS_REFUSED"));
+  CHECK(body.find("not-the-password") == std::string::npos);
+  // Retried (an operator may fix the user), and counted each time.
+  CHECK(wait_until(
+      [&] {
+        auto n =
+            metric_value(scrape_metrics(f.port), "notify_etl_amqp_refusals_total{code=\"403\"}");
+        return n && *n >= 2;
+      },
+      15s));
+  CHECK(etl->log().find("\"msg\":\"rabbitmq refused\"") != std::string::npos);
+  CHECK(etl->log().find("\"reply_code\":403") != std::string::npos);
   CHECK(etl->terminate() == 0);
 }

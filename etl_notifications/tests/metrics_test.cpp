@@ -82,3 +82,16 @@ TEST_CASE("event_type_label: catalogue types, else other") {
   CHECK(etl::event_type_label("Mailing") == "other");
   CHECK(etl::event_type_label("") == "other");
 }
+
+TEST_CASE("EtlMetrics: RabbitMQ refusals by reply code") {
+  prometheus::Registry registry;
+  etl::EtlMetrics metrics(registry);
+  metrics.amqp_refused(403);
+  metrics.amqp_refused(403);
+  metrics.amqp_refused(530);
+  metrics.amqp_refused(65535);  // not an AMQP code: no label value of its own
+  const std::string text = notify::render_metrics(registry);
+  CHECK(has(text, "notify_etl_amqp_refusals_total{code=\"403\"} 2"));
+  CHECK(has(text, "notify_etl_amqp_refusals_total{code=\"530\"} 1"));
+  CHECK(has(text, "notify_etl_amqp_refusals_total{code=\"other\"} 1"));
+}
