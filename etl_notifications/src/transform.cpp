@@ -148,7 +148,7 @@ std::variant<Request, Rejection> plan(const Event& event, const TransformOptions
     r.template_name = "email/welcome";
     r.channels = {"email"};
     r.terms = terms_for(event.priority.empty() ? "immediate" : event.priority);
-    r.expires_at = event.time + o.welcome_ttl;
+    r.expires_at = notify::add_capped(event.time, o.welcome_ttl);
     const std::string confirm_link = event.details.value("confirm_link", "");
     const auto confirm_url = allowed_link(confirm_link, o);
     if (!confirm_url) {
@@ -165,7 +165,7 @@ std::variant<Request, Rejection> plan(const Event& event, const TransformOptions
     r.template_name = "email/password_changed";
     r.channels = {"email"};
     r.terms = {std::max(7, terms_for(event.priority).priority), notify::QuietHours::kBypass};
-    r.expires_at = event.time + o.security_ttl;
+    r.expires_at = notify::add_capped(event.time, o.security_ttl);
     r.derived["changed_at"] = readable_time(event.time);
     const auto support_url = resolve_on_site("/support", o);
     if (!support_url) return Rejection{"PUBLIC_BASE_URL is not an http(s) URL"};
@@ -178,7 +178,7 @@ std::variant<Request, Rejection> plan(const Event& event, const TransformOptions
     r.template_name = event.template_name;
     r.terms = terms_for(event.priority.empty() ? "low" : event.priority);
     r.terms.quiet_hours = notify::QuietHours::kRespect;  // mailings always respect them
-    r.expires_at = event.time + ttl(o.default_ttl);
+    r.expires_at = notify::add_capped(event.time, ttl(o.default_ttl));
     r.audience.kind = Audience::Kind::kUsersUrl;
     r.audience.users_url = event.receivers;
   } else if (event.type == "reminder") {
@@ -186,7 +186,7 @@ std::variant<Request, Rejection> plan(const Event& event, const TransformOptions
     r.template_name = event.template_name;
     r.terms = {terms_for(event.priority).priority, notify::QuietHours::kBypass};
     r.not_before = event.send_at;
-    r.expires_at = *event.send_at + ttl(o.reminder_ttl);
+    r.expires_at = notify::add_capped(*event.send_at, ttl(o.reminder_ttl));
     r.skip_opted_out = false;
     r.single_user = true;
     r.audience.user_ids = {event.user_id};
@@ -194,7 +194,7 @@ std::variant<Request, Rejection> plan(const Event& event, const TransformOptions
     r.template_name = event.template_name;
     r.terms = terms_for(event.priority);
     if (event.quiet_hours) r.terms.quiet_hours = *event.quiet_hours;
-    r.expires_at = event.time + ttl(o.default_ttl);
+    r.expires_at = notify::add_capped(event.time, ttl(o.default_ttl));
     r.single_user = event.user_ids.size() == 1;
     r.audience.user_ids = event.user_ids;
   } else {

@@ -148,6 +148,26 @@ TEST_CASE("a reminder is not sent before send_at, and at send_at even in quiet h
   CHECK(r.expires_at > *r.not_before);
 }
 
+TEST_CASE("an expiry past year 9999 stops there, so the posting is what its encoding says") {
+  // Found by fuzz_event: a reminder at 9999-12-31T23:59:59Z planned an expiry past 9999, which
+  // the posting encoding clamps: the posting decoded by the worker differed from the one made.
+  Event e;
+  e.identity = "evt-10";
+  e.type = "reminder";
+  e.time = kEventTime;
+  e.user_id = "u-1";
+  e.send_at = *notify::parse_iso8601("9999-12-31T23:59:59Z");
+  e.template_name = "email/event_reminder";
+  e.expires_in = std::chrono::hours(48);
+  const Request r = planned(e);
+  CHECK(r.expires_at == notify::kLatestTime);
+  e.type = "notification_requested";
+  e.time = *notify::parse_iso8601("9999-12-31T00:00:00Z");
+  e.user_ids = {"u-1"};
+  e.template_name = "email/generic";
+  CHECK(planned(e).expires_at == notify::kLatestTime);
+}
+
 TEST_CASE("a generic request names its users, channels, priority and quiet hours") {
   Event e;
   e.identity = "req-1";
