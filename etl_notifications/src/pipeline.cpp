@@ -4,6 +4,8 @@
 #include <utility>
 
 #include "auth_client/url.hpp"
+#include "notify/digest.hpp"
+#include "notify/json.hpp"
 #include "notify/log.hpp"
 #include "notify/posting.hpp"
 
@@ -22,6 +24,12 @@ constexpr std::size_t kMaxBacklog = 1000;   // consumed events waiting: more pau
 constexpr auto kLagInterval = 1s;
 // Nacks of one posting before the publisher gives it back and intake pauses.
 constexpr int kMaxNacks = 5;
+// A reason travels in a Kafka header and a log line: values it quotes are shortened to this.
+constexpr std::size_t kMaxReasonBytes = 1024;
+// A dead letter whose original is too large to republish whole (larger than MAX_EVENT_BYTES, a
+// key beyond this, or refused by the broker as too large) keeps this much of the value.
+constexpr std::size_t kMaxDeadLetterKeyBytes = 4096;
+constexpr std::size_t kShortenedValueBytes = 64 * 1024;
 
 nlohmann::json where(const notify::kafka::Message& m) {
   return {{"topic", m.topic}, {"partition", m.partition}, {"offset", m.offset}};
@@ -62,6 +70,7 @@ auth::ClientOptions auth_options(const EtlConfig& c) {
   o.request_timeout = c.auth_timeout;
   o.max_attempts = c.auth_max_attempts;
   o.cache_ttl = c.auth_cache_ttl;
+  o.json_limits.max_depth = c.max_json_depth;
   return o;
 }
 
@@ -177,7 +186,8 @@ void Pipeline::run(const std::atomic<bool>& stop) {
       block(std::exchange(returned_reason_, {}));
       continue;
     }
-    const bool busy = job_ || !backlog_.empty() || !pending_.empty() || publisher_.outstanding() > 0;
+    const bool busy =
+        job_ || !backlog_.empty() || !pending_.empty() || publisher_.outstanding() > 0;
     if (auto m = consumer_->poll(busy ? 0ms : kIdlePoll)) take(std::move(*m));
     work();
   }
@@ -214,7 +224,7 @@ void Pipeline::work() {
 
 Pipeline::Step Pipeline::advance(Job& job) {
   if (!job.event) {
-    IntakeLimits limits{config_.max_event_bytes, config_.max_recipients};
+    IntakeLimits limits{config_.max_event_bytes, config_.max_recipients, config_.max_json_depth};
     auto decoded = decode_event(raw(job.message), clock_.now(), limits);
     if (auto* rejection = std::get_if<Rejection>(&decoded)) {
       return dead_letter(job, rejection->reason, "invalid_event");
@@ -247,8 +257,12 @@ Pipeline::Step Pipeline::resolve_context(Job& job) {
     const auth::FetchResult fetched = auth_.fetch_json(url, config_.max_context_fetch_bytes);
     metrics_.auth_call("fetch_json", since(started), error_kind(fetched.status));
     switch (fetched.status) {
-      case auth::FetchStatus::kOk: job.request->context[key] = fetched.body; break;
-      case auth::FetchStatus::kUnavailable: block("context fetch: " + fetched.error); return Step::kTransient;
+      case auth::FetchStatus::kOk:
+        job.request->context[key] = fetched.body;
+        break;
+      case auth::FetchStatus::kUnavailable:
+        block("context fetch: " + fetched.error);
+        return Step::kTransient;
       case auth::FetchStatus::kTooLarge:
         return dead_letter(
             job,
@@ -269,9 +283,9 @@ Pipeline::Step Pipeline::add_user(Job& job, const auth::User& user) {
   }
   if (auto* skip = std::get_if<Skip>(&result)) {
     ++job.skipped;
-    notify::log::debug("recipient skipped", {{"event_id", job.event->identity},
-                                             {"user_id", user.id},
-                                             {"reason", skip->reason}});
+    notify::log::debug(
+        "recipient skipped",
+        {{"event_id", job.event->identity}, {"user_id", user.id}, {"reason", skip->reason}});
     return Step::kMore;
   }
   for (auto& p : std::get<std::vector<notify::Posting>>(result)) {
@@ -299,9 +313,17 @@ Pipeline::Step Pipeline::walk_users(Job& job) {
       return Step::kTransient;
     }
     if (lookup.status == auth::LookupStatus::kUnknownUser) {
-      if (job.request->single_user) return dead_letter(job, "unknown user " + id, "unknown_user");
+      if (job.request->single_user) {
+        // Auth's own 404, 400 or 422 needs no words; an id or a record refused here says why.
+        const bool said_by_auth =
+            lookup.http_status == 404 || lookup.http_status == 400 || lookup.http_status == 422;
+        const bool why = !said_by_auth && !lookup.error.empty();
+        return dead_letter(job, "unknown user " + id + (why ? ": " + lookup.error : ""),
+                           "unknown_user");
+      }
       ++job.skipped;
-      notify::log::info("unknown user skipped", {{"event_id", job.event->identity}, {"user_id", id}});
+      notify::log::info("unknown user skipped",
+                        {{"event_id", job.event->identity}, {"user_id", id}});
     } else if (const Step step = add_user(job, *lookup.user); step != Step::kMore) {
       return step;  // refused: dead-lettered, or the dead-letter topic is unavailable
     }
@@ -365,27 +387,64 @@ Pipeline::Step Pipeline::walk_pages(Job& job) {
 }
 
 // A permanent refusal: the original goes to the dead-letter topic with the reason, and the
-// offset moves on. If Kafka does not take it, that is transient: pause and try again.
-Pipeline::Step Pipeline::dead_letter(Job& job, const std::string& reason,
+// offset moves on. If Kafka does not take it for a passing reason, that is transient: pause and
+// try again. An original too large to go whole goes as a shortened copy that can still be found
+// (size, SHA-256, topic/partition/offset); one the broker refuses even so is logged and counted,
+// and its offset moves on too: no single event may stall the partition.
+Pipeline::Step Pipeline::dead_letter(Job& job, const std::string& full_reason,
                                      std::string_view reason_class) {
   const auto& m = job.message;
+  const std::string reason = notify::shorten(full_reason, kMaxReasonBytes);
   notify::kafka::Headers headers = {{"error", reason},
                                     {"original_topic", m.topic},
                                     {"original_partition", std::to_string(m.partition)},
                                     {"original_offset", std::to_string(m.offset)}};
+  bool whole_refused =
+      m.value.size() > config_.max_event_bytes || (m.key && m.key->size() > kMaxDeadLetterKeyBytes);
+  std::string outcome = "whole";
   try {
-    dlq_->produce(config_.dlq_topic, m.key, m.value, 10s, headers);
+    if (!whole_refused) {
+      try {
+        dlq_->produce(config_.dlq_topic, m.key, m.value, 10s, headers);
+      } catch (const notify::kafka::Error& e) {
+        if (!e.permanent()) throw;
+        whole_refused = true;
+      }
+    }
+    if (whole_refused) {
+      outcome = "shortened";
+      headers.emplace_back("original_size", std::to_string(m.value.size()));
+      headers.emplace_back("original_sha256", notify::sha256_hex(m.value));
+      headers.emplace_back("truncated", "true");
+      std::optional<std::string> key = m.key;
+      if (key && key->size() > kMaxDeadLetterKeyBytes) {
+        headers.emplace_back("original_key_size", std::to_string(key->size()));
+        key->resize(kMaxDeadLetterKeyBytes);
+      }
+      dlq_->produce(config_.dlq_topic, key,
+                    m.value.substr(0, std::min(m.value.size(), kShortenedValueBytes)), 10s,
+                    headers);
+    }
   } catch (const notify::kafka::Error& e) {
-    block(std::string("dead-letter topic: ") + e.what());
-    return Step::kTransient;
+    if (!e.permanent()) {
+      block(std::string("dead-letter topic: ") + e.what());
+      return Step::kTransient;
+    }
+    outcome = "lost";
+    auto fields = where(m);
+    fields["reason"] = reason;
+    fields["error"] = e.what();
+    fields["size"] = m.value.size();
+    notify::log::error("dead letter refused by the broker; event skipped", fields);
   }
   auto fields = where(m);
   fields["reason"] = reason;
   fields["dead_letter_topic"] = config_.dlq_topic;
+  fields["dead_letter"] = outcome;
   if (job.event) fields["event_id"] = job.event->identity;
   notify::log::warn("event rejected", fields);
   metrics_.event(job.type, reason_class == "invalid_event" ? "rejected" : "dead_lettered");
-  metrics_.dead_lettered(reason_class);
+  metrics_.dead_lettered(outcome == "lost" ? "dead_letter_refused" : reason_class);
   job.request.reset();
   return Step::kDone;
 }
@@ -415,10 +474,9 @@ void Pipeline::publish_pending() {
     // Kept in case the broker returns it unroutable.
     Outgoing copy{out.message, ticket, std::chrono::steady_clock::now()};
     try {
-      publisher_.publish(std::move(out.message),
-                         [this, ticket, copy = std::move(copy)](auto result) {
-                           confirmed(ticket, copy, result);
-                         });
+      publisher_.publish(
+          std::move(out.message),
+          [this, ticket, copy = std::move(copy)](auto result) { confirmed(ticket, copy, result); });
     } catch (const notify::amqp::Error& e) {
       pending_.pop_front();  // the publisher keeps it and sends it again after connect()
       block(e);

@@ -9,8 +9,10 @@
 #include <random>
 #include <thread>
 
+#include "notify/amqp.hpp"
 #include "notify/kafka.hpp"
 #include "notify/posting.hpp"
+#include "notify/time.hpp"
 #include "stack.hpp"
 
 using namespace std::chrono_literals;
@@ -52,15 +54,13 @@ std::map<std::string, std::string> etl_env(const Names& n) {
 
 std::map<std::string, std::string> worker_env(const Names& n) {
   const Stack& s = Stack::get();
-  return {{"RABBITMQ_URL", s.value("RABBITMQ_URL")},
-          {"RABBITMQ_EXCHANGE", n.exchange},
-          {"SMTP_HOST", s.value("SMTP_HOST")},
-          {"SMTP_PORT", s.value("SMTP_PORT")},
-          {"SMTP_FROM", "notifications@example.org"},
-          {"LOG_LEVEL", "debug"}};
+  return {{"RABBITMQ_URL", s.value("RABBITMQ_URL")},  {"RABBITMQ_EXCHANGE", n.exchange},
+          {"SMTP_HOST", s.value("SMTP_HOST")},        {"SMTP_PORT", s.value("SMTP_PORT")},
+          {"SMTP_FROM", "notifications@example.org"}, {"LOG_LEVEL", "debug"}};
 }
 
-std::unique_ptr<Process> start(const std::string& binary, const std::map<std::string, std::string>& env,
+std::unique_ptr<Process> start(const std::string& binary,
+                               const std::map<std::string, std::string>& env,
                                const std::string& log_name) {
   const Stack& s = Stack::get();
   return std::make_unique<Process>(s.value("BIN_DIR") + "/" + binary, std::vector<std::string>{},
@@ -136,9 +136,16 @@ TEST_CASE("a bad event is logged and skipped; the partition goes on") {
   const std::string key = user["id"].get<std::string>() + "+user_signed_up";
   producer.produce(names.topic, key, "this is not json");
   producer.produce(names.topic, key, R"({"event_type": "user_signed_up"})");
-  producer.produce(names.topic, key,
-                   R"({"id": "no-such-user", "event_type": "user_signed_up", "priority": "immediate",
+  producer.produce(
+      names.topic, key,
+      R"({"id": "no-such-user", "event_type": "user_signed_up", "priority": "immediate",
                        "details": {"email": "x@example.com", "confirm_link": "/s/x"}})");
+  // Hostile ones: each used to kill the ETL for good or stall the partition.
+  producer.produce(
+      names.topic, key,
+      R"({"id": "u", "event_type": "user_signed_up", "details": )" + std::string(300000, '['));
+  producer.produce(names.topic, key, R"({"event_type": ")" + std::string(700000, 'x') + R"("})");
+  producer.produce(names.topic, key, std::string(R"({"event_type": "x"})") + '\0' + "[[[[");
   auto etl = start("etl_notifications", etl_env(names), names.group);
   auto worker = start("worker_notifications", worker_env(names), names.group + "-worker");
   emit_signup(names.topic, user, link);
@@ -150,6 +157,82 @@ TEST_CASE("a bad event is logged and skipped; the partition goes on") {
   CHECK(log.find("value is not valid JSON") != std::string::npos);
   CHECK(log.find("missing or non-string field 'id'") != std::string::npos);
   CHECK(log.find("unknown user no-such-user") != std::string::npos);
+  CHECK(log.find("value is JSON nested deeper than MAX_JSON_DEPTH=64") != std::string::npos);
+  CHECK(log.find("field 'event_type' is longer than 200 bytes") != std::string::npos);
+  CHECK(log.find("value is not valid JSON: NUL byte at offset 19") != std::string::npos);
+  CHECK(etl->terminate() == 0);
+  CHECK(worker->terminate() == 0);
+}
+
+TEST_CASE("a hostile posting on the queue is dead-lettered; the worker lives and mails the next") {
+  const Names names;
+  const auto user = fixture_user(0);
+  const std::string link = random_link();
+  const Inbox inbox(Stack::get().value("INBOX_URL"));
+  auto worker = start("worker_notifications", worker_env(names), names.group + "-worker");
+  REQUIRE(wait_until([&] { return worker->log().find("rabbitmq connected") != std::string::npos; },
+                     60s));
+
+  // Put on the queue by someone else: nested 200,000 deep, a priority cut to 0 by a 32-bit
+  // read, bytes after the value.
+  notify::amqp::ConfirmedPublisher::Options o;
+  o.connection.url = notify::amqp::Url::parse(Stack::get().value("RABBITMQ_URL"));
+  o.exchange = names.exchange;
+  notify::amqp::ConfirmedPublisher publisher(o);
+  publisher.connect();
+  const std::vector<std::string> hostile = {
+      R"({"schema_version": 1, "posting_id": "p", "x": )" + std::string(200000, '[') +
+          std::string(200000, ']') + "}",
+      [] {
+        notify::Posting p;
+        p.posting_id = "hostile-1";
+        p.event_id = "e";
+        p.event_type = "user_signed_up";
+        p.channel = "email";
+        p.recipient.address = "someone@example.org";
+        p.content = {"subject", "text", ""};
+        p.expires_at = notify::kLatestTime;
+        auto j = nlohmann::json::parse(notify::encode(p));
+        j["priority"] = 4294967296LL;  // 0 when read as 32 bits: it was sent
+        return j.dump();
+      }(),
+      std::string(R"({"schema_version": 1})") + '\0' + "junk",
+  };
+  int confirmed = 0;
+  for (std::size_t i = 0; i < hostile.size(); ++i) {
+    notify::amqp::Message m;
+    m.routing_key = "email";
+    m.body = hostile[i];
+    m.message_id = "hostile-" + std::to_string(i);
+    publisher.publish(m, [&](auto) { ++confirmed; });
+  }
+  REQUIRE(publisher.flush(10s));
+  REQUIRE(confirmed == 3);
+
+  auto etl = start("etl_notifications", etl_env(names), names.group);
+  emit_signup(names.topic, user, link);
+  const bool arrived = wait_until([&] { return !mails_with(inbox, link).empty(); }, 60s);
+  INFO("worker log:\n" << worker->log().substr(0, 20000));
+  REQUIRE(arrived);
+  CHECK(worker->running());
+
+  notify::amqp::Topology topology;
+  topology.exchange = names.exchange;
+  notify::amqp::Consumer::Options c;
+  c.connection.url = o.connection.url;
+  c.queue = topology.dead_letter_queue_for("email");
+  notify::amqp::Consumer dead(c);
+  dead.connect();
+  std::map<std::string, std::string> reasons;
+  while (auto d = dead.next(2s)) {
+    reasons[d->message_id] = d->headers["x-dead-reason"];
+    dead.ack(d->delivery_tag);
+  }
+  CHECK(reasons["hostile-0"].find("nested deeper than MAX_JSON_DEPTH=64") != std::string::npos);
+  CHECK(reasons["hostile-1"].find("priority must be an integer 0..9") != std::string::npos);
+  CHECK(reasons["hostile-2"].find("NUL byte") != std::string::npos);
+  CHECK(etl->terminate() == 0);
+  CHECK(worker->terminate() == 0);
 }
 
 namespace {
@@ -182,7 +265,8 @@ TEST_CASE("the ETL killed after it consumed an event but before RabbitMQ confirm
   const std::string bootstrap = Stack::get().value("KAFKA_BOOTSTRAP_SERVERS");
 
   auto etl = start("etl_notifications", etl_env(names), names.group);
-  REQUIRE(wait_until([&] { return etl->log().find("partitions assigned") != std::string::npos; }, 60s));
+  REQUIRE(
+      wait_until([&] { return etl->log().find("partitions assigned") != std::string::npos; }, 60s));
 
   FrozenBroker frozen;
   const auto delivery = emit_signup(names.topic, user, link);
@@ -198,8 +282,8 @@ TEST_CASE("the ETL killed after it consumed an event but before RabbitMQ confirm
       30s));
   std::this_thread::sleep_for(500ms);
   etl->kill();  // SIGKILL: no goodbye, no commit
-  CHECK(notify::kafka::committed_offset(bootstrap, names.group, {names.topic, delivery.partition}) !=
-        delivery.offset + 1);
+  CHECK(notify::kafka::committed_offset(bootstrap, names.group,
+                                        {names.topic, delivery.partition}) != delivery.offset + 1);
   frozen.thaw();
 
   auto etl_again = start("etl_notifications", etl_env(names), names.group + "-again");
@@ -211,12 +295,12 @@ TEST_CASE("the ETL killed after it consumed an event but before RabbitMQ confirm
   // The restarted ETL reads the event again (its offset was never committed) and publishes it
   // again; the broker may also have kept the first copy it read before the crash. At least
   // once, and every copy carries the same Message-ID.
-  REQUIRE(wait_until(
-      [&] { return etl_again->log().find("posting rendered") != std::string::npos; }, 60s));
+  REQUIRE(wait_until([&] { return etl_again->log().find("posting rendered") != std::string::npos; },
+                     60s));
   REQUIRE(wait_until([&] { return mails_with(inbox, link).size() >= mails.size(); }, 30s));
   for (const auto& m : mails_with(inbox, link)) CHECK(m["messageId"] == mails.front()["messageId"]);
   std::this_thread::sleep_for(500ms);  // the confirm
   CHECK(etl_again->terminate() == 0);
-  CHECK(notify::kafka::committed_offset(bootstrap, names.group, {names.topic, delivery.partition}) ==
-        delivery.offset + 1);
+  CHECK(notify::kafka::committed_offset(bootstrap, names.group,
+                                        {names.topic, delivery.partition}) == delivery.offset + 1);
 }
