@@ -42,7 +42,8 @@ class EtlMetrics {
   // unknown user: to the dead-letter topic too).
   void event(std::string_view type, std::string_view outcome);
   // reason_class: "invalid_event", "unknown_user", "receivers", "audience_too_large",
-  // "context_fetch", "render", "other".
+  // "context_fetch", "render", "other"; "dead_letter_refused" when the broker refused even the
+  // shortened copy (the event is skipped, logged at error, its offset committed).
   void dead_lettered(std::string_view reason_class);
   // A posting RabbitMQ confirmed, `since_publish` after it was handed to the publisher.
   void posting_confirmed(const std::string& channel, const std::string& template_name,

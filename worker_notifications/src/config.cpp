@@ -77,6 +77,8 @@ WorkerConfig load_config(const notify::Env& env) {
   c.log_level = env.str("LOG_LEVEL", c.log_level);
   c.metrics_host = env.str("METRICS_HOST", c.metrics_host);
   c.metrics_port = static_cast<int>(env.integer("METRICS_PORT", c.metrics_port, 0, 65535));
+  c.max_json_depth = static_cast<std::size_t>(
+      env.integer("MAX_JSON_DEPTH", static_cast<std::int64_t>(c.max_json_depth), 1, 512));
   return c;
 }
 

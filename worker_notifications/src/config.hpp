@@ -3,6 +3,7 @@
 // Defaults are documented in README.md (one table).
 
 #include <chrono>
+#include <cstddef>
 #include <cstdint>
 #include <string>
 #include <vector>
@@ -31,6 +32,7 @@ struct WorkerConfig {
   // posting put on the queue by someone else cannot name any URL. Empty: every webhook is
   // refused (dead-lettered), as the ETL refuses them.
   std::vector<std::string> webhook_url_allowlist;
+  std::size_t max_json_depth = 64;  // MAX_JSON_DEPTH: nesting of a posting, bounded while read
   ThrottleOptions throttle;  // MAILS_PER_SECOND, MAILS_PER_HOUR (0: unlimited)
   PolicyOptions policy;      // QUIET_HOURS, QUIET_HOURS_SPREAD, DEFAULT_TIMEZONE
   std::vector<std::chrono::milliseconds> delay_tiers;  // DELAY_TIERS

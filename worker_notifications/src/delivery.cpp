@@ -340,7 +340,7 @@ void DeliveryLoop::recover(const notify::amqp::Delivery& delivery, std::string_v
   try {
     std::optional<notify::Posting> posting;
     try {
-      posting = notify::decode_posting(delivery.body);
+      posting = notify::decode_posting(delivery.body, {config_.max_json_depth});
     } catch (const std::exception&) {
     }
     const notify::Posting* p = posting ? &*posting : nullptr;
@@ -362,7 +362,7 @@ void DeliveryLoop::recover(const notify::amqp::Delivery& delivery, std::string_v
 void DeliveryLoop::handle(const notify::amqp::Delivery& delivery) {
   notify::Posting posting;
   try {
-    posting = notify::decode_posting(delivery.body);
+    posting = notify::decode_posting(delivery.body, {config_.max_json_depth});
   } catch (const notify::PostingError& e) {
     apply(delivery, nullptr, DeadLetter{std::string("undecodable: ") + e.what(), 0, {}});
     return;
