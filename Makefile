@@ -9,6 +9,7 @@
 #   make replay-dlq    dead-lettered events of the development stack (dry run; APPLY=1 replays)
 #   make replay-postings  dead postings (CHANNEL=email|webhook; dry run; APPLY=1 replays)
 #   make format        clang-format on the tracked C++ files
+#   make fuzz          libFuzzer targets (clang) for FUZZ_SECONDS each (not part of make test)
 
 SHELL := /bin/bash
 BUILD_DIR := build
@@ -30,7 +31,7 @@ CTEST := ctest --test-dir $(BUILD_DIR) --output-on-failure
 # Prerequisites run in the order written (deps before build); cmake parallelizes the build itself.
 .NOTPARALLEL:
 .PHONY: all deps build test etl-test worker-test unit-test up down status emit replay-dlq \
-	replay-postings format clean bench
+	replay-postings format clean bench fuzz
 
 all: build
 
@@ -124,6 +125,18 @@ bench: deps
 	cmake -S . -B build-bench -DCMAKE_BUILD_TYPE=Release -DNOTIFY_BENCH=ON
 	cmake --build build-bench --target bench_programs -j2
 	python3 bench/run.py --build-dir build-bench --out documentation/benchmarks.md
+
+# Fuzzing (not part of `make test`, which replays the seeds and reproducers): a clang build of
+# its own in build-fuzz/, each target run for FUZZ_SECONDS; FUZZ_TARGETS picks some of
+# "event posting auth links". See documentation/fuzzing.md.
+FUZZ_SECONDS ?= 300
+FUZZ_TARGETS ?= event posting auth links
+fuzz:
+	scripts/install-deps.sh clang libclang-rt-14-dev
+	CXX=clang++ cmake -S . -B build-fuzz -DCMAKE_BUILD_TYPE=RelWithDebInfo -DNOTIFY_FUZZ=ON \
+	  -DNOTIFY_BENCH=OFF
+	cmake --build build-fuzz --target $(addprefix fuzz_,$(FUZZ_TARGETS)) -j2
+	FUZZ_SECONDS=$(FUZZ_SECONDS) FUZZ_TARGETS="$(FUZZ_TARGETS)" fuzz/run.sh build-fuzz
 
 format:
 	@command -v clang-format >/dev/null || scripts/install-deps.sh clang-format
