@@ -87,8 +87,8 @@ std::optional<std::string> allowed_link(std::string_view text, const TransformOp
 // text that merely mentions something ("hello: world", "10:30", "see https://x now"). Read
 // after the browser's clean-up (link_text): a scheme that browsers resolve or run (http, https,
 // ftp, ws, wss, file; javascript, data, vbscript); any other scheme followed by a blank-free
-// rest holding "//" ("foo://x", "ms-word:ofe|u|https://x"); "//host" with slashes or
-// backslashes; a path "/x" without blanks.
+// rest holding "//" or a backslashed form of it ("foo://x", "ms-word:ofe|u|https://x",
+// "smb:\\\\host\\share"); "//host" with slashes or backslashes; a path "/x" without blanks.
 bool looks_like_link(std::string_view raw) {
   const std::string text = auth::link_text(raw);
   if (const auto scheme = auth::link_scheme(text)) {
@@ -97,7 +97,12 @@ bool looks_like_link(std::string_view raw) {
       if (*scheme == s) return true;
     }
     const std::string_view rest = std::string_view(text).substr(scheme->size() + 1);
-    return rest.find(' ') == std::string_view::npos && rest.find("//") != std::string_view::npos;
+    if (rest.find(' ') != std::string_view::npos) return false;
+    // "//" in any of the forms a browser reads as one ("\\\\host", "/\\host"): a host.
+    for (std::size_t i = 0; i + 1 < rest.size(); ++i) {
+      if (slash(rest[i]) && slash(rest[i + 1])) return true;
+    }
+    return false;
   }
   if (text.empty() || !slash(text[0])) return false;
   if (text.size() >= 2 && slash(text[1])) return true;
