@@ -29,6 +29,17 @@ std::optional<TimePoint> parse_iso8601(std::string_view text) {
   // neither wrap nor be refused. "YYYY-MM-DDTHH:MM:SS" is 19 characters; a fraction follows.
   constexpr std::size_t kFractionAt = 19;
   constexpr std::size_t kMaxFractionDigits = 9;
+  // Digits where the digits go: date::parse reads the seconds as a floating-point number, and
+  // "10:00:e00" (found by fuzz_posting) made it convert a NaN to an integer, which is undefined.
+  constexpr std::string_view kShape = "dddd-dd-ddTdd:dd:dd";
+  if (text.size() < kShape.size()) return std::nullopt;
+  for (std::size_t i = 0; i < kShape.size(); ++i) {
+    const char c = text[i];
+    const bool fits = kShape[i] == 'd'   ? std::isdigit(static_cast<unsigned char>(c)) != 0
+                      : kShape[i] == 'T' ? c == 'T' || c == ' '
+                                         : c == kShape[i];
+    if (!fits) return std::nullopt;
+  }
   std::string whole(text);
   std::chrono::milliseconds fraction{0};
   if (whole.size() > kFractionAt && whole[kFractionAt] == '.') {

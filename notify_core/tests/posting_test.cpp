@@ -104,6 +104,14 @@ TEST_CASE("times from year 0001 to 9999 are read as written, never wrapped") {
   CHECK_FALSE(parse_iso8601("0001-01-01T00:00:00+01:00"));  // before year 1 in UTC
   CHECK_FALSE(parse_iso8601("99999-01-01T00:00:00Z"));
   CHECK_FALSE(parse_iso8601("2026-02-30T00:00:00Z"));
+  // Found by fuzz_posting: anything but digits where they go is refused before date::parse.
+  for (const char* odd : {"2026-11-23T10:00:e00.000Z", "2026-11-23T10:00:nanZ",
+                          "2026-11-23T10:00:1e1Z", "2026-11-23T10:00:+1Z", "2026-1-23T10:00:00Z",
+                          "+2026-11-23T10:00:00Z", "2026-11-23T10:00:0.5Z"}) {
+    CAPTURE(odd);
+    CHECK_FALSE(parse_iso8601(odd));
+  }
+  CHECK(parse_iso8601("2026-11-23 10:00:00Z") == parse_iso8601("2026-11-23T10:00:00Z"));
   CHECK(notify::add_capped(notify::kLatestTime - std::chrono::hours(1), std::chrono::hours(48)) ==
         notify::kLatestTime);
   CHECK(notify::add_capped(notify::kEarliestTime, -std::chrono::hours(1)) == notify::kEarliestTime);
