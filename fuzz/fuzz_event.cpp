@@ -137,7 +137,14 @@ void check_links(const std::string& html, const etl::TransformOptions& o) {
       continue;
     }
     const auto resolved = auth::resolve_link(href, o.public_base_url);
-    fuzz::require(resolved.has_value(), "an href of the mail does not resolve", href);
+    if (!resolved) {
+      // A browser joins text without a scheme to the page ("+https://x" is a path): no host of
+      // its own. Only what names a host must resolve.
+      const bool names_host = (text.size() >= 2 && slash(text[0]) && slash(text[1])) ||
+                              auth::link_scheme(text).has_value();
+      fuzz::require(!names_host, "an href of the mail that names a host does not resolve", href);
+      continue;
+    }
     fuzz::require(auth::origin_of(*resolved) == public_origin ||
                       auth::url_allowed(*resolved, o.context_allowlist),
                   "an href leads to a foreign origin", href + " -> " + *resolved);

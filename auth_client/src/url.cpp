@@ -296,15 +296,18 @@ std::optional<std::string> resolve_link(std::string_view raw, const std::string&
   if (has_userinfo(u.get()) || !origin_of(u.get())) return std::nullopt;
   const auto host = part(u.get(), CURLUPART_HOST);
   if (!host) return std::nullopt;
-  // A relative link takes the base's host, which libcurl may have parsed with such bytes too.
-  for (const char ch : *host) {
-    const auto c = static_cast<unsigned char>(ch);
-    if (c <= 0x20 || c >= 0x7F) return std::nullopt;
-  }
   if (const std::string lower = lowercase(*host); lower != *host) {
     if (curl_url_set(u.get(), CURLUPART_HOST, lower.c_str(), 0) != CURLUE_OK) return std::nullopt;
   }
-  return part(u.get(), CURLUPART_URL);
+  // A relative link takes the base's host and path, which libcurl may have parsed with bytes
+  // outside printable ASCII: the result holds none, wherever they came from.
+  auto url = part(u.get(), CURLUPART_URL);
+  if (!url) return std::nullopt;
+  for (const char ch : *url) {
+    const auto c = static_cast<unsigned char>(ch);
+    if (c <= 0x20 || c >= 0x7F) return std::nullopt;
+  }
+  return url;
 }
 
 bool user_id_allowed(std::string_view id) {
