@@ -1,24 +1,10 @@
 #include "config.hpp"
 
-#include <sstream>
 #include <vector>
 
 #include "notify/amqp.hpp"
 
 namespace etl {
-namespace {
-
-std::vector<std::string> split(const std::string& text, char separator) {
-  std::vector<std::string> parts;
-  std::string part;
-  std::istringstream in(text);
-  while (std::getline(in, part, separator)) {
-    if (!part.empty()) parts.push_back(part);
-  }
-  return parts;
-}
-
-}  // namespace
 
 EtlConfig load_config(const notify::Env& env) {
   EtlConfig c;
@@ -31,7 +17,7 @@ EtlConfig load_config(const notify::Env& env) {
                               ": must be earliest or latest");
   }
   // "session.timeout.ms=6000,fetch.wait.max.ms=50": librdkafka checks the names at start-up.
-  for (const std::string& item : split(env.str("KAFKA_CONSUMER_CONFIG", ""), ',')) {
+  for (const std::string& item : env.list("KAFKA_CONSUMER_CONFIG")) {
     const auto eq = item.find('=');
     if (eq == std::string::npos || eq == 0) {
       throw notify::ConfigError("KAFKA_CONSUMER_CONFIG: '" + item + "' is not name=value");
@@ -45,15 +31,16 @@ EtlConfig load_config(const notify::Env& env) {
     throw notify::ConfigError(std::string("RABBITMQ_URL: ") + e.what());  // names no password
   }
   c.exchange = env.str("RABBITMQ_EXCHANGE", c.exchange);
-  c.confirm_window = static_cast<std::size_t>(
-      env.integer("RABBITMQ_CONFIRM_WINDOW", static_cast<std::int64_t>(c.confirm_window), 1, 65535));
+  c.confirm_window = static_cast<std::size_t>(env.integer(
+      "RABBITMQ_CONFIRM_WINDOW", static_cast<std::int64_t>(c.confirm_window), 1, 65535));
   c.auth_url = env.str("AUTH_URL", c.auth_url);
   if (c.auth_url.rfind("http://", 0) != 0 && c.auth_url.rfind("https://", 0) != 0) {
     throw notify::ConfigError("AUTH_URL=" + c.auth_url + ": must start with http:// or https://");
   }
   c.auth_token = env.str("AUTH_TOKEN", "");
   c.auth_timeout = env.duration("AUTH_TIMEOUT", c.auth_timeout);
-  c.auth_max_attempts = static_cast<int>(env.integer("AUTH_MAX_ATTEMPTS", c.auth_max_attempts, 1, 20));
+  c.auth_max_attempts =
+      static_cast<int>(env.integer("AUTH_MAX_ATTEMPTS", c.auth_max_attempts, 1, 20));
   c.templates_dir = env.str("TEMPLATES_DIR", c.templates_dir);
   c.public_base_url = env.str("PUBLIC_BASE_URL", c.public_base_url);
   c.dlq_topic = env.str("NOTIFY_EVENTS_DLQ_TOPIC", c.events_topic + ".dlq");
@@ -61,26 +48,16 @@ EtlConfig load_config(const notify::Env& env) {
   c.security_ttl = env.duration("SECURITY_NOTICE_TTL", c.security_ttl);
   c.default_ttl = env.duration("DEFAULT_TTL", c.default_ttl);
   c.reminder_ttl = env.duration("REMINDER_TTL", c.reminder_ttl);
-  c.context_url_allowlist = split(env.str("CONTEXT_URL_ALLOWLIST", ""), ',');
-  c.webhook_url_allowlist = split(env.str("WEBHOOK_URL_ALLOWLIST", ""), ',');
-  for (const auto& [name, list] : {std::pair{"CONTEXT_URL_ALLOWLIST", &c.context_url_allowlist},
-                                   std::pair{"WEBHOOK_URL_ALLOWLIST", &c.webhook_url_allowlist}}) {
-    for (const std::string& entry : *list) {
-      if (entry.rfind("http://", 0) != 0 && entry.rfind("https://", 0) != 0) {
-        throw notify::ConfigError(std::string(name) + ": '" + entry +
-                                  "' is not an http(s) base URL");
-      }
-    }
-  }
+  c.context_url_allowlist = env.url_list("CONTEXT_URL_ALLOWLIST");
+  c.webhook_url_allowlist = env.url_list("WEBHOOK_URL_ALLOWLIST");
   c.max_event_bytes = static_cast<std::size_t>(
       env.integer("MAX_EVENT_BYTES", static_cast<std::int64_t>(c.max_event_bytes), 64, 1 << 28));
   c.max_json_depth = static_cast<std::size_t>(
       env.integer("MAX_JSON_DEPTH", static_cast<std::int64_t>(c.max_json_depth), 1, 512));
-  c.max_recipients = static_cast<std::size_t>(env.integer(
-      "MAX_RECIPIENTS", static_cast<std::int64_t>(c.max_recipients), 1, 100000000));
-  c.max_context_fetch_bytes = static_cast<std::size_t>(
-      env.integer("MAX_CONTEXT_FETCH_BYTES", static_cast<std::int64_t>(c.max_context_fetch_bytes),
-                  1, 1 << 28));
+  c.max_recipients = static_cast<std::size_t>(
+      env.integer("MAX_RECIPIENTS", static_cast<std::int64_t>(c.max_recipients), 1, 100000000));
+  c.max_context_fetch_bytes = static_cast<std::size_t>(env.integer(
+      "MAX_CONTEXT_FETCH_BYTES", static_cast<std::int64_t>(c.max_context_fetch_bytes), 1, 1 << 28));
   c.auth_cache_ttl = env.duration("AUTH_CACHE_TTL", c.auth_cache_ttl);
   c.retry_max_backoff = env.duration("ETL_RETRY_MAX_BACKOFF", c.retry_max_backoff);
   c.log_level = env.str("LOG_LEVEL", c.log_level);

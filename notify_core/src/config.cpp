@@ -4,6 +4,7 @@
 #include <charconv>
 #include <cstdlib>
 #include <limits>
+#include <sstream>
 #include <system_error>
 
 namespace notify {
@@ -63,6 +64,26 @@ bool Env::boolean(const std::string& name, bool fallback) const {
   if (v == "1" || v == "true" || v == "yes" || v == "on") return true;
   if (v == "0" || v == "false" || v == "no" || v == "off") return false;
   throw ConfigError(name + "=" + *text + ": not a boolean (true/false)");
+}
+
+std::vector<std::string> Env::list(const std::string& name) const {
+  std::vector<std::string> items;
+  std::string item;
+  std::istringstream in(lookup_(name).value_or(""));
+  while (std::getline(in, item, ',')) {
+    if (!item.empty()) items.push_back(item);
+  }
+  return items;
+}
+
+std::vector<std::string> Env::url_list(const std::string& name) const {
+  std::vector<std::string> urls = list(name);
+  for (const std::string& url : urls) {
+    if (url.rfind("http://", 0) != 0 && url.rfind("https://", 0) != 0) {
+      throw ConfigError(name + ": '" + url + "' is not an http(s) base URL");
+    }
+  }
+  return urls;
 }
 
 std::chrono::milliseconds parse_duration(const std::string& text) {

@@ -120,3 +120,14 @@ TEST_CASE("Env::boolean") {
   CHECK(env.boolean("MISSING", true));
   CHECK(refusal([&] { env.boolean("MAYBE", true); }).starts_with("MAYBE=maybe: "));
 }
+
+TEST_CASE("lists and URL lists are read the same way by both services") {
+  const Env env = env_of({{"L", "a,,b,"},
+                          {"U", "https://a.example,http://b.example/x"},
+                          {"BAD", "https://a.example,ftp://b.example"}});
+  CHECK(env.list("L") == std::vector<std::string>{"a", "b"});
+  CHECK(env.list("UNSET").empty());
+  CHECK(env.url_list("U") == std::vector<std::string>{"https://a.example", "http://b.example/x"});
+  CHECK_THROWS_WITH_AS(env.url_list("BAD"), "BAD: 'ftp://b.example' is not an http(s) base URL",
+                       ConfigError);
+}

@@ -1,23 +1,8 @@
 #include "config.hpp"
 
-#include <sstream>
-
 #include "notify/amqp.hpp"
 
 namespace worker {
-namespace {
-
-std::vector<std::string> split(const std::string& text, char separator) {
-  std::vector<std::string> parts;
-  std::string part;
-  std::istringstream in(text);
-  while (std::getline(in, part, separator)) {
-    if (!part.empty()) parts.push_back(part);
-  }
-  return parts;
-}
-
-}  // namespace
 
 WorkerConfig load_config(const notify::Env& env) {
   WorkerConfig c;
@@ -42,14 +27,7 @@ WorkerConfig load_config(const notify::Env& env) {
   c.webhook_concurrency =
       static_cast<int>(env.integer("WEBHOOK_CONCURRENCY", c.webhook_concurrency, 0, 64));
   c.webhook_timeout = env.duration("WEBHOOK_TIMEOUT", c.webhook_timeout);
-  // The same format and check as the ETL's.
-  c.webhook_url_allowlist = split(env.str("WEBHOOK_URL_ALLOWLIST", ""), ',');
-  for (const std::string& entry : c.webhook_url_allowlist) {
-    if (entry.rfind("http://", 0) != 0 && entry.rfind("https://", 0) != 0) {
-      throw notify::ConfigError("WEBHOOK_URL_ALLOWLIST: '" + entry +
-                                "' is not an http(s) base URL");
-    }
-  }
+  c.webhook_url_allowlist = env.url_list("WEBHOOK_URL_ALLOWLIST");  // as the ETL reads it
   c.throttle.per_second = static_cast<double>(env.integer("MAILS_PER_SECOND", 0, 0, 1000000));
   c.throttle.per_hour = static_cast<double>(env.integer("MAILS_PER_HOUR", 0, 0, 1000000000));
 

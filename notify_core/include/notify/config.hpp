@@ -8,6 +8,7 @@
 #include <optional>
 #include <stdexcept>
 #include <string>
+#include <vector>
 
 namespace notify {
 
@@ -39,6 +40,10 @@ class Env {
   std::chrono::milliseconds duration(const std::string& name,
                                      std::chrono::milliseconds fallback) const;
   bool boolean(const std::string& name, bool fallback) const;
+  // "a,b,,c": the non-empty items, in order; none when unset.
+  std::vector<std::string> list(const std::string& name) const;
+  // A list of http(s) base URLs (allowlists); another entry stops the service at start-up.
+  std::vector<std::string> url_list(const std::string& name) const;
 
  private:
   EnvLookup lookup_;
