@@ -8,7 +8,7 @@
 #   make up / down     the development stack with both services; make status; make emit N=5
 #   make replay-dlq    dead-lettered events of the development stack (dry run; APPLY=1 replays)
 #   make replay-postings  dead postings (CHANNEL=email|webhook; dry run; APPLY=1 replays)
-#   make format        clang-format on the tracked C++ files
+#   make format        clang-format on the tracked C++ files (make format-check: CI's check)
 #   make fuzz          libFuzzer targets (clang) for FUZZ_SECONDS each (not part of make test)
 
 SHELL := /bin/bash
@@ -31,7 +31,7 @@ CTEST := ctest --test-dir $(BUILD_DIR) --output-on-failure
 # Prerequisites run in the order written (deps before build); cmake parallelizes the build itself.
 .NOTPARALLEL:
 .PHONY: all deps build test etl-test worker-test unit-test up down status emit replay-dlq \
-	replay-postings format clean bench fuzz
+	replay-postings format format-check clean bench fuzz
 
 all: build
 
@@ -141,6 +141,11 @@ fuzz:
 format:
 	@command -v clang-format >/dev/null || scripts/install-deps.sh clang-format
 	git ls-files -z '*.cpp' '*.hpp' | xargs -0 clang-format -i
+
+# Fails, naming the file and line, when a tracked C++ file differs from .clang-format (CI runs it).
+format-check:
+	@command -v clang-format >/dev/null || scripts/install-deps.sh clang-format
+	git ls-files -z '*.cpp' '*.hpp' | xargs -0 clang-format --dry-run --Werror
 
 clean:
 	@# A test stack left running would lose its folder under it.

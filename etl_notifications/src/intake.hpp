@@ -23,17 +23,17 @@ struct Event {
   std::string priority;  // immediate | high | normal | low (absent: depends on the type)
   notify::TimePoint time{};
 
-  std::string user_id;                // user_signed_up, user_changed_password_successfully, reminder
-  std::vector<std::string> user_ids;  // notification_requested
-  std::string receivers;              // mailing: an Auth users URL with filters
+  std::string user_id;  // user_signed_up, user_changed_password_successfully, reminder
+  std::vector<std::string> user_ids;                  // notification_requested
+  std::string receivers;                              // mailing: an Auth users URL with filters
   nlohmann::json details = nlohmann::json::object();  // the Auth service's events
-  std::string template_name;          // mailing, reminder, notification_requested
+  std::string template_name;                          // mailing, reminder, notification_requested
   nlohmann::json template_context = nlohmann::json::object();
   std::vector<std::string> channels;  // delivery_type / channels; empty: the type's default
   std::optional<std::chrono::milliseconds> expires_in;
-  std::optional<notify::TimePoint> send_at;          // reminder
-  std::optional<notify::QuietHours> quiet_hours;     // notification_requested
-  std::string webhook_url;                           // for the webhook channel, optional
+  std::optional<notify::TimePoint> send_at;       // reminder
+  std::optional<notify::QuietHours> quiet_hours;  // notification_requested
+  std::string webhook_url;                        // for the webhook channel, optional
 };
 
 struct Rejection {

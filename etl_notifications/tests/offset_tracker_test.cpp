@@ -15,8 +15,8 @@ TEST_CASE("only the contiguous finished prefix of a partition advances") {
 
   CHECK_FALSE(t.finish(p0, 12).has_value());  // 10 and 11 still out
   CHECK_FALSE(t.finish(p0, 11).has_value());
-  CHECK(t.finish(p0, 10) == 13);              // 10, 11, 12 done: the next to read is 13
-  CHECK(t.finish(p1, 5) == 6);                // partitions are independent
+  CHECK(t.finish(p0, 10) == 13);  // 10, 11, 12 done: the next to read is 13
+  CHECK(t.finish(p1, 5) == 6);    // partitions are independent
   CHECK(t.finish(p0, 13) == 14);
   CHECK(t.in_flight() == 0);
 }

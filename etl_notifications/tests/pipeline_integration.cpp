@@ -76,7 +76,8 @@ struct Fixture {
           {"from_service", "auth"},
           {"details", {{"email", user["email"]}, {"confirm_link", "/s/" + std::to_string(i)}}}};
       const auto d = producer.produce(topic, std::string("one-partition"), value.dump());
-      event_ids.push_back(topic + "/" + std::to_string(d.partition) + "/" + std::to_string(d.offset));
+      event_ids.push_back(topic + "/" + std::to_string(d.partition) + "/" +
+                          std::to_string(d.offset));
     }
     return event_ids;
   }

@@ -43,10 +43,11 @@ class Process {
   Process& operator=(const Process&) = delete;
 
   bool running();
-  int terminate(std::chrono::milliseconds grace = std::chrono::seconds(10));  // SIGTERM, wait, SIGKILL
-  void kill();                                  // SIGKILL and reap
-  std::optional<int> wait(std::chrono::milliseconds timeout);  // exit status
-  std::string log() const;                      // what it printed so far
+  int terminate(
+      std::chrono::milliseconds grace = std::chrono::seconds(10));  // SIGTERM, wait, SIGKILL
+  void kill();                                                      // SIGKILL and reap
+  std::optional<int> wait(std::chrono::milliseconds timeout);       // exit status
+  std::string log() const;                                          // what it printed so far
   int pid() const { return pid_; }
 
  private:

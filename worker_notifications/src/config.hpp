@@ -33,8 +33,8 @@ struct WorkerConfig {
   // refused (dead-lettered), as the ETL refuses them.
   std::vector<std::string> webhook_url_allowlist;
   std::size_t max_json_depth = 64;  // MAX_JSON_DEPTH: nesting of a posting, bounded while read
-  ThrottleOptions throttle;  // MAILS_PER_SECOND, MAILS_PER_HOUR (0: unlimited)
-  PolicyOptions policy;      // QUIET_HOURS, QUIET_HOURS_SPREAD, DEFAULT_TIMEZONE
+  ThrottleOptions throttle;         // MAILS_PER_SECOND, MAILS_PER_HOUR (0: unlimited)
+  PolicyOptions policy;             // QUIET_HOURS, QUIET_HOURS_SPREAD, DEFAULT_TIMEZONE
   std::vector<std::chrono::milliseconds> delay_tiers;  // DELAY_TIERS
   RetryOptions retry;                                  // RETRY_BASE_DELAY, RETRY_MAX_ATTEMPTS
   std::string log_level = "info";

@@ -21,15 +21,15 @@
 #include "stack.hpp"
 
 using namespace std::chrono_literals;
+using notify::testing::free_port;
+using notify::testing::http_status;
+using notify::testing::metric_value;
 using notify::testing::Process;
+using notify::testing::scrape_metrics;
 using notify::testing::SmtpSink;
 using notify::testing::SmtpStage;
 using notify::testing::Stack;
 using notify::testing::unique_name;
-using notify::testing::free_port;
-using notify::testing::http_status;
-using notify::testing::metric_value;
-using notify::testing::scrape_metrics;
 using notify::testing::wait_until;
 
 namespace {
@@ -151,18 +151,18 @@ TEST_CASE("worker metrics: ready once connected; sent, failed, retried and expir
   INFO("metrics:\n" << text);
   CHECK(counted);
   CHECK(metric_value(text,
-                 "notify_worker_postings_total{channel=\"email\",outcome=\"failed\","
-                 "priority=\"7\",template=\"email/welcome\"}") == 1.0);
+                     "notify_worker_postings_total{channel=\"email\",outcome=\"failed\","
+                     "priority=\"7\",template=\"email/welcome\"}") == 1.0);
   CHECK(metric_value(text,
-                 "notify_worker_postings_total{channel=\"email\",outcome=\"expired\","
-                 "priority=\"3\",template=\"email/welcome\"}") == 1.0);
+                     "notify_worker_postings_total{channel=\"email\",outcome=\"expired\","
+                     "priority=\"3\",template=\"email/welcome\"}") == 1.0);
   CHECK(metric_value(text, "notify_worker_retries_total{attempt=\"1\",channel=\"email\"}") == 1.0);
   CHECK(metric_value(text, "notify_worker_send_seconds_count{channel=\"email\"}") == 2.0);
   // The event was two seconds old when the mail was accepted, after a retry a second later.
   CHECK(metric_value(text, "notify_worker_end_to_end_seconds_bucket{channel=\"email\",le=\"1\"}") ==
         0.0);
-  CHECK(metric_value(text, "notify_worker_end_to_end_seconds_bucket{channel=\"email\",le=\"60\"}") ==
-        1.0);
+  CHECK(metric_value(
+            text, "notify_worker_end_to_end_seconds_bucket{channel=\"email\",le=\"60\"}") == 1.0);
 
   // The greylisting reply was logged at info level with the address masked.
   const std::string log = worker->log();

@@ -29,7 +29,6 @@ struct MimeDeleter {
 };
 using Mime = std::unique_ptr<curl_mime, MimeDeleter>;
 
-
 void check(CURLcode rc, const char* what) {
   if (rc != CURLE_OK) {
     throw std::runtime_error(std::string("smtp: ") + what + ": " + curl_easy_strerror(rc));

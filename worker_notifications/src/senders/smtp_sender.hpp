@@ -34,8 +34,9 @@ class SmtpSender final : public EmailSender {
   SmtpSender& operator=(const SmtpSender&) = delete;
 
   // kSent when the server accepted the message; kTransient for SMTP 4xx, connection failures,
-  // timeouts and dropped connections; kPermanent for SMTP 5xx and invalid addresses; refused credentials are kTransient.
-  // Never throws for a failed send; after any failure the next send opens a new connection.
+  // timeouts and dropped connections; kPermanent for SMTP 5xx and invalid addresses; refused
+  // credentials are kTransient. Never throws for a failed send; after any failure the next send
+  // opens a new connection.
   SendResult send(const Email& email) override;
 
  private:
