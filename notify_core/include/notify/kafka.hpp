@@ -1,5 +1,5 @@
 #pragma once
-// The Kafka edge: the only place that includes <librdkafka/rdkafka.h>.
+// The Kafka edge (src/kafka_*.cpp): the only code that includes <librdkafka/rdkafka.h>.
 
 #include <chrono>
 #include <cstdint>
