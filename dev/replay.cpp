@@ -28,6 +28,7 @@
 #include <vector>
 
 #include "notify/amqp.hpp"
+#include "notify/envelope.hpp"
 #include "notify/kafka.hpp"
 #include "notify/log.hpp"
 
@@ -47,7 +48,7 @@ struct Args {
   // postings
   std::string rabbitmq_url = "amqp://guest:guest@127.0.0.1:5672/%2f";
   std::string exchange = "notifications";
-  std::string channel = "email";
+  notify::Channel channel = notify::Channel::kEmail;
   std::string queue;  // default: the channel's dead-letter queue
   std::chrono::milliseconds idle = 2s;
 };
@@ -107,7 +108,9 @@ Args parse(int argc, char** argv) {
     } else if (!events && flag == "--exchange") {
       args.exchange = value;
     } else if (!events && flag == "--channel") {
-      args.channel = value;
+      const auto channel = notify::channel_from(value);
+      if (!channel) usage("--channel " + value + ": email or webhook");
+      args.channel = *channel;
     } else if (!events && flag == "--queue") {
       args.queue = value;
     } else if (!events && flag == "--wait") {
@@ -120,7 +123,7 @@ Args parse(int argc, char** argv) {
   if (!events && args.queue.empty()) {
     notify::amqp::Topology topology;
     topology.exchange = args.exchange;
-    args.queue = topology.dead_letter_queue_for(args.channel);
+    args.queue = topology.dead_letter_queue_for(notify::to_string(args.channel));
   }
   return args;
 }
@@ -138,11 +141,6 @@ std::string kafka_header(const notify::kafka::Message& m, const std::string& nam
     if (key == name) return value;
   }
   return {};
-}
-
-std::string amqp_header(const notify::amqp::Delivery& d, const std::string& name) {
-  const auto it = d.headers.find(name);
-  return it == d.headers.end() ? std::string() : it->second;
 }
 
 bool matches(const std::string& match, const std::vector<std::string>& texts) {
@@ -199,10 +197,6 @@ int replay_events(const Args& args) {
 // ---------------------------------------------------------------------------------------------
 
 // The worker's bookkeeping of the failed attempts: a replayed posting starts afresh.
-const std::set<std::string> kDeadHeaders = {
-    "x-dead-reason",  "x-attempts",           "x-last-error",        "x-deliver-at",
-    "x-defer-reason", "x-first-death-reason", "x-first-death-queue", "x-first-death-exchange"};
-
 int replay_postings(const Args& args) {
   notify::amqp::ConnectionOptions connection;
   connection.url = notify::amqp::Url::parse(args.rabbitmq_url);
@@ -230,28 +224,23 @@ int replay_postings(const Args& args) {
     // rather than go round in circles.
     if (!d->message_id.empty() && replayed.count(d->message_id) > 0) break;
     ++seen;
-    std::string reason = amqp_header(*d, "x-dead-reason");
-    if (reason.empty()) reason = amqp_header(*d, "x-first-death-reason");  // rejected by RabbitMQ
-    if (reason.empty()) reason = amqp_header(*d, "x-defer-reason");        // from a delay queue
-    const std::string last_error = amqp_header(*d, "x-last-error");
+    namespace envelope = notify::envelope;
+    std::string reason = envelope::header(*d, envelope::kDeadReasonHeader);
+    // Rejected by RabbitMQ, or from a delay queue.
+    if (reason.empty()) reason = envelope::header(*d, envelope::kFirstDeathReasonHeader);
+    if (reason.empty()) reason = envelope::header(*d, envelope::kDeferReasonHeader);
+    const std::string last_error = envelope::header(*d, envelope::kLastErrorHeader);
     if (!matches(args.match, {reason, last_error})) continue;
     ++taken;
     const std::string line = "message_id=" + d->message_id + "\treason=" + reason +
                              "\tlast_error=" + last_error +
-                             "\tattempts=" + amqp_header(*d, "x-attempts") +
-                             "\tdeliver_at=" + amqp_header(*d, "x-deliver-at");
+                             "\tattempts=" + envelope::header(*d, envelope::kAttemptsHeader) +
+                             "\tdeliver_at=" + envelope::header(*d, envelope::kDeliverAtHeader);
     if (args.dry_run) {
       std::cout << line << "\tbody=" << preview(d->body) << std::endl;
       continue;
     }
-    notify::amqp::Message m;
-    m.routing_key = args.channel;
-    m.body = d->body;
-    m.message_id = d->message_id;
-    m.priority = d->priority;
-    for (const auto& [name, value] : d->headers) {
-      if (kDeadHeaders.count(name) == 0) m.headers[name] = value;
-    }
+    notify::amqp::Message m = envelope::replay_of(*d, args.channel);
     auto result = notify::amqp::ConfirmedPublisher::Result::kReturned;
     bool confirmed = false;
     publisher->publish(std::move(m), [&](notify::amqp::ConfirmedPublisher::Result r) {
@@ -261,7 +250,8 @@ int replay_postings(const Args& args) {
     publisher->flush(10s);
     if (!confirmed || result != notify::amqp::ConfirmedPublisher::Result::kAcked) {
       std::cout << line << "\tNOT replayed: "
-                << (confirmed ? "no queue is bound to " + args.exchange + " for " + args.channel
+                << (confirmed ? "no queue is bound to " + args.exchange + " for " +
+                                    std::string(notify::to_string(args.channel))
                               : std::string("the broker did not confirm it"))
                 << std::endl;
       status = 1;
@@ -270,7 +260,8 @@ int replay_postings(const Args& args) {
     consumer.ack(d->delivery_tag);
     replayed.insert(d->message_id);
     ++done;
-    std::cout << line << "\treplayed to " << args.exchange << " / " << args.channel << std::endl;
+    std::cout << line << "\treplayed to " << args.exchange << " / "
+              << notify::to_string(args.channel) << std::endl;
   }
   consumer.disconnect();
   std::cout << taken << " of " << seen << " dead postings in " << args.queue

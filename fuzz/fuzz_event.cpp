@@ -164,7 +164,7 @@ void check_posting(const notify::Posting& p, const etl::TransformOptions& o) {
   }
   fuzz::require(notify::encode(decoded) == encoded, "a posting encodes differently when decoded",
                 encoded);
-  if (p.channel == "webhook") {
+  if (p.channel == notify::Channel::kWebhook) {
     fuzz::require(auth::url_allowed(p.recipient.address, o.webhook_allowlist),
                   "a webhook posting names a URL outside the allowlist", p.recipient.address);
   }

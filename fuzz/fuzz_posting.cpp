@@ -152,7 +152,7 @@ extern "C" int LLVMFuzzerTestOneInput(const std::uint8_t* data, std::size_t size
   }
 
   check_policy(posting);
-  if (posting.channel == "email") {
+  if (posting.channel == notify::Channel::kEmail) {
     check_email(posting);
   } else {
     const std::string payload = notify::worker::webhook_payload(posting).dump();

@@ -30,7 +30,6 @@ constexpr std::size_t kQuoteBytes = 80;
 std::string excerpt(std::string_view text) { return notify::shorten(text, kQuoteBytes); }
 
 constexpr std::array<std::string_view, 4> kPriorities = {"immediate", "high", "normal", "low"};
-const std::set<std::string> kChannels = {"email", "webhook"};
 
 std::optional<std::string> string_at(const json& object, const char* name) {
   auto it = object.find(name);
@@ -69,14 +68,15 @@ std::optional<Rejection> read_channels(const json& doc, const char* name, Event*
     return Rejection{"field '" + std::string(name) + "' must be a non-empty array of channels"};
   }
   for (const auto& c : *it) {
-    if (!c.is_string() || kChannels.count(c.get<std::string>()) == 0) {
+    const auto channel =
+        c.is_string() ? notify::channel_from(c.get_ref<const std::string&>()) : std::nullopt;
+    if (!channel) {
       return Rejection{"unknown channel " + excerpt(c.dump()) + " in '" + name +
                        "' (email, webhook)"};
     }
-    const auto channel = c.get<std::string>();
-    if (std::find(event->channels.begin(), event->channels.end(), channel) ==
+    if (std::find(event->channels.begin(), event->channels.end(), *channel) ==
         event->channels.end()) {
-      event->channels.push_back(channel);
+      event->channels.push_back(*channel);
     }
   }
   return std::nullopt;

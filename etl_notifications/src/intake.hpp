@@ -29,7 +29,7 @@ struct Event {
   nlohmann::json details = nlohmann::json::object();  // the Auth service's events
   std::string template_name;                          // mailing, reminder, notification_requested
   nlohmann::json template_context = nlohmann::json::object();
-  std::vector<std::string> channels;  // delivery_type / channels; empty: the type's default
+  std::vector<notify::Channel> channels;  // delivery_type / channels; empty: the type's default
   std::optional<std::chrono::milliseconds> expires_in;
   std::optional<notify::TimePoint> send_at;       // reminder
   std::optional<notify::QuietHours> quiet_hours;  // notification_requested

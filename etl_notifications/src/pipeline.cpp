@@ -5,6 +5,7 @@
 
 #include "auth_client/url.hpp"
 #include "notify/digest.hpp"
+#include "notify/envelope.hpp"
 #include "notify/json.hpp"
 #include "notify/log.hpp"
 #include "notify/posting.hpp"
@@ -39,16 +40,6 @@ RawMessage raw(const notify::kafka::Message& m) {
   return RawMessage{m.topic, m.partition, m.offset, m.key, m.value, m.timestamp_ms};
 }
 
-notify::amqp::Message to_amqp(const notify::Posting& p) {
-  notify::amqp::Message m;
-  m.routing_key = p.channel;
-  m.body = notify::encode(p);
-  m.message_id = p.posting_id;
-  m.priority = static_cast<std::uint8_t>(p.priority);
-  m.headers = {{"event_id", p.event_id}, {"template", p.template_name}};
-  return m;
-}
-
 notify::amqp::ConfirmedPublisher::Options publisher_options(const EtlConfig& c) {
   notify::amqp::ConfirmedPublisher::Options o;
   o.connection.url = notify::amqp::Url::parse(c.rabbitmq_url);
@@ -58,7 +49,7 @@ notify::amqp::ConfirmedPublisher::Options publisher_options(const EtlConfig& c) 
   o.max_nacks = kMaxNacks;
   notify::amqp::Topology topology;
   topology.exchange = c.exchange;
-  topology.channels = {"email", "webhook"};
+  topology.channels = notify::envelope::channel_names();
   o.declare = topology;
   return o;
 }
@@ -292,10 +283,10 @@ Pipeline::Step Pipeline::add_user(Job& job, const auth::User& user) {
     notify::log::debug("posting rendered", {{"event_id", p.event_id},
                                             {"posting_id", p.posting_id},
                                             {"template", p.template_name},
-                                            {"channel", p.channel}});
+                                            {"channel", notify::to_string(p.channel)}});
     ++job.ticket->unconfirmed;
     ++job.postings;
-    pending_.push_back(Outgoing{to_amqp(p), job.ticket});
+    pending_.push_back(Outgoing{notify::envelope::to_message(p), job.ticket});
   }
   return Step::kMore;
 }
@@ -489,7 +480,7 @@ void Pipeline::publish_pending() {
 void Pipeline::confirmed(const std::shared_ptr<Ticket>& ticket, const Outgoing& copy,
                          notify::amqp::ConfirmedPublisher::Result result) {
   if (result == notify::amqp::ConfirmedPublisher::Result::kAcked) {
-    const auto t = copy.message.headers.find("template");
+    const auto t = copy.message.headers.find(notify::envelope::kTemplateHeader);
     metrics_.posting_confirmed(copy.message.routing_key,
                                t == copy.message.headers.end() ? "" : t->second,
                                since(copy.published_at));

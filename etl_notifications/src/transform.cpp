@@ -142,7 +142,7 @@ DeliveryTerms terms_for(const std::string& event_priority) {
 
 std::variant<Request, Rejection> plan(const Event& event, const TransformOptions& o) {
   Request r;
-  r.channels = event.channels.empty() ? std::vector<std::string>{"email"} : event.channels;
+  r.channels = event.channels.empty() ? std::vector{notify::Channel::kEmail} : event.channels;
   r.context = event.template_context;
   r.webhook_url = event.webhook_url;
   auto ttl = [&](std::chrono::milliseconds fallback) {
@@ -151,7 +151,7 @@ std::variant<Request, Rejection> plan(const Event& event, const TransformOptions
 
   if (event.type == "user_signed_up") {
     r.template_name = "email/welcome";
-    r.channels = {"email"};
+    r.channels = {notify::Channel::kEmail};
     r.terms = terms_for(event.priority.empty() ? "immediate" : event.priority);
     r.expires_at = notify::add_capped(event.time, o.welcome_ttl);
     const std::string confirm_link = event.details.value("confirm_link", "");
@@ -168,7 +168,7 @@ std::variant<Request, Rejection> plan(const Event& event, const TransformOptions
   } else if (event.type == "user_changed_password_successfully") {
     // A security notice: at once, at any hour, even to users who opted out of other mail.
     r.template_name = "email/password_changed";
-    r.channels = {"email"};
+    r.channels = {notify::Channel::kEmail};
     r.terms = {std::max(7, terms_for(event.priority).priority), notify::QuietHours::kBypass};
     r.expires_at = notify::add_capped(event.time, o.security_ttl);
     r.derived["changed_at"] = readable_time(event.time);
@@ -259,14 +259,14 @@ Transformer::Result Transformer::postings(const Event& event, const Request& req
   if (request.skip_inactive && !user.active) return Skip{"inactive"};
   std::vector<notify::Posting> out;
   std::optional<notify::Content> content;  // rendered once, shared by the channels
-  for (const std::string& channel : request.channels) {
+  for (const notify::Channel channel : request.channels) {
     notify::Posting p;
     p.channel = channel;
     p.recipient.user_id = user.id;
     p.recipient.name = display_name(user);
     p.recipient.timezone = user.timezone;
     p.recipient.locale = user.locale;
-    if (channel == "email") {
+    if (channel == notify::Channel::kEmail) {
       if (request.skip_opted_out && !user.email_notifications) continue;
       p.recipient.address = user.email.empty() ? event.details.value("email", "") : user.email;
       if (p.recipient.address.empty()) continue;
@@ -282,7 +282,7 @@ Transformer::Result Transformer::postings(const Event& event, const Request& req
     p.source = event.source;
     p.event_time = event.time;
     p.template_name = request.template_name;
-    p.posting_id = notify::make_posting_id(event.identity, user.id, channel);
+    p.posting_id = notify::make_posting_id(event.identity, user.id, notify::to_string(channel));
     p.priority = request.terms.priority;
     p.quiet_hours = request.terms.quiet_hours;
     p.created_at = now;

@@ -49,7 +49,7 @@ struct Request {
   std::string template_name;
   nlohmann::json context = nlohmann::json::object();  // the event's template_context
   nlohmann::json derived = nlohmann::json::object();  // what the ETL adds (confirm_url, ...)
-  std::vector<std::string> channels;
+  std::vector<notify::Channel> channels;
   DeliveryTerms terms;
   notify::TimePoint expires_at{};
   std::optional<notify::TimePoint> not_before;

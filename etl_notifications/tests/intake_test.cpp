@@ -84,7 +84,7 @@ TEST_CASE("the catalogue: password change, mailing, reminder, generic request") 
       "template_context": {"title": "New"}, "expires_in": "2 days"})");
   CHECK(mailing.receivers.find("page_size=500") != std::string::npos);
   CHECK(mailing.template_name == "email/new_movies");
-  CHECK(mailing.channels == std::vector<std::string>{"email"});
+  CHECK(mailing.channels == std::vector{notify::Channel::kEmail});
   CHECK(mailing.expires_in == std::chrono::hours(48));
   CHECK(mailing.template_context["title"] == "New");
 
@@ -99,7 +99,7 @@ TEST_CASE("the catalogue: password change, mailing, reminder, generic request") 
       "quiet_hours": "bypass"})");
   CHECK(request.identity == "req-1");
   CHECK(request.user_ids == std::vector<std::string>{"u1", "u2"});  // duplicates dropped
-  CHECK(request.channels == std::vector<std::string>{"email", "webhook"});
+  CHECK(request.channels == std::vector{notify::Channel::kEmail, notify::Channel::kWebhook});
   CHECK(request.expires_in == std::chrono::hours(2));
   CHECK(request.quiet_hours == notify::QuietHours::kBypass);
 }

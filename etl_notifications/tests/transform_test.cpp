@@ -54,7 +54,7 @@ TEST_CASE("a sign-up becomes one rendered welcome email posting") {
   REQUIRE(postings.size() == 1);
   const notify::Posting& p = postings[0];
   CHECK(p.posting_id == notify::make_posting_id("notify_events/0/7", "u-1", "email"));
-  CHECK(p.channel == "email");
+  CHECK(p.channel == notify::Channel::kEmail);
   CHECK(p.recipient.address == "ann@example.com");
   CHECK(p.recipient.name == "Ann <script> Lee");
   CHECK(p.recipient.timezone == "Europe/Berlin");
@@ -112,7 +112,7 @@ TEST_CASE("a mailing respects quiet hours and opt-outs and walks a users URL") {
   e.time = kEventTime;
   e.receivers = "http://auth/api/v1/users/?page_number=1&page_size=500";
   e.template_name = "email/new_movies";
-  e.channels = {"email"};
+  e.channels = {notify::Channel::kEmail};
   e.expires_in = std::chrono::hours(48);
   const Request r = planned(e);
   CHECK(r.audience.kind == Audience::Kind::kUsersUrl);
@@ -175,7 +175,7 @@ TEST_CASE("a generic request names its users, channels, priority and quiet hours
   e.time = kEventTime;
   e.user_ids = {"u-1", "u-2"};
   e.template_name = "email/generic";
-  e.channels = {"email", "webhook"};
+  e.channels = {notify::Channel::kEmail, notify::Channel::kWebhook};
   e.priority = "high";
   e.quiet_hours = notify::QuietHours::kBypass;
   const Request r = planned(e);
@@ -208,13 +208,13 @@ TEST_CASE("a webhook goes only to an allowlisted URL") {
   e.time = kEventTime;
   e.user_ids = {"u-1"};
   e.template_name = "email/welcome";
-  e.channels = {"email", "webhook"};
+  e.channels = {notify::Channel::kEmail, notify::Channel::kWebhook};
   e.webhook_url = "https://hooks.example.org/notify";
   auto ok = transform.postings(e, planned(e, options), ann(), kNow);
   REQUIRE(std::holds_alternative<std::vector<notify::Posting>>(ok));
   const auto& postings = std::get<std::vector<notify::Posting>>(ok);
   REQUIRE(postings.size() == 2);
-  CHECK(postings[1].channel == "webhook");
+  CHECK(postings[1].channel == notify::Channel::kWebhook);
   CHECK(postings[1].recipient.address == "https://hooks.example.org/notify");
   CHECK(postings[0].posting_id != postings[1].posting_id);
 

@@ -59,6 +59,17 @@ std::string written(TimePoint t) {
 
 std::string_view to_string(QuietHours q) { return q == QuietHours::kBypass ? "bypass" : "respect"; }
 
+std::string_view to_string(Channel channel) {
+  return channel == Channel::kWebhook ? "webhook" : "email";
+}
+
+std::optional<Channel> channel_from(std::string_view name) {
+  for (Channel c : kChannels) {
+    if (to_string(c) == name) return c;
+  }
+  return std::nullopt;
+}
+
 std::string encode(const Posting& p) {
   json j = {
       {"schema_version", kPostingSchemaVersion},
@@ -68,7 +79,7 @@ std::string encode(const Posting& p) {
         {"type", p.event_type},
         {"source", p.source},
         {"time", written(p.event_time)}}},
-      {"channel", p.channel},
+      {"channel", to_string(p.channel)},
       {"template", p.template_name},
       {"recipient",
        {{"user_id", p.recipient.user_id},
@@ -109,7 +120,12 @@ Posting decode_posting(std::string_view text, const JsonLimits& limits) {
   p.event_type = string_field(event, "type", "event.");
   p.source = string_field(event, "source", "event.", false);
   p.event_time = time_field(event, "time", "event.");
-  p.channel = string_field(j, "channel", "");
+  const std::string channel = string_field(j, "channel", "");
+  const auto known = channel_from(channel);
+  if (!known) {
+    throw PostingError("posting: field channel must be email or webhook, not " + quote(channel));
+  }
+  p.channel = *known;
   p.template_name = string_field(j, "template", "");
 
   const json& recipient = field(j, "recipient", "");

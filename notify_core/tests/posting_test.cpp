@@ -19,7 +19,7 @@ Posting sample() {
   p.event_type = "user_signed_up";
   p.source = "auth";
   p.event_time = *parse_iso8601("2026-11-23T10:00:00Z");
-  p.channel = "email";
+  p.channel = notify::Channel::kEmail;
   p.template_name = "email/welcome";
   p.recipient = {"user-1", "ann@example.com", "Ann Lee", "Europe/Berlin", "en"};
   p.content = {"Welcome, Zoë", "Hello", "<p>Hello</p>"};

@@ -188,7 +188,7 @@ TEST_CASE("a hostile posting on the queue is dead-lettered; the worker lives and
         p.posting_id = "hostile-1";
         p.event_id = "e";
         p.event_type = "user_signed_up";
-        p.channel = "email";
+        p.channel = notify::Channel::kEmail;
         p.recipient.address = "someone@example.org";
         p.content = {"subject", "text", ""};
         p.expires_at = notify::kLatestTime;

@@ -27,7 +27,7 @@ constexpr auto kLongestThrottleSleep = 5s;
 notify::amqp::Topology topology_of(const WorkerConfig& c) {
   notify::amqp::Topology t;
   t.exchange = c.exchange;
-  t.channels = {"email", "webhook"};
+  t.channels = notify::envelope::channel_names();
   t.delay_tiers = c.delay_tiers;
   return t;
 }
@@ -59,25 +59,12 @@ void pause_for(std::chrono::milliseconds total, const std::atomic<bool>& stop) {
   }
 }
 
-int attempts_of(const notify::amqp::Delivery& d) {
-  auto it = d.headers.find(kAttemptsHeader);
-  if (it == d.headers.end()) return 0;
-  try {
-    return std::max(0, std::stoi(it->second));
-  } catch (const std::exception&) {
-    return 0;
-  }
-}
-
-std::optional<notify::TimePoint> deliver_at_of(const notify::amqp::Delivery& d) {
-  auto it = d.headers.find(kDeliverAtHeader);
-  if (it == d.headers.end()) return std::nullopt;
-  return notify::parse_iso8601(it->second);
-}
+using notify::envelope::attempts_of;
+using notify::envelope::deliver_at_of;
 
 std::string transport_reply(const notify::Posting& p, const SendResult& r) {
-  return std::string(p.channel == "webhook" ? "http " : "smtp ") + std::to_string(r.smtp_code) +
-         ": " + r.detail;
+  return std::string(p.channel == notify::Channel::kWebhook ? "http " : "smtp ") +
+         std::to_string(r.smtp_code) + ": " + r.detail;
 }
 
 // A transient failure, `failed` attempts so far: retried through the ladder, dropped past the
@@ -189,16 +176,16 @@ Action after_exception(std::string_view what, const notify::Posting* posting, in
   return retry_or_dead_letter(failed, *posting, now, retry, random01, exception_text(what));
 }
 
-std::unique_ptr<ChannelSender> make_sender(const std::string& channel, const WorkerConfig& config) {
-  if (channel == "webhook") return std::make_unique<WebhookChannel>(config);
+std::unique_ptr<ChannelSender> make_sender(notify::Channel channel, const WorkerConfig& config) {
+  if (channel == notify::Channel::kWebhook) return std::make_unique<WebhookChannel>(config);
   return std::make_unique<EmailChannel>(config);
 }
 
-DeliveryLoop::DeliveryLoop(const WorkerConfig& config, std::string channel, Throttle* throttle,
+DeliveryLoop::DeliveryLoop(const WorkerConfig& config, notify::Channel channel, Throttle* throttle,
                            const notify::Clock& clock, int index, WorkerMetrics* metrics,
                            std::unique_ptr<ChannelSender> sender)
     : config_(config),
-      channel_(std::move(channel)),
+      channel_(notify::to_string(channel)),
       name_(channel_ + "#" + std::to_string(index)),
       throttle_(throttle),
       clock_(clock),
@@ -208,7 +195,7 @@ DeliveryLoop::DeliveryLoop(const WorkerConfig& config, std::string channel, Thro
                                                 topology_}),
       publisher_options_{connection_of(config, channel_, index), "", 64, std::nullopt, kMaxNacks},
       publisher_(std::make_unique<notify::amqp::ConfirmedPublisher>(publisher_options_)),
-      sender_(sender ? std::move(sender) : make_sender(channel_, config)),
+      sender_(sender ? std::move(sender) : make_sender(channel, config)),
       rng_(std::random_device{}()),
       metrics_(metrics) {
   random01_ = [this] { return std::uniform_real_distribution<double>(0.0, 1.0)(rng_); };
@@ -433,12 +420,7 @@ void DeliveryLoop::apply(const notify::amqp::Delivery& delivery, const notify::P
     return;
   }
 
-  notify::amqp::Message copy;
-  copy.body = delivery.body;
-  copy.message_id = delivery.message_id;
-  copy.priority = delivery.priority;
-  copy.headers = delivery.headers;
-  copy.headers.erase("x-death");
+  notify::amqp::Message copy = notify::envelope::copy_of(delivery, "");
   std::string what;
   if (const auto* later = std::get_if<Postpone>(&action)) {
     const auto remaining = std::max<std::chrono::milliseconds>(later->until - clock_.now(),

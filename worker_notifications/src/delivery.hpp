@@ -20,6 +20,7 @@
 #include "ladder.hpp"
 #include "metrics.hpp"
 #include "notify/amqp.hpp"
+#include "notify/envelope.hpp"
 #include "notify/posting.hpp"
 #include "notify/time.hpp"
 #include "policy.hpp"
@@ -33,12 +34,12 @@ using notify::worker::Email;
 using notify::worker::SendResult;
 using notify::worker::SendStatus;
 
-// Headers the worker keeps on a posting between its attempts.
-inline constexpr const char* kAttemptsHeader = "x-attempts";     // failed sends so far
-inline constexpr const char* kDeliverAtHeader = "x-deliver-at";  // end of the deferral (UTC)
-inline constexpr const char* kDeferReasonHeader = "x-defer-reason";
-inline constexpr const char* kLastErrorHeader = "x-last-error";  // the last SMTP or HTTP reply
-inline constexpr const char* kDeadReasonHeader = "x-dead-reason";
+// Headers the worker keeps on a posting between its attempts (notify/envelope.hpp).
+using notify::envelope::kAttemptsHeader;
+using notify::envelope::kDeadReasonHeader;
+using notify::envelope::kDeferReasonHeader;
+using notify::envelope::kDeliverAtHeader;
+using notify::envelope::kLastErrorHeader;
 
 // <posting id@domain of the sender>: the same posting always carries the same Message-ID, so
 // a redelivered duplicate is recognisable in the recipient's mailbox.
@@ -88,7 +89,7 @@ class ChannelSender {
   virtual ~ChannelSender() = default;
   virtual SendResult send(const notify::Posting& posting) = 0;
 };
-std::unique_ptr<ChannelSender> make_sender(const std::string& channel, const WorkerConfig& config);
+std::unique_ptr<ChannelSender> make_sender(notify::Channel channel, const WorkerConfig& config);
 
 // One sender thread of one channel: its own AMQP consumer and publisher connections and its own
 // SMTP or HTTP connection.
@@ -96,7 +97,7 @@ class DeliveryLoop {
  public:
   // metrics may be null; it must outlive the loop. Without a sender, make_sender() makes the
   // channel's own (tests pass a fake).
-  DeliveryLoop(const WorkerConfig& config, std::string channel, Throttle* throttle,
+  DeliveryLoop(const WorkerConfig& config, notify::Channel channel, Throttle* throttle,
                const notify::Clock& clock, int index, WorkerMetrics* metrics = nullptr,
                std::unique_ptr<ChannelSender> sender = nullptr);
   // Runs until stop is set. Nothing escapes: a delivery whose handling throws is retried or
@@ -123,9 +124,9 @@ class DeliveryLoop {
   void count(const notify::Posting* posting, const Action& action);
 
   WorkerConfig config_;
-  std::string channel_;
-  std::string name_;    // "email#0": the channel and the loop's index
-  Throttle* throttle_;  // e-mail caps; none for webhooks
+  std::string channel_;  // the channel's name: queue suffix and metrics label
+  std::string name_;     // "email#0": the channel and the loop's index
+  Throttle* throttle_;   // e-mail caps; none for webhooks
   const notify::Clock& clock_;
   notify::amqp::Topology topology_;
   notify::amqp::Consumer consumer_;

@@ -43,12 +43,12 @@ int main() {
     worker::WorkerMetrics metrics(*registry, config.retry.max_attempts);
     std::vector<std::unique_ptr<worker::DeliveryLoop>> loops;
     for (int i = 0; i < config.smtp_concurrency; ++i) {
-      loops.push_back(
-          std::make_unique<worker::DeliveryLoop>(config, "email", &throttle, clock, i, &metrics));
+      loops.push_back(std::make_unique<worker::DeliveryLoop>(config, notify::Channel::kEmail,
+                                                             &throttle, clock, i, &metrics));
     }
     for (int i = 0; i < config.webhook_concurrency; ++i) {
-      loops.push_back(
-          std::make_unique<worker::DeliveryLoop>(config, "webhook", nullptr, clock, i, &metrics));
+      loops.push_back(std::make_unique<worker::DeliveryLoop>(config, notify::Channel::kWebhook,
+                                                             nullptr, clock, i, &metrics));
     }
     // Made after the loops, so destroyed first: /readyz never reads a loop that is gone.
     auto server =

@@ -158,7 +158,7 @@ struct Fixture {
     p.event_type = "user_signed_up";
     p.source = "auth";
     p.event_time = now;
-    p.channel = "email";
+    p.channel = notify::Channel::kEmail;
     p.template_name = "user_signed_up";
     p.recipient = {"user-1", kAddress, "Ann Example", "UTC", "en"};
     p.content = {subject, "Hello Ann,\nplease confirm.", "<p>Hello Ann, please confirm.</p>"};
@@ -616,7 +616,7 @@ TEST_CASE("worker: a sender that throws is retried, then dead-lettered; the loop
   worker::WorkerMetrics metrics(registry, config.retry.max_attempts);
   notify::SystemClock clock;
   auto sent = std::make_shared<Accepted>();
-  worker::DeliveryLoop loop(config, "email", nullptr, clock, 0, &metrics,
+  worker::DeliveryLoop loop(config, notify::Channel::kEmail, nullptr, clock, 0, &metrics,
                             std::make_unique<ThrowingSender>(sent));
   std::atomic<bool> stop{false};
   std::thread thread([&] { loop.run(stop); });

@@ -85,7 +85,7 @@ struct Fixture {
     p.event_type = "user_signed_up";
     p.source = "auth";
     p.event_time = now - 2s;  // the event happened a little before
-    p.channel = "email";
+    p.channel = notify::Channel::kEmail;
     p.template_name = "email/welcome";
     p.recipient = {"user-1", kRecipient, "Ann Example", "UTC", "en"};
     p.content = {"Welcome", "Hello Ann.", "<p>Hello Ann.</p>"};

@@ -20,7 +20,7 @@ notify::Posting posting(const std::string& template_name, int priority) {
   notify::Posting p;
   p.template_name = template_name;
   p.priority = priority;
-  p.channel = "email";
+  p.channel = notify::Channel::kEmail;
   return p;
 }
 

@@ -76,7 +76,7 @@ notify::Posting publish_webhook(const Stack& s, const std::string& exchange,
   p.event_id = unique_name("req");
   p.posting_id = notify::make_posting_id(p.event_id, "u1", "webhook");
   p.event_type = "notification_requested";
-  p.channel = "webhook";
+  p.channel = notify::Channel::kWebhook;
   p.template_name = "email/generic";
   p.recipient = {"u1", url, "Ann", "UTC", "en"};
   p.content = {"Hello", "text", "<p>html</p>"};

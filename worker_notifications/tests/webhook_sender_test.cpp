@@ -54,7 +54,7 @@ notify::Posting posting(const std::string& url) {
   p.posting_id = "0b9f1c36-5d8e-5f0a-9a51-1d3d2e7c4b10";
   p.event_id = "req-1";
   p.event_type = "notification_requested";
-  p.channel = "webhook";
+  p.channel = notify::Channel::kWebhook;
   p.template_name = "email/generic";
   p.recipient = {"u1", url, "Ann", "UTC", "en"};
   p.content = {"Hello", "text", "<p>html</p>"};

@@ -18,6 +18,12 @@ inline constexpr int kPostingSchemaVersion = 1;
 
 enum class QuietHours { kRespect, kBypass };
 
+// How a posting goes out; the name is the routing key, the queue's suffix and the metrics label.
+enum class Channel { kEmail, kWebhook };
+inline constexpr Channel kChannels[] = {Channel::kEmail, Channel::kWebhook};
+std::string_view to_string(Channel channel);                 // "email", "webhook"
+std::optional<Channel> channel_from(std::string_view name);  // nothing for another name
+
 struct Recipient {
   std::string user_id;
   std::string address;   // the e-mail address (email) or the URL to POST to (webhook)
@@ -38,7 +44,7 @@ struct Posting {
   std::string event_type;
   std::string source;  // the emitting service (from_service)
   TimePoint event_time{};
-  std::string channel;  // "email" or "webhook"
+  Channel channel = Channel::kEmail;
   std::string template_name;
   Recipient recipient;
   Content content;
