@@ -1,4 +1,4 @@
-#include "notify/curl.hpp"
+#include "curl_handles.hpp"
 
 #include <mutex>
 #include <new>

@@ -1,26 +1,20 @@
 #pragma once
-// RAII holders for libcurl handles, shared by the HTTP and SMTP edges (auth_client, the
-// worker's senders), and libcurl's process-wide initialisation, done once.
+// RAII holders for libcurl handles and libcurl's process-wide initialisation (private to
+// notify_core: the HTTP client is the only libcurl user here).
 
 #include <curl/curl.h>
 
-#include <memory>
 #include <string>
+
+#include "notify/c_handle.hpp"
 
 namespace notify::curl {
 
 // curl_global_init, once per process, thread-safe. Throws std::runtime_error if it fails.
 void global_init();
 
-struct EasyDeleter {
-  void operator()(CURL* h) const { curl_easy_cleanup(h); }
-};
-using EasyHandle = std::unique_ptr<CURL, EasyDeleter>;
-
-struct SlistDeleter {
-  void operator()(curl_slist* l) const { curl_slist_free_all(l); }
-};
-using Slist = std::unique_ptr<curl_slist, SlistDeleter>;
+using EasyHandle = CHandle<CURL, curl_easy_cleanup>;
+using Slist = CHandle<curl_slist, curl_slist_free_all>;
 
 // Appends one line; throws std::bad_alloc when libcurl cannot.
 void append(Slist& list, const std::string& line);

@@ -2,32 +2,35 @@
 
 #include <curl/curl.h>
 
-#include "notify/curl.hpp"
-
 #include <algorithm>
 #include <atomic>
 #include <cctype>
 #include <cstdio>
 #include <mutex>
+#include <new>
 #include <random>
 #include <stdexcept>
 #include <utility>
 
+#include "notify/c_handle.hpp"
+#include "notify/http_client.hpp"
 #include "senders/mime_encoding.hpp"
 
 namespace notify::worker {
 
 namespace {
 
-using notify::curl::append;
-using notify::curl::EasyHandle;
-using notify::curl::global_init;
-using notify::curl::Slist;
+using EasyHandle = notify::CHandle<CURL, curl_easy_cleanup>;
+using Slist = notify::CHandle<curl_slist, curl_slist_free_all>;
+using Mime = notify::CHandle<curl_mime, curl_mime_free>;
 
-struct MimeDeleter {
-  void operator()(curl_mime* m) const { curl_mime_free(m); }
-};
-using Mime = std::unique_ptr<curl_mime, MimeDeleter>;
+// Appends one line; throws std::bad_alloc when libcurl cannot.
+void append(Slist& list, const std::string& line) {
+  curl_slist* next = curl_slist_append(list.get(), line.c_str());
+  if (next == nullptr) throw std::bad_alloc();
+  (void)list.release();  // next now owns the old nodes
+  list.reset(next);
+}
 
 void check(CURLcode rc, const char* what) {
   if (rc != CURLE_OK) {
@@ -157,7 +160,7 @@ struct SmtpSender::Impl {
   bool fresh_connection = false;  // set after a failure: never reuse a suspect connection
 
   explicit Impl(SmtpOptions o) : options(std::move(o)) {
-    global_init();
+    notify::http::global_init();  // libcurl's, once per process
     if (options.host.empty()) throw std::invalid_argument("smtp: empty host");
     if (options.port <= 0 || options.port > 65535) throw std::invalid_argument("smtp: bad port");
     if (!options.now) options.now = [] { return std::chrono::system_clock::now(); };

@@ -1,29 +1,10 @@
 #include "senders/webhook_sender.hpp"
 
-#include <curl/curl.h>
-
 #include "auth_client/url.hpp"
-#include "notify/curl.hpp"
-
-#include <mutex>
-#include <stdexcept>
-
+#include "notify/http_client.hpp"
 #include "notify/time.hpp"
 
 namespace notify::worker {
-namespace {
-
-using notify::curl::global_init;
-using notify::curl::Slist;
-
-std::size_t collect(char* data, std::size_t size, std::size_t count, void* out) {
-  auto* body = static_cast<std::string*>(out);
-  const std::size_t n = size * count;
-  if (body->size() < 1024) body->append(data, std::min(n, 1024 - body->size()));
-  return n;
-}
-
-}  // namespace
 
 nlohmann::json webhook_payload(const notify::Posting& p) {
   return {{"posting_id", p.posting_id},
@@ -46,18 +27,15 @@ nlohmann::json webhook_payload(const notify::Posting& p) {
 
 struct WebhookSender::Impl {
   WebhookOptions options;
-  CURL* curl = nullptr;
-  ~Impl() {
-    if (curl != nullptr) curl_easy_cleanup(curl);
-  }
+  notify::http::Client http;
+
+  explicit Impl(WebhookOptions o)
+      : options(std::move(o)),
+        http({options.connect_timeout, options.timeout, "worker_notifications"}) {}
 };
 
-WebhookSender::WebhookSender(WebhookOptions options) : impl_(std::make_unique<Impl>()) {
-  global_init();
-  impl_->options = options;
-  impl_->curl = curl_easy_init();
-  if (impl_->curl == nullptr) throw std::runtime_error("curl_easy_init failed");
-}
+WebhookSender::WebhookSender(WebhookOptions options)
+    : impl_(std::make_unique<Impl>(std::move(options))) {}
 
 WebhookSender::~WebhookSender() = default;
 
@@ -70,42 +48,24 @@ SendResult WebhookSender::send(const notify::Posting& posting) {
             "webhook URL not allowed by WEBHOOK_URL_ALLOWLIST: " + url.substr(0, kShown) +
                 (url.size() > kShown ? "…" : "")};
   }
-  CURL* curl = impl_->curl;
-  curl_easy_reset(curl);  // keeps the connection cache: the connection is reused
-  const std::string body = webhook_payload(posting).dump();
-  Slist headers;
-  for (const std::string& h :
-       {std::string("Content-Type: application/json"), "Idempotency-Key: " + posting.posting_id,
-        "X-Notify-Posting-Id: " + posting.posting_id}) {
-    notify::curl::append(headers, h);
-  }
-  std::string answer;
-  curl_easy_setopt(curl, CURLOPT_URL, url.c_str());
-  curl_easy_setopt(curl, CURLOPT_PROTOCOLS_STR, "http,https");
-  curl_easy_setopt(curl, CURLOPT_NOSIGNAL, 1L);
-  curl_easy_setopt(curl, CURLOPT_FOLLOWLOCATION, 0L);
-  curl_easy_setopt(curl, CURLOPT_POST, 1L);
-  curl_easy_setopt(curl, CURLOPT_POSTFIELDS, body.c_str());
-  curl_easy_setopt(curl, CURLOPT_POSTFIELDSIZE, static_cast<long>(body.size()));
-  curl_easy_setopt(curl, CURLOPT_HTTPHEADER, headers.get());
-  curl_easy_setopt(curl, CURLOPT_CONNECTTIMEOUT_MS,
-                   static_cast<long>(impl_->options.connect_timeout.count()));
-  curl_easy_setopt(curl, CURLOPT_TIMEOUT_MS, static_cast<long>(impl_->options.timeout.count()));
-  curl_easy_setopt(curl, CURLOPT_WRITEFUNCTION, collect);
-  curl_easy_setopt(curl, CURLOPT_WRITEDATA, &answer);
-  curl_easy_setopt(curl, CURLOPT_USERAGENT, "worker_notifications");
+  notify::http::Request request;
+  request.url = url;
+  request.body = webhook_payload(posting).dump();
+  request.headers = {"Content-Type: application/json", "Idempotency-Key: " + posting.posting_id,
+                     "X-Notify-Posting-Id: " + posting.posting_id};
+  // The start of the answer is enough for the log; the rest is read and dropped.
+  request.max_body_bytes = 1024;
+  request.truncate_body = true;
 
-  const CURLcode rc = curl_easy_perform(curl);
-  long status = 0;
-  curl_easy_getinfo(curl, CURLINFO_RESPONSE_CODE, &status);
-  if (rc != CURLE_OK) {
-    // URL_MALFORMAT and UNSUPPORTED_PROTOCOL will never work; everything else may next time.
-    const bool permanent = rc == CURLE_URL_MALFORMAT || rc == CURLE_UNSUPPORTED_PROTOCOL;
-    return {permanent ? SendStatus::kPermanent : SendStatus::kTransient, status,
-            curl_easy_strerror(rc)};
+  const notify::http::Response r = impl_->http.perform(request);
+  if (!r.arrived()) {
+    // A malformed URL or another scheme will never work; everything else may next time.
+    const bool permanent = r.failure == notify::http::Failure::kBadUrl;
+    return {permanent ? SendStatus::kPermanent : SendStatus::kTransient, r.status, r.error};
   }
+  const long status = r.status;
   const std::string detail =
-      "HTTP " + std::to_string(status) + (answer.empty() ? "" : ": " + answer);
+      "HTTP " + std::to_string(status) + (r.body.empty() ? "" : ": " + r.body);
   if (status >= 200 && status < 300) return {SendStatus::kSent, status, detail};
   if (status == 408 || status == 429 || status >= 500) {
     return {SendStatus::kTransient, status, detail};

@@ -1,7 +1,7 @@
 #pragma once
 // The webhook channel: an HTTP POST of the rendered posting as JSON to the recipient's URL
-// (allowlisted by the ETL, and checked again here), over libcurl with one easy handle kept for
-// connection reuse.
+// (allowlisted by the ETL, and checked again here), over the shared HTTP client
+// (notify/http_client.hpp), which keeps its connection for reuse.
 
 #include <chrono>
 #include <memory>
