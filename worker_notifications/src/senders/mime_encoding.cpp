@@ -1,8 +1,8 @@
 #include "senders/mime_encoding.hpp"
 
-#include <array>
-#include <cstdio>
-#include <ctime>
+#include <date/date.h>
+
+#include <locale>
 
 namespace notify::worker::mime {
 
@@ -216,18 +216,9 @@ std::string format_mailbox(std::string_view name, std::string_view address) {
 }
 
 std::string format_rfc5322_date(std::chrono::system_clock::time_point t) {
-  static constexpr std::array<const char*, 7> kDays = {"Sun", "Mon", "Tue", "Wed",
-                                                       "Thu", "Fri", "Sat"};
-  static constexpr std::array<const char*, 12> kMonths = {"Jan", "Feb", "Mar", "Apr", "May", "Jun",
-                                                          "Jul", "Aug", "Sep", "Oct", "Nov", "Dec"};
-  const std::time_t secs = std::chrono::system_clock::to_time_t(t);
-  std::tm tm{};
-  gmtime_r(&secs, &tm);
-  char buf[64];
-  std::snprintf(buf, sizeof buf, "%s, %02d %s %04d %02d:%02d:%02d +0000", kDays[tm.tm_wday],
-                tm.tm_mday, kMonths[tm.tm_mon], tm.tm_year + 1900, tm.tm_hour, tm.tm_min,
-                tm.tm_sec);
-  return buf;
+  // The classic locale: day and month names in English whatever the process's locale.
+  return date::format(std::locale::classic(), "%a, %d %b %Y %H:%M:%S +0000",
+                      date::floor<std::chrono::seconds>(t));
 }
 
 std::string to_crlf(std::string_view text) {
