@@ -7,6 +7,7 @@
 
 #include <algorithm>
 #include <cctype>
+#include <initializer_list>
 #include <sstream>
 
 namespace notify {
@@ -53,7 +54,21 @@ std::optional<TimePoint> parse_iso8601(std::string_view text) {
     fraction = std::chrono::milliseconds(std::stoi(millis));
     whole.erase(kFractionAt, end - kFractionAt);
   }
-  // Zulu or numeric offsets (+03:00 and +0300): try the forms in turn.
+  // Zulu or numeric offsets (+03:00 and +0300), nothing else: date::parse negated an unread
+  // offset of "-" and NUL bytes (found by fuzz_links), which overflows.
+  const std::string_view zone = std::string_view(whole).substr(kFractionAt);
+  const auto digits_at = [&](std::initializer_list<std::size_t> at) {
+    for (std::size_t i : at) {
+      if (!std::isdigit(static_cast<unsigned char>(zone[i]))) return false;
+    }
+    return true;
+  };
+  const bool signed_offset = !zone.empty() && (zone[0] == '+' || zone[0] == '-');
+  if (!(zone == "Z" || zone == "z" ||
+        (signed_offset && zone.size() == 6 && zone[3] == ':' && digits_at({1, 2, 4, 5})) ||
+        (signed_offset && zone.size() == 5 && digits_at({1, 2, 3, 4})))) {
+    return std::nullopt;
+  }
   static constexpr const char* kForms[] = {"%FT%TZ", "%FT%T%Ez", "%FT%T%z", "%F %TZ", "%F %T%Ez"};
   for (const char* form : kForms) {
     std::istringstream in{whole};

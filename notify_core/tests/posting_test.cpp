@@ -112,6 +112,17 @@ TEST_CASE("times from year 0001 to 9999 are read as written, never wrapped") {
     CHECK_FALSE(parse_iso8601(odd));
   }
   CHECK(parse_iso8601("2026-11-23 10:00:00Z") == parse_iso8601("2026-11-23T10:00:00Z"));
+  // Found by fuzz_links: an offset is "Z", +hh:mm or +hhmm, nothing else.
+  for (const std::string& odd :
+       {std::string("1970-01-01T00:00:00.123-\0\0\0\0"
+                    "0",
+                    29),
+        std::string("2026-11-23T10:00:00-"), std::string("2026-11-23T10:00:00+1"),
+        std::string("2026-11-23T10:00:00+01:0x"), std::string("2026-11-23T10:00:00")}) {
+    CAPTURE(odd);
+    CHECK_FALSE(parse_iso8601(odd));
+  }
+  CHECK(parse_iso8601("2026-11-23T12:00:00+0200") == parse_iso8601("2026-11-23T10:00:00Z"));
   CHECK(notify::add_capped(notify::kLatestTime - std::chrono::hours(1), std::chrono::hours(48)) ==
         notify::kLatestTime);
   CHECK(notify::add_capped(notify::kEarliestTime, -std::chrono::hours(1)) == notify::kEarliestTime);
