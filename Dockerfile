@@ -8,7 +8,7 @@ RUN apt-get update \
       build-essential cmake pkg-config \
       librdkafka-dev librabbitmq-dev libcurl4-openssl-dev libssl-dev uuid-dev \
       nlohmann-json3-dev doctest-dev libkainjow-mustache-dev \
-      libhowardhinnant-date-dev libcpp-httplib-dev prometheus-cpp-dev libbenchmark-dev \
+      libhowardhinnant-date-dev libcpp-httplib-dev prometheus-cpp-dev libbenchmark-dev libcli11-dev \
  && rm -rf /var/lib/apt/lists/*
 WORKDIR /src
 # The whole source tree (.dockerignore keeps build trees and run data out): every folder the

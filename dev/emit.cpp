@@ -7,9 +7,12 @@
 // --bootstrap defaults to $KAFKA_BOOTSTRAP_SERVERS. Each event is printed as one line:
 // topic, partition, offset and key.
 
+#include <CLI/CLI.hpp>
+
 #include <cstdlib>
 #include <fstream>
 #include <iostream>
+#include <limits>
 #include <nlohmann/json.hpp>
 #include <optional>
 #include <random>
@@ -31,46 +34,28 @@ struct Args {
   std::optional<std::string> key;
 };
 
-[[noreturn]] void usage(const std::string& problem) {
-  std::cerr << "notify_emit: " << problem << "\n"
-            << "usage: notify_emit [--bootstrap ADDR] [--topic T] [--count N] [--users PATH]\n"
-            << "                   [--user-id ID] | [--raw JSON [--key KEY]]\n";
-  std::exit(2);
-}
-
+// CLI11 prints what is wrong (or the help); a usage error exits with 2.
 Args parse(int argc, char** argv) {
   Args args;
-  if (const char* env = std::getenv("KAFKA_BOOTSTRAP_SERVERS")) args.bootstrap = env;
-  for (int i = 1; i < argc; ++i) {
-    const std::string flag = argv[i];
-    if (flag == "--help" || flag == "-h") usage("help");
-    if (i + 1 >= argc) usage(flag + " needs a value");
-    const std::string value = argv[++i];
-    if (flag == "--bootstrap") {
-      args.bootstrap = value;
-    } else if (flag == "--topic") {
-      args.topic = value;
-    } else if (flag == "--count") {
-      try {
-        args.count = std::stoi(value);
-      } catch (const std::exception&) {
-        usage("--count: not a number: " + value);
-      }
-      if (args.count < 1) usage("--count must be at least 1");
-    } else if (flag == "--users") {
-      args.users_path = value;
-    } else if (flag == "--user-id") {
-      args.user_id = value;
-    } else if (flag == "--raw") {
-      args.raw = value;
-    } else if (flag == "--key") {
-      args.key = value;
-    } else {
-      usage("unknown flag " + flag);
+  CLI::App app{"Publishes events into Kafka exactly as the Auth service does.", "notify_emit"};
+  app.add_option("--bootstrap", args.bootstrap, "Kafka bootstrap servers")
+      ->envname("KAFKA_BOOTSTRAP_SERVERS");
+  app.add_option("--topic", args.topic, "topic to publish to")->capture_default_str();
+  app.add_option("--count", args.count, "events to publish, one user after the other")
+      ->check(CLI::Range(1, std::numeric_limits<int>::max()))
+      ->capture_default_str();
+  app.add_option("--users", args.users_path, "users file")->capture_default_str();
+  app.add_option("--user-id", args.user_id, "one user (its address from the users file if there)");
+  CLI::Option* raw = app.add_option("--raw", args.raw, "publish this JSON as it is");
+  app.add_option("--key", args.key, "message key of --raw")->needs(raw);
+  try {
+    app.parse(argc, argv);
+    if (args.bootstrap.empty()) {
+      throw CLI::ValidationError("--bootstrap", "not given, and no KAFKA_BOOTSTRAP_SERVERS");
     }
+  } catch (const CLI::ParseError& e) {
+    std::exit(app.exit(e) == 0 ? 0 : 2);
   }
-  if (args.bootstrap.empty()) usage("no --bootstrap and no KAFKA_BOOTSTRAP_SERVERS");
-  if (args.key && !args.raw) usage("--key goes with --raw");
   return args;
 }
 

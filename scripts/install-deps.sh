@@ -9,7 +9,7 @@ packages=(
   librdkafka-dev librabbitmq-dev libcurl4-openssl-dev libssl-dev uuid-dev
   nlohmann-json3-dev doctest-dev libkainjow-mustache-dev
   libhowardhinnant-date-dev tzdata libcpp-httplib-dev prometheus-cpp-dev
-  libbenchmark-dev
+  libbenchmark-dev libcli11-dev
   rabbitmq-server supervisor kcat python3 python3-yaml prometheus
   nodejs npm
   "$@"
