@@ -1,5 +1,5 @@
-// etl_notifications: wiring only. Read the configuration, build the pipeline, run until
-// SIGTERM or SIGINT.
+// etl_notifications: wiring only. Read the configuration, build the edges and the pipeline
+// over them, run until SIGTERM or SIGINT.
 
 #include <atomic>
 #include <csignal>
@@ -9,8 +9,10 @@
 #include <prometheus/registry.h>
 
 #include "config.hpp"
+#include "edges.hpp"
 #include "notify/log.hpp"
 #include "notify/metrics.hpp"
+#include "notify/time.hpp"
 #include "pipeline.hpp"
 
 namespace {
@@ -33,7 +35,14 @@ int main() {
 
   try {
     auto registry = std::make_shared<prometheus::Registry>();
-    etl::Pipeline pipeline(config, registry);
+    etl::KafkaEventSource events(config);
+    etl::AuthDirectory users(config);
+    etl::AmqpPostingPublisher publisher(config);
+    etl::KafkaDeadLetterSink dead_letters(config);
+    notify::SystemClock clock;
+    etl::SteadyClock monotonic;
+    etl::Pipeline pipeline(config, {events, users, publisher, dead_letters, clock, monotonic},
+                           registry);
     // Made after the pipeline, so destroyed first: /readyz never reads a pipeline that is gone.
     auto metrics =
         notify::start_metrics_server({config.metrics_host, config.metrics_port}, registry);
