@@ -1,5 +1,7 @@
 // notify_render: preview a template without the pipeline (documentation/templates.md).
 // Thin on purpose: parse the arguments, read the context, call etl::TemplateStore.
+#include <CLI/CLI.hpp>
+
 #include <filesystem>
 #include <fstream>
 #include <iostream>
@@ -13,16 +15,6 @@
 
 namespace {
 
-constexpr const char* kUsage =
-    "usage: notify_render TEMPLATE [--context FILE|-] [--locale LOCALE] [--templates DIR]\n"
-    "                     [--part subject|text|html|all] [--out DIR]\n"
-    "  TEMPLATE     e.g. email/welcome\n"
-    "  --context    JSON object with the template's values; '-' reads stdin (default: {})\n"
-    "  --locale     e.g. de or de-AT; falls back to the default parts (default: none)\n"
-    "  --templates  template root (default: templates)\n"
-    "  --part       what to print (default: all)\n"
-    "  --out        write subject.txt, text.txt and html.html into DIR instead of printing\n";
-
 struct Options {
   std::string name;
   std::string context;  // empty: {}
@@ -32,40 +24,18 @@ struct Options {
   std::string out;
 };
 
-struct UsageError {
-  std::string message;
-};
-
-Options parse(int argc, char** argv) {
-  Options o;
-  for (int i = 1; i < argc; ++i) {
-    const std::string arg = argv[i];
-    auto value = [&]() -> std::string {
-      if (i + 1 >= argc) throw UsageError{arg + " needs a value"};
-      return argv[++i];
-    };
-    if (arg == "--context")
-      o.context = value();
-    else if (arg == "--locale")
-      o.locale = value();
-    else if (arg == "--templates")
-      o.templates = value();
-    else if (arg == "--part")
-      o.part = value();
-    else if (arg == "--out")
-      o.out = value();
-    else if (arg.size() > 1 && arg[0] == '-')
-      throw UsageError{"unknown option " + arg};
-    else if (o.name.empty())
-      o.name = arg;
-    else
-      throw UsageError{"one template only (got " + o.name + " and " + arg + ")"};
-  }
-  if (o.name.empty()) throw UsageError{"no template given"};
-  if (o.part != "all" && o.part != "subject" && o.part != "text" && o.part != "html") {
-    throw UsageError{"--part must be subject, text, html or all"};
-  }
-  return o;
+void describe(CLI::App& app, Options& o) {
+  app.add_option("TEMPLATE", o.name, "e.g. email/welcome")->required();
+  app.add_option("--context", o.context,
+                 "JSON object with the template's values; '-' reads stdin (default: {})");
+  app.add_option("--locale", o.locale,
+                 "e.g. de or de-AT; falls back to the default parts (default: none)");
+  app.add_option("--templates", o.templates, "template root")->capture_default_str();
+  app.add_option("--part", o.part, "what to print")
+      ->check(CLI::IsMember({"subject", "text", "html", "all"}))
+      ->capture_default_str();
+  app.add_option("--out", o.out,
+                 "write subject.txt, text.txt and html.html into DIR instead of printing");
 }
 
 struct Failure {
@@ -105,19 +75,14 @@ void write_file(const std::filesystem::path& path, const std::string& text) {
 }  // namespace
 
 int main(int argc, char** argv) {
-  for (int i = 1; i < argc; ++i) {
-    const std::string arg = argv[i];
-    if (arg == "-h" || arg == "--help") {
-      std::cout << kUsage;
-      return 0;
-    }
-  }
   Options o;
+  CLI::App app{"Previews a template without the pipeline (documentation/templates.md).",
+               "notify_render"};
+  describe(app, o);
   try {
-    o = parse(argc, argv);
-  } catch (const UsageError& e) {
-    std::cerr << "notify_render: " << e.message << "\n" << kUsage;
-    return 2;
+    app.parse(argc, argv);
+  } catch (const CLI::ParseError& e) {
+    return app.exit(e) == 0 ? 0 : 2;  // a usage error exits with 2
   }
   try {
     const nlohmann::json context = read_context(o.context);
