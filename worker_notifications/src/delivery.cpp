@@ -74,21 +74,19 @@ Action retry_or_dead_letter(int failed, const notify::Posting& posting, notify::
                             const std::string& last_error) {
   const RetryDecision next = decide_retry(failed, now, posting.expires_at, retry, random01);
   if (const auto* defer = std::get_if<Defer>(&next)) {
-    return Postpone{defer->until, "retry", failed, last_error};
+    return Postpone{defer->until, defer->reason, failed, last_error};
   }
-  if (const auto* drop = std::get_if<Drop>(&next)) return Ack{drop->reason};
-  return DeadLetter{std::get<Exhausted>(next).reason, failed, last_error};
+  if (const auto* drop = std::get_if<Drop>(&next)) return Ack{outcome_of(drop->reason)};
+  return DeadLetter{DeadReason::kAttemptsExhausted, failed, last_error, {}};
 }
 
-std::string exception_text(std::string_view what) {
-  std::string text = "exception: ";
-  if (what.size() > kMaxExceptionText) {
-    text.append(what.substr(0, kMaxExceptionText)).append("...");
-  } else {
-    text.append(what);
-  }
-  return text;
+// Bounded: it travels in a header.
+std::string bounded(std::string_view what) {
+  if (what.size() <= kMaxExceptionText) return std::string(what);
+  return std::string(what.substr(0, kMaxExceptionText)) + "...";
 }
+
+std::string exception_text(std::string_view what) { return "exception: " + bounded(what); }
 
 class EmailChannel final : public ChannelSender {
  public:
@@ -112,6 +110,42 @@ class WebhookChannel final : public ChannelSender {
 };
 
 }  // namespace
+
+std::string_view to_string(AckOutcome outcome) {
+  switch (outcome) {
+    case AckOutcome::kSent:
+      return "sent";
+    case AckOutcome::kExpired:
+      return "expired";
+    case AckOutcome::kExpiredBeforeWindow:
+      return "expired_before_window";
+  }
+  return "sent";
+}
+
+AckOutcome outcome_of(DropReason reason) {
+  return reason == DropReason::kExpired ? AckOutcome::kExpired : AckOutcome::kExpiredBeforeWindow;
+}
+
+std::string_view to_string(DeadReason reason) {
+  switch (reason) {
+    case DeadReason::kPermanentFailure:
+      return "permanent_failure";
+    case DeadReason::kAttemptsExhausted:
+      return "attempts_exhausted";
+    case DeadReason::kUndecodable:
+      return "undecodable";
+    case DeadReason::kException:
+      return "exception";
+  }
+  return "exception";
+}
+
+std::string dead_reason_text(const DeadLetter& dead) {
+  std::string text(to_string(dead.reason));
+  if (!dead.detail.empty()) text.append(": ").append(dead.detail);
+  return text;
+}
 
 std::string message_id_for(const std::string& posting_id, const std::string& from) {
   auto at = from.rfind('@');
@@ -138,18 +172,20 @@ std::variant<std::monostate, Action> before_send(const notify::Posting& posting,
                                                  int attempts, notify::TimePoint now,
                                                  const PolicyOptions& policy,
                                                  const std::function<double()>& random01) {
-  if (now >= posting.expires_at) return Action{Ack{"expired"}};
+  if (now >= posting.expires_at) return Action{Ack{AckOutcome::kExpired}};
   // Back from a delay queue before its time (a tier shorter than the rest): once more.
   if (deliver_at && *deliver_at > now) {
-    if (*deliver_at >= posting.expires_at) return Action{Ack{"expired_before_window"}};
-    return Action{Postpone{*deliver_at, "deferred", attempts, {}}};
+    if (*deliver_at >= posting.expires_at) return Action{Ack{AckOutcome::kExpiredBeforeWindow}};
+    return Action{Postpone{*deliver_at, DeferReason::kDeferred, attempts, {}}};
   }
   const Evaluation e = decide(posting, now, policy, random01);
   if (e.zone_fallback) {
     notify::log::debug("recipient time zone unknown, using the default",
                        {{"posting_id", posting.posting_id}, {"zone", e.zone}});
   }
-  if (const auto* drop = std::get_if<Drop>(&e.decision)) return Action{Ack{drop->reason}};
+  if (const auto* drop = std::get_if<Drop>(&e.decision)) {
+    return Action{Ack{outcome_of(drop->reason)}};
+  }
   if (const auto* defer = std::get_if<Defer>(&e.decision)) {
     return Action{Postpone{defer->until, defer->reason, attempts, {}}};
   }
@@ -159,10 +195,10 @@ std::variant<std::monostate, Action> before_send(const notify::Posting& posting,
 Action after_send(const SendResult& result, const notify::Posting& posting, int attempts,
                   notify::TimePoint now, const RetryOptions& retry,
                   const std::function<double()>& random01) {
-  if (result.status == SendStatus::kSent) return Ack{"sent"};
+  if (result.status == SendStatus::kSent) return Ack{AckOutcome::kSent};
   const int failed = attempts + 1;
   if (result.status == SendStatus::kPermanent) {
-    return DeadLetter{"permanent_failure", failed, transport_reply(posting, result)};
+    return DeadLetter{DeadReason::kPermanentFailure, failed, transport_reply(posting, result), {}};
   }
   return retry_or_dead_letter(failed, posting, now, retry, random01,
                               transport_reply(posting, result));
@@ -172,7 +208,7 @@ Action after_exception(std::string_view what, const notify::Posting* posting, in
                        notify::TimePoint now, const RetryOptions& retry,
                        const std::function<double()>& random01) {
   const int failed = attempts + 1;
-  if (posting == nullptr) return DeadLetter{exception_text(what), failed, {}};
+  if (posting == nullptr) return DeadLetter{DeadReason::kException, failed, {}, bounded(what)};
   return retry_or_dead_letter(failed, *posting, now, retry, random01, exception_text(what));
 }
 
@@ -351,7 +387,7 @@ void DeliveryLoop::handle(const notify::amqp::Delivery& delivery) {
   try {
     posting = notify::decode_posting(delivery.body, {config_.max_json_depth});
   } catch (const notify::PostingError& e) {
-    apply(delivery, nullptr, DeadLetter{std::string("undecodable: ") + e.what(), 0, {}});
+    apply(delivery, nullptr, DeadLetter{DeadReason::kUndecodable, 0, {}, e.what()});
     return;
   }
   const int attempts = attempts_of(delivery);
@@ -366,7 +402,7 @@ void DeliveryLoop::handle(const notify::amqp::Delivery& delivery) {
   const auto wait = throttle_ != nullptr ? throttle_->reserve(std::chrono::steady_clock::now())
                                          : std::chrono::milliseconds(0);
   if (wait > kLongestThrottleSleep) {
-    apply(delivery, &posting, Postpone{now + wait, "throttled", attempts, {}});
+    apply(delivery, &posting, Postpone{now + wait, DeferReason::kThrottled, attempts, {}});
     return;
   }
   if (wait > 0ms) std::this_thread::sleep_for(wait);
@@ -414,24 +450,25 @@ void DeliveryLoop::apply(const notify::amqp::Delivery& delivery, const notify::P
   if (const auto* ack = std::get_if<Ack>(&action)) {
     consumer_.ack(delivery.delivery_tag);
     settled_ = true;
-    fields["outcome"] = ack->outcome;
-    notify::log::info(ack->outcome == "sent" ? "posting sent" : "posting dropped", fields);
+    fields["outcome"] = to_string(ack->outcome);
+    notify::log::info(ack->outcome == AckOutcome::kSent ? "posting sent" : "posting dropped",
+                      fields);
     count(posting, action);
     return;
   }
 
   notify::amqp::Message copy = notify::envelope::copy_of(delivery, "");
-  std::string what;
+  const bool dead = std::holds_alternative<DeadLetter>(action);
   if (const auto* later = std::get_if<Postpone>(&action)) {
     const auto remaining = std::max<std::chrono::milliseconds>(later->until - clock_.now(),
                                                                std::chrono::milliseconds(0));
     const auto tier = choose_tier(remaining, config_.delay_tiers);
     copy.routing_key = topology_.delay_queue_for(channel_, tier);
     copy.headers[kDeliverAtHeader] = notify::format_iso8601(later->until);
-    copy.headers[kDeferReasonHeader] = later->reason;
+    copy.headers[kDeferReasonHeader] = to_string(later->reason);
     copy.headers[kAttemptsHeader] = std::to_string(later->attempts);
     if (!later->last_error.empty()) copy.headers[kLastErrorHeader] = later->last_error;
-    fields["reason"] = later->reason;
+    fields["reason"] = to_string(later->reason);
     fields["until"] = notify::format_iso8601(later->until);
     fields["tier"] = notify::format_duration(tier);
     fields["attempts"] = later->attempts;
@@ -439,16 +476,16 @@ void DeliveryLoop::apply(const notify::amqp::Delivery& delivery, const notify::P
     if (!later->last_error.empty()) {
       fields["last_error"] = notify::mask_addresses(later->last_error);
     }
-    what = "posting deferred";
   } else {
-    const auto& dead = std::get<DeadLetter>(action);
+    const auto& letter = std::get<DeadLetter>(action);
     copy.routing_key = topology_.dead_letter_queue_for(channel_);
-    copy.headers[kDeadReasonHeader] = dead.reason;
-    copy.headers[kAttemptsHeader] = std::to_string(dead.attempts);
-    if (!dead.last_error.empty()) copy.headers[kLastErrorHeader] = dead.last_error;
-    fields["reason"] = dead.reason;
-    if (!dead.last_error.empty()) fields["last_error"] = notify::mask_addresses(dead.last_error);
-    what = "posting dead-lettered";
+    copy.headers[kDeadReasonHeader] = dead_reason_text(letter);
+    copy.headers[kAttemptsHeader] = std::to_string(letter.attempts);
+    if (!letter.last_error.empty()) copy.headers[kLastErrorHeader] = letter.last_error;
+    fields["reason"] = dead_reason_text(letter);
+    if (!letter.last_error.empty()) {
+      fields["last_error"] = notify::mask_addresses(letter.last_error);
+    }
   }
 
   // The copy must be safe in RabbitMQ before the original goes.
@@ -471,10 +508,10 @@ void DeliveryLoop::apply(const notify::amqp::Delivery& delivery, const notify::P
   settled_ = true;
   failed_moves_ = 0;
   count(posting, action);
-  if (what == "posting dead-lettered") {
-    notify::log::error(what, fields);
+  if (dead) {
+    notify::log::error("posting dead-lettered", fields);
   } else {
-    notify::log::info(what, fields);
+    notify::log::info("posting deferred", fields);
   }
 }
 
@@ -483,17 +520,17 @@ void DeliveryLoop::apply(const notify::amqp::Delivery& delivery, const notify::P
 void DeliveryLoop::count(const notify::Posting* posting, const Action& action) {
   if (metrics_ == nullptr) return;
   if (const auto* ack = std::get_if<Ack>(&action)) {
-    if (ack->outcome == "sent") {
+    if (ack->outcome == AckOutcome::kSent) {
       metrics_->posting(channel_, posting, "sent");
       if (posting != nullptr) metrics_->delivered(channel_, posting->event_time, clock_.now());
     } else {
       metrics_->posting(channel_, posting, "expired");
     }
   } else if (const auto* later = std::get_if<Postpone>(&action)) {
-    if (later->reason == "retry") {
+    if (later->reason == DeferReason::kRetry) {
       metrics_->posting(channel_, posting, "failed");
       metrics_->retry(channel_, later->attempts);
-    } else if (later->reason != "deferred") {  // "deferred": one more hop of an earlier deferral
+    } else if (later->reason != DeferReason::kDeferred) {  // one more hop of an earlier deferral
       metrics_->posting(channel_, posting, "deferred");
     }
   } else {

@@ -46,21 +46,43 @@ using notify::envelope::kLastErrorHeader;
 std::string message_id_for(const std::string& posting_id, const std::string& from);
 Email to_email(const notify::Posting& posting, const std::string& from);
 
+// What became of a posting acknowledged without a copy: sent, or dropped unsent.
+enum class AckOutcome { kSent, kExpired, kExpiredBeforeWindow };
+std::string_view to_string(AckOutcome outcome);  // "sent", "expired", "expired_before_window"
+AckOutcome outcome_of(DropReason reason);
+
+// Why a posting goes to the dead-letter queue.
+enum class DeadReason {
+  kPermanentFailure,   // the transport refused it for good (5xx SMTP, 4xx HTTP, URL not allowed)
+  kAttemptsExhausted,  // RETRY_MAX_ATTEMPTS transient failures
+  kUndecodable,        // the body is not a posting
+  kException,          // handling threw and not even the posting could be read
+};
+// "permanent_failure", "attempts_exhausted", "undecodable", "exception".
+std::string_view to_string(DeadReason reason);
+
 // What becomes of one delivery. Pure data, so every decision is testable without a broker.
 struct Ack {
-  std::string outcome;  // "sent", "expired", "expired_before_window"
+  AckOutcome outcome;
+  bool operator==(const Ack&) const = default;
 };
 struct Postpone {
   notify::TimePoint until;
-  std::string reason;  // "quiet_hours", "scheduled", "retry", "throttled"
-  int attempts = 0;    // failed sends so far
+  DeferReason reason;
+  int attempts = 0;  // failed sends so far
   std::string last_error;
+  bool operator==(const Postpone&) const = default;
 };
 struct DeadLetter {
-  std::string reason;
+  DeadReason reason;
   int attempts = 0;
   std::string last_error;
+  std::string detail;  // why it is undecodable, the exception's text (bounded)
+  bool operator==(const DeadLetter&) const = default;
 };
+// The x-dead-reason header: the reason, then ": <detail>" when there is one
+// ("permanent_failure", "undecodable: posting: ...", "exception: ...").
+std::string dead_reason_text(const DeadLetter& dead);
 using Action = std::variant<Ack, Postpone, DeadLetter>;
 
 // Before sending: an earlier deferral that has not ended yet goes back to the ladder;
@@ -78,7 +100,7 @@ Action after_send(const SendResult& result, const notify::Posting& posting, int 
 // Handling threw (a sender's bug, out of memory...): a transient failure like any other, so
 // the posting is retried through the ladder and, if it keeps throwing, dead-lettered after
 // RETRY_MAX_ATTEMPTS with "exception: <what>" (bounded) as its last error. Without a posting
-// (it could not even be decoded), dead-lettered at once.
+// (it could not even be decoded), dead-lettered at once (kException, the text as detail).
 Action after_exception(std::string_view what, const notify::Posting* posting, int attempts,
                        notify::TimePoint now, const RetryOptions& retry,
                        const std::function<double()>& random01);

@@ -76,11 +76,11 @@ milliseconds retry_delay(int attempt, milliseconds base, const std::function<dou
 
 RetryDecision decide_retry(int failed_attempts, notify::TimePoint now, notify::TimePoint expires_at,
                            const RetryOptions& options, const std::function<double()>& random01) {
-  if (failed_attempts >= options.max_attempts) return Exhausted{"attempts_exhausted"};
-  if (now >= expires_at) return Drop{"expired"};
+  if (failed_attempts >= options.max_attempts) return Exhausted{};
+  if (now >= expires_at) return Drop{DropReason::kExpired};
   const notify::TimePoint until = now + retry_delay(failed_attempts, options.base, random01);
-  if (until >= expires_at) return Drop{"expired_before_window"};
-  return Defer{until, "retry"};
+  if (until >= expires_at) return Drop{DropReason::kExpiredBeforeWindow};
+  return Defer{until, DeferReason::kRetry};
 }
 
 }  // namespace worker

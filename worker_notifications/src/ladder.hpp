@@ -45,17 +45,16 @@ struct RetryOptions {
   int max_attempts = 8;
 };
 
-// The posting failed max_attempts times: dead-letter it.
+// The posting failed max_attempts times: dead-letter it ("attempts_exhausted").
 struct Exhausted {
-  std::string reason;  // "attempts_exhausted"
   bool operator==(const Exhausted&) const = default;
 };
 using RetryDecision = std::variant<Defer, Drop, Exhausted>;
 
 // After a transient failure. failed_attempts counts the attempts made so far, the one that just
 // failed included (≥ 1). In order: failed_attempts ≥ max_attempts → Exhausted; already expired
-// → Drop{"expired"}; the retry would fall at or past expires_at → Drop{"expired_before_window"};
-// otherwise Defer{now + retry_delay(failed_attempts), "retry"}.
+// → Drop{kExpired}; the retry would fall at or past expires_at → Drop{kExpiredBeforeWindow};
+// otherwise Defer{now + retry_delay(failed_attempts), kRetry}.
 RetryDecision decide_retry(int failed_attempts, notify::TimePoint now, notify::TimePoint expires_at,
                            const RetryOptions& options, const std::function<double()>& random01);
 

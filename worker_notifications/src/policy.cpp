@@ -125,6 +125,26 @@ bool in_quiet_window(seconds time_of_day, const QuietWindow& window) {
 
 bool is_known_timezone(const std::string& name) { return find_zone(name) != nullptr; }
 
+std::string_view to_string(DeferReason reason) {
+  switch (reason) {
+    case DeferReason::kQuietHours:
+      return "quiet_hours";
+    case DeferReason::kScheduled:
+      return "scheduled";
+    case DeferReason::kRetry:
+      return "retry";
+    case DeferReason::kThrottled:
+      return "throttled";
+    case DeferReason::kDeferred:
+      return "deferred";
+  }
+  return "deferred";
+}
+
+std::string_view to_string(DropReason reason) {
+  return reason == DropReason::kExpired ? "expired" : "expired_before_window";
+}
+
 Evaluation decide(const notify::Posting& posting, notify::TimePoint now,
                   const PolicyOptions& options, const std::function<double()>& random01) {
   Evaluation result{Send{}, false, posting.recipient.timezone};
@@ -139,14 +159,14 @@ Evaluation decide(const notify::Posting& posting, notify::TimePoint now,
   }
 
   if (now >= posting.expires_at) {
-    result.decision = Drop{"expired"};
+    result.decision = Drop{DropReason::kExpired};
     return result;
   }
   if (posting.not_before && now < *posting.not_before) {
     if (*posting.not_before >= posting.expires_at) {
-      result.decision = Drop{"expired_before_window"};
+      result.decision = Drop{DropReason::kExpiredBeforeWindow};
     } else {
-      result.decision = Defer{*posting.not_before, "scheduled"};
+      result.decision = Defer{*posting.not_before, DeferReason::kScheduled};
     }
     return result;
   }
@@ -154,9 +174,9 @@ Evaluation decide(const notify::Posting& posting, notify::TimePoint now,
     if (const auto end = quiet_window_end(*zone, now, options.quiet)) {
       const notify::TimePoint until = *end + spread_offset(options.spread, random01);
       if (until >= posting.expires_at) {
-        result.decision = Drop{"expired_before_window"};
+        result.decision = Drop{DropReason::kExpiredBeforeWindow};
       } else {
-        result.decision = Defer{until, "quiet_hours"};
+        result.decision = Defer{until, DeferReason::kQuietHours};
       }
       return result;
     }
@@ -168,9 +188,12 @@ std::string to_string(const Decision& decision) {
   struct Describe {
     std::string operator()(const Send&) const { return "send"; }
     std::string operator()(const Defer& d) const {
-      return "defer " + d.reason + " until " + notify::format_iso8601(d.until);
+      return "defer " + std::string(to_string(d.reason)) + " until " +
+             notify::format_iso8601(d.until);
     }
-    std::string operator()(const Drop& d) const { return "drop " + d.reason; }
+    std::string operator()(const Drop& d) const {
+      return "drop " + std::string(to_string(d.reason));
+    }
   };
   return std::visit(Describe{}, decision);
 }

@@ -7,6 +7,7 @@
 #include <functional>
 #include <iosfwd>
 #include <string>
+#include <string_view>
 #include <variant>
 
 #include "notify/posting.hpp"
@@ -40,17 +41,28 @@ struct PolicyOptions {
   std::chrono::milliseconds spread{std::chrono::minutes(15)};
 };
 
+// Why a posting waits. The policy defers for quiet hours and schedules, the ladder for retries,
+// the delivery loop for the throttle and for one more hop of an earlier deferral.
+enum class DeferReason { kQuietHours, kScheduled, kRetry, kThrottled, kDeferred };
+// "quiet_hours", "scheduled", "retry", "throttled", "deferred": the x-defer-reason header and the
+// logs (documentation/postings.md).
+std::string_view to_string(DeferReason reason);
+
+// Why a posting is dropped unsent.
+enum class DropReason { kExpired, kExpiredBeforeWindow };
+std::string_view to_string(DropReason reason);  // "expired", "expired_before_window"
+
 // Outcomes as data.
 struct Send {
   bool operator==(const Send&) const = default;
 };
 struct Defer {
   notify::TimePoint until;
-  std::string reason;  // "quiet_hours" | "scheduled" | "retry"
+  DeferReason reason;  // kQuietHours | kScheduled | kRetry
   bool operator==(const Defer&) const = default;
 };
 struct Drop {
-  std::string reason;  // "expired" | "expired_before_window"
+  DropReason reason;
   bool operator==(const Drop&) const = default;
 };
 using Decision = std::variant<Send, Defer, Drop>;

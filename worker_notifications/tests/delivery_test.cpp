@@ -43,7 +43,7 @@ TEST_CASE("before sending: daytime sends, quiet hours defer to the window's end"
   const auto p = as<Postpone>(
       before_send(posting(), std::nullopt, 0, at("2026-11-23T22:30:00Z"), policy(), kNoJitter));
   CHECK(p.until == at("2026-11-24T07:00:00Z"));
-  CHECK(p.reason == "quiet_hours");
+  CHECK(p.reason == DeferReason::kQuietHours);
   // A security notice bypasses quiet hours.
   CHECK(std::holds_alternative<std::monostate>(
       before_send(posting(notify::QuietHours::kBypass), std::nullopt, 0, at("2026-11-23T22:30:00Z"),
@@ -53,11 +53,11 @@ TEST_CASE("before sending: daytime sends, quiet hours defer to the window's end"
 TEST_CASE("before sending: expired postings are dropped, never sent") {
   CHECK(as<Ack>(before_send(posting(), std::nullopt, 0, at("2026-11-24T12:00:00Z"), policy(),
                             kNoJitter))
-            .outcome == "expired");
+            .outcome == AckOutcome::kExpired);
   auto p = posting();
   p.expires_at = at("2026-11-24T06:00:00Z");  // before the quiet window ends
   CHECK(as<Ack>(before_send(p, std::nullopt, 0, at("2026-11-23T22:30:00Z"), policy(), kNoJitter))
-            .outcome == "expired_before_window");
+            .outcome == AckOutcome::kExpiredBeforeWindow);
 }
 
 TEST_CASE("before sending: back from a delay queue early, the posting goes round again") {
@@ -75,7 +75,7 @@ TEST_CASE("after sending: accepted, retried with backoff, or dead-lettered with 
   RetryOptions retry;  // 10 s base, 8 attempts
   const auto p = posting();
   CHECK(std::get<Ack>(after_send({SendStatus::kSent, 250, "ok"}, p, 0, now, retry, kNoJitter))
-            .outcome == "sent");
+            .outcome == AckOutcome::kSent);
 
   const auto first =
       after_send({SendStatus::kTransient, 451, "451 try later"}, p, 0, now, retry, kNoJitter);
@@ -89,20 +89,20 @@ TEST_CASE("after sending: accepted, retried with backoff, or dead-lettered with 
   const auto exhausted =
       after_send({SendStatus::kTransient, 421, "bye"}, p, 7, now, retry, kNoJitter);
   REQUIRE(std::holds_alternative<DeadLetter>(exhausted));
-  CHECK(std::get<DeadLetter>(exhausted).reason == "attempts_exhausted");
+  CHECK(std::get<DeadLetter>(exhausted).reason == DeadReason::kAttemptsExhausted);
   CHECK(std::get<DeadLetter>(exhausted).attempts == 8);
 
   const auto permanent =
       after_send({SendStatus::kPermanent, 550, "550 no such user"}, p, 0, now, retry, kNoJitter);
   REQUIRE(std::holds_alternative<DeadLetter>(permanent));
-  CHECK(std::get<DeadLetter>(permanent).reason == "permanent_failure");
+  CHECK(std::get<DeadLetter>(permanent).reason == DeadReason::kPermanentFailure);
   CHECK(std::get<DeadLetter>(permanent).last_error == "smtp 550: 550 no such user");
 
   auto soon = posting();
   soon.expires_at = now + 5s;  // the retry would come too late
   CHECK(
       std::get<Ack>(after_send({SendStatus::kTransient, 451, "x"}, soon, 0, now, retry, kNoJitter))
-          .outcome == "expired_before_window");
+          .outcome == AckOutcome::kExpiredBeforeWindow);
 }
 
 TEST_CASE("an exception while handling is a transient failure: retried, then dead-lettered") {
@@ -113,14 +113,14 @@ TEST_CASE("an exception while handling is a transient failure: retried, then dea
   const auto first = after_exception("boom", &p, 0, now, retry, kNoJitter);
   REQUIRE(std::holds_alternative<Postpone>(first));
   CHECK(std::get<Postpone>(first).until == now + 10s);
-  CHECK(std::get<Postpone>(first).reason == "retry");
+  CHECK(std::get<Postpone>(first).reason == DeferReason::kRetry);
   CHECK(std::get<Postpone>(first).attempts == 1);
   CHECK(std::get<Postpone>(first).last_error == "exception: boom");
 
   // It keeps throwing: after RETRY_MAX_ATTEMPTS it goes to the dead-letter queue with the text.
   const auto last = after_exception("std::bad_alloc", &p, 7, now, retry, kNoJitter);
   REQUIRE(std::holds_alternative<DeadLetter>(last));
-  CHECK(std::get<DeadLetter>(last).reason == "attempts_exhausted");
+  CHECK(std::get<DeadLetter>(last).reason == DeadReason::kAttemptsExhausted);
   CHECK(std::get<DeadLetter>(last).attempts == 8);
   CHECK(std::get<DeadLetter>(last).last_error == "exception: std::bad_alloc");
 
@@ -128,12 +128,13 @@ TEST_CASE("an exception while handling is a transient failure: retried, then dea
   auto soon = posting();
   soon.expires_at = now + 5s;
   CHECK(std::get<Ack>(after_exception("boom", &soon, 0, now, retry, kNoJitter)).outcome ==
-        "expired_before_window");
+        AckOutcome::kExpiredBeforeWindow);
 
   // No posting (not even decodable): dead-lettered at once, the exception as the reason.
   const auto undecodable = after_exception("bad json", nullptr, 0, now, retry, kNoJitter);
   REQUIRE(std::holds_alternative<DeadLetter>(undecodable));
-  CHECK(std::get<DeadLetter>(undecodable).reason == "exception: bad json");
+  CHECK(std::get<DeadLetter>(undecodable).reason == DeadReason::kException);
+  CHECK(dead_reason_text(std::get<DeadLetter>(undecodable)) == "exception: bad json");
 
   // The text is bounded: it travels in a header.
   const std::string huge(100000, 'x');
@@ -147,4 +148,17 @@ TEST_CASE("the Message-ID derives from the posting id and the sender's domain") 
   CHECK(message_id_for("abc", "Notify <n@mail.example.org>") == "abc@mail.example.org");
   CHECK(to_email(posting(), "n@example.org").message_id ==
         "11111111-2222-5333-8444-555555555555@example.org");
+}
+
+TEST_CASE("outcomes are written with the strings headers, logs and metrics use") {
+  CHECK(to_string(AckOutcome::kSent) == "sent");
+  CHECK(to_string(AckOutcome::kExpired) == "expired");
+  CHECK(to_string(AckOutcome::kExpiredBeforeWindow) == "expired_before_window");
+  CHECK(dead_reason_text({DeadReason::kPermanentFailure, 1, "smtp 550: no", {}}) ==
+        "permanent_failure");
+  CHECK(dead_reason_text({DeadReason::kAttemptsExhausted, 8, "smtp 451: later", {}}) ==
+        "attempts_exhausted");
+  CHECK(dead_reason_text({DeadReason::kUndecodable, 0, {}, "posting: not JSON"}) ==
+        "undecodable: posting: not JSON");
+  CHECK(dead_reason_text({DeadReason::kException, 1, {}, "boom"}) == "exception: boom");
 }

@@ -139,15 +139,15 @@ TEST_CASE("decide_retry: defer, dead-letter after max_attempts, drop past the ex
   const auto expires = at("2026-01-17T12:00:00Z");
 
   CHECK(worker::decide_retry(1, now, expires, o, kZero) ==
-        worker::RetryDecision{worker::Defer{now + 10s, "retry"}});
+        worker::RetryDecision{worker::Defer{now + 10s, worker::DeferReason::kRetry}});
   CHECK(worker::decide_retry(2, now, expires, o, kZero) ==
-        worker::RetryDecision{worker::Defer{now + 20s, "retry"}});
+        worker::RetryDecision{worker::Defer{now + 20s, worker::DeferReason::kRetry}});
   CHECK(worker::decide_retry(7, now, expires, o, kZero) ==
-        worker::RetryDecision{worker::Defer{now + 640s, "retry"}});
+        worker::RetryDecision{worker::Defer{now + 640s, worker::DeferReason::kRetry}});
   CHECK(worker::decide_retry(8, now, expires, o, kZero) ==
-        worker::RetryDecision{worker::Exhausted{"attempts_exhausted"}});
+        worker::RetryDecision{worker::Exhausted{}});
   CHECK(worker::decide_retry(9, now, expires, o, kZero) ==
-        worker::RetryDecision{worker::Exhausted{"attempts_exhausted"}});
+        worker::RetryDecision{worker::Exhausted{}});
 
   SUBCASE("the default schedule: 8 attempts, 7 waits, 1270 s without jitter") {
     milliseconds total = 0ms;
@@ -163,15 +163,15 @@ TEST_CASE("decide_retry: defer, dead-letter after max_attempts, drop past the ex
   }
   SUBCASE("a retry at or past the expiry is dropped") {
     CHECK(worker::decide_retry(3, now, now + 40s, o, kZero) ==
-          worker::RetryDecision{worker::Drop{"expired_before_window"}});
+          worker::RetryDecision{worker::Drop{worker::DropReason::kExpiredBeforeWindow}});
     CHECK(worker::decide_retry(3, now, now + 40s + 1ms, o, kZero) ==
-          worker::RetryDecision{worker::Defer{now + 40s, "retry"}});
+          worker::RetryDecision{worker::Defer{now + 40s, worker::DeferReason::kRetry}});
     CHECK(worker::decide_retry(1, now, now, o, kZero) ==
-          worker::RetryDecision{worker::Drop{"expired"}});
+          worker::RetryDecision{worker::Drop{worker::DropReason::kExpired}});
   }
   SUBCASE("max_attempts 1: the first failure is final") {
     const worker::RetryOptions once{5s, 1};
     CHECK(worker::decide_retry(1, now, expires, once, kZero) ==
-          worker::RetryDecision{worker::Exhausted{"attempts_exhausted"}});
+          worker::RetryDecision{worker::Exhausted{}});
   }
 }

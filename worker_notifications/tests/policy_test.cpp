@@ -10,7 +10,9 @@
 using namespace std::chrono_literals;
 using worker::Decision;
 using worker::Defer;
+using worker::DeferReason;
 using worker::Drop;
+using worker::DropReason;
 using worker::Send;
 
 namespace {
@@ -45,7 +47,7 @@ Decision decide_at(const std::string& zone, const std::string& now,
   return worker::decide(posting_for(zone), at(now), o, kZero).decision;
 }
 
-Decision quiet_until(const std::string& iso) { return Defer{at(iso), "quiet_hours"}; }
+Decision quiet_until(const std::string& iso) { return Defer{at(iso), DeferReason::kQuietHours}; }
 
 }  // namespace
 
@@ -249,12 +251,12 @@ TEST_CASE("expired postings are dropped before anything else") {
   p.not_before = at("2026-01-17T12:00:00Z");
   const auto o = no_spread();
   CHECK(worker::decide(p, at("2026-01-16T12:00:00Z"), o, kZero).decision ==
-        Decision{Drop{"expired"}});
+        Decision{Drop{DropReason::kExpired}});
   CHECK(worker::decide(p, at("2026-01-16T23:00:00Z"), o, kZero).decision ==
-        Decision{Drop{"expired"}});
+        Decision{Drop{DropReason::kExpired}});
   p.quiet_hours = notify::QuietHours::kBypass;
   CHECK(worker::decide(p, at("2026-01-16T12:00:00.001Z"), o, kZero).decision ==
-        Decision{Drop{"expired"}});
+        Decision{Drop{DropReason::kExpired}});
 }
 
 TEST_CASE("scheduled sends") {
@@ -265,12 +267,12 @@ TEST_CASE("scheduled sends") {
 
   SUBCASE("before not_before: deferred until then") {
     CHECK(worker::decide(p, at("2026-01-16T10:00:00Z"), o, kZero).decision ==
-          Decision{Defer{at("2026-01-16T15:00:00Z"), "scheduled"}});
+          Decision{Defer{at("2026-01-16T15:00:00Z"), DeferReason::kScheduled}});
   }
   SUBCASE("a schedule is kept even for bypass postings") {
     p.quiet_hours = notify::QuietHours::kBypass;
     CHECK(worker::decide(p, at("2026-01-16T10:00:00Z"), o, kZero).decision ==
-          Decision{Defer{at("2026-01-16T15:00:00Z"), "scheduled"}});
+          Decision{Defer{at("2026-01-16T15:00:00Z"), DeferReason::kScheduled}});
   }
   SUBCASE("at or after not_before: sent (daytime)") {
     CHECK(worker::decide(p, at("2026-01-16T15:00:00Z"), o, kZero).decision == Decision{Send{}});
@@ -283,10 +285,10 @@ TEST_CASE("scheduled sends") {
   SUBCASE("a schedule at or past the expiry can never be met") {
     p.expires_at = at("2026-01-16T15:00:00Z");
     CHECK(worker::decide(p, at("2026-01-16T10:00:00Z"), o, kZero).decision ==
-          Decision{Drop{"expired_before_window"}});
+          Decision{Drop{DropReason::kExpiredBeforeWindow}});
     p.expires_at = at("2026-01-16T15:00:00.001Z");
     CHECK(worker::decide(p, at("2026-01-16T10:00:00Z"), o, kZero).decision ==
-          Decision{Defer{at("2026-01-16T15:00:00Z"), "scheduled"}});
+          Decision{Defer{at("2026-01-16T15:00:00Z"), DeferReason::kScheduled}});
   }
 }
 
@@ -296,9 +298,11 @@ TEST_CASE("quiet hours ending after the expiry: expired_before_window") {
   const auto o = no_spread();
 
   p.expires_at = at("2026-01-16T06:30:00Z");
-  CHECK(worker::decide(p, now, o, kZero).decision == Decision{Drop{"expired_before_window"}});
+  CHECK(worker::decide(p, now, o, kZero).decision ==
+        Decision{Drop{DropReason::kExpiredBeforeWindow}});
   p.expires_at = at("2026-01-16T07:00:00Z");
-  CHECK(worker::decide(p, now, o, kZero).decision == Decision{Drop{"expired_before_window"}});
+  CHECK(worker::decide(p, now, o, kZero).decision ==
+        Decision{Drop{DropReason::kExpiredBeforeWindow}});
   p.expires_at = at("2026-01-16T07:00:00.001Z");
   CHECK(worker::decide(p, now, o, kZero).decision == quiet_until("2026-01-16T07:00:00Z"));
 
@@ -307,7 +311,7 @@ TEST_CASE("quiet hours ending after the expiry: expired_before_window") {
     spread.spread = 15min;
     p.expires_at = at("2026-01-16T07:10:00Z");
     CHECK(worker::decide(p, now, spread, [] { return 0.8; }).decision ==
-          Decision{Drop{"expired_before_window"}});
+          Decision{Drop{DropReason::kExpiredBeforeWindow}});
     CHECK(worker::decide(p, now, spread, [] { return 0.1; }).decision ==
           quiet_until("2026-01-16T07:01:30Z"));
   }
@@ -340,17 +344,27 @@ TEST_CASE("the spread lands in [end, end + spread)") {
                      ++calls;
                      return 0.9;
                    }).decision;
-    CHECK(d == Decision{Defer{end, "quiet_hours"}});
+    CHECK(d == Decision{Defer{end, DeferReason::kQuietHours}});
     CHECK(calls == 0);
   }
   SUBCASE("no random source: no spread") {
-    CHECK(worker::decide(p, now, o, {}).decision == Decision{Defer{end, "quiet_hours"}});
+    CHECK(worker::decide(p, now, o, {}).decision == Decision{Defer{end, DeferReason::kQuietHours}});
   }
 }
 
 TEST_CASE("decisions print readably") {
   CHECK(worker::to_string(Send{}) == "send");
-  CHECK(worker::to_string(Defer{at("2026-01-17T08:00:00Z"), "quiet_hours"}) ==
+  CHECK(worker::to_string(Defer{at("2026-01-17T08:00:00Z"), DeferReason::kQuietHours}) ==
         "defer quiet_hours until " + notify::format_iso8601(at("2026-01-17T08:00:00Z")));
-  CHECK(worker::to_string(Drop{"expired"}) == "drop expired");
+  CHECK(worker::to_string(Drop{DropReason::kExpired}) == "drop expired");
+}
+
+TEST_CASE("reasons are written with the strings headers, logs and docs use") {
+  CHECK(worker::to_string(DeferReason::kQuietHours) == "quiet_hours");
+  CHECK(worker::to_string(DeferReason::kScheduled) == "scheduled");
+  CHECK(worker::to_string(DeferReason::kRetry) == "retry");
+  CHECK(worker::to_string(DeferReason::kThrottled) == "throttled");
+  CHECK(worker::to_string(DeferReason::kDeferred) == "deferred");
+  CHECK(worker::to_string(DropReason::kExpired) == "expired");
+  CHECK(worker::to_string(DropReason::kExpiredBeforeWindow) == "expired_before_window");
 }
