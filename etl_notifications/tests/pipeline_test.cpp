@@ -1,0 +1,511 @@
+// The ETL's loop over fakes of its ports (ports.hpp): revokes, returns, nacks, an unavailable
+// dead-letter topic, an Auth outage in the middle of a mailing and a shutdown with postings in
+// flight, without any broker and in milliseconds. Each fake writes what happened to it on one
+// timeline, so a test reads as the order of events it expects.
+
+#include <doctest/doctest.h>
+
+#include <unistd.h>
+#include <cstdio>
+#include <deque>
+#include <fstream>
+#include <functional>
+#include <map>
+#include <set>
+#include <sstream>
+#include <string>
+#include <vector>
+
+#include <prometheus/registry.h>
+
+#include "notify/envelope.hpp"
+#include "notify/time.hpp"
+#include "pipeline.hpp"
+#include "ports.hpp"
+
+using namespace etl;
+using notify::kafka::TopicPartition;
+using Result = PostingPublisher::Result;
+
+namespace {
+
+const TopicPartition kP0{"notify_events", 0};
+const TopicPartition kP1{"notify_events", 1};
+const std::string kAuth = "http://auth.test";
+
+using Timeline = std::vector<std::string>;
+
+std::string name(const TopicPartition& tp) { return tp.topic + "/" + std::to_string(tp.partition); }
+
+struct WallClock final : notify::Clock {
+  notify::TimePoint now() const override { return *notify::parse_iso8601("2026-11-23T10:00:00Z"); }
+};
+
+struct FakeMonotonic final : MonotonicClock {
+  std::chrono::steady_clock::time_point t{};
+  std::chrono::steady_clock::time_point now() const override { return t; }
+};
+
+// Delivers its queue in order, skipping paused partitions; a poll lets its timeout pass.
+struct FakeEvents final : EventSource {
+  Timeline& timeline;
+  FakeMonotonic& time;
+  notify::kafka::RebalanceListener* listener = nullptr;
+  std::deque<notify::kafka::Message> queue;
+  std::vector<TopicPartition> assigned;
+  std::set<TopicPartition> paused;
+  std::map<TopicPartition, std::int64_t> stored;
+  bool closed = false;
+  std::function<void()> on_poll;  // the test's hand in the loop: stop, revoke, look
+
+  FakeEvents(Timeline& t, FakeMonotonic& m) : timeline(t), time(m) {}
+
+  void set_listener(notify::kafka::RebalanceListener* l) override { listener = l; }
+  std::optional<notify::kafka::Message> poll(std::chrono::milliseconds timeout) override {
+    time.t += timeout;
+    if (on_poll) on_poll();
+    for (auto it = queue.begin(); it != queue.end(); ++it) {
+      if (paused.contains({it->topic, it->partition})) continue;
+      auto m = std::move(*it);
+      queue.erase(it);
+      return m;
+    }
+    return std::nullopt;
+  }
+  void pause(const std::vector<TopicPartition>& ps) override {
+    timeline.push_back("pause");
+    paused.insert(ps.begin(), ps.end());
+  }
+  void resume(const std::vector<TopicPartition>& ps) override {
+    timeline.push_back("resume");
+    for (const auto& tp : ps) paused.erase(tp);
+  }
+  std::vector<TopicPartition> assignment() const override { return assigned; }
+  void store_offset(const TopicPartition& tp, std::int64_t next) override {
+    timeline.push_back("store " + name(tp) + " " + std::to_string(next));
+    stored[tp] = next;
+  }
+  void commit() override {}
+  std::vector<notify::kafka::PartitionLag> lag() const override { return {}; }
+  void close() override {
+    timeline.push_back("close");
+    closed = true;
+  }
+
+  void assign(std::vector<TopicPartition> ps) {
+    assigned = ps;
+    listener->on_assigned(ps);
+  }
+  void revoke(const std::vector<TopicPartition>& ps) {
+    timeline.push_back("revoke");
+    listener->on_revoked(ps);
+    auto gone = [&](const TopicPartition& tp) { return std::ranges::count(ps, tp) > 0; };
+    std::erase_if(assigned, gone);
+    std::erase_if(queue, [&](const auto& m) { return gone({m.topic, m.partition}); });
+  }
+  void add(const TopicPartition& tp, std::int64_t offset, const std::string& value) {
+    queue.push_back({tp.topic, tp.partition, offset, std::nullopt, value, std::nullopt, {}});
+  }
+};
+
+auth::User user(const std::string& id) {
+  auth::User u;
+  u.id = id;
+  u.email = id + "@example.com";
+  u.first_name = "User " + id;
+  u.timezone = "UTC";
+  u.locale = "en";
+  return u;
+}
+
+// Every user exists; a listing page n holds user "m<n>"; `unavailable` answers say so once.
+struct FakeDirectory final : UserDirectory {
+  std::vector<std::string> lookups;  // ids and page numbers, in order
+  std::set<std::string> unavailable_once;
+  int pages = 1;
+
+  auth::Lookup get_user(std::string_view id) override {
+    lookups.emplace_back(id);
+    if (unavailable_once.erase(std::string(id))) {
+      return {auth::LookupStatus::kUnavailable, std::nullopt, "503 from auth", 3, 503};
+    }
+    return {auth::LookupStatus::kFound, user(std::string(id)), "", 1, 200};
+  }
+  auth::PageLookup list_users(const std::string& url) override {
+    const auto n = std::stoi(url.substr(url.find("page_number=") + 12));
+    lookups.push_back("page " + std::to_string(n));
+    if (unavailable_once.erase("page " + std::to_string(n))) {
+      return {auth::LookupStatus::kUnavailable, std::nullopt, "timeout", 3, 0};
+    }
+    auth::Page page;
+    page.items = {user("m" + std::to_string(n))};
+    page.page_number = n;
+    page.page_size = 1;
+    page.total = pages;
+    return {auth::LookupStatus::kFound, page, "", 1, 200};
+  }
+  auth::FetchResult fetch_json(const std::string&, std::size_t) override { return {}; }
+};
+
+// Confirms what it holds when pumped or flushed, as `answer` says: nothing means not yet.
+struct FakePublisher final : PostingPublisher {
+  Timeline& timeline;
+  std::function<std::optional<Result>(const notify::amqp::Message&, int published)> answer =
+      [](const auto&, int) { return Result::kAcked; };
+  std::vector<std::pair<notify::amqp::Message, OnConfirmed>> unconfirmed;
+  std::map<std::string, int> published;  // posting id -> times
+
+  explicit FakePublisher(Timeline& t) : timeline(t) {}
+
+  bool connected() const override { return true; }
+  void connect() override {}
+  void publish(notify::amqp::Message message, OnConfirmed on_confirmed) override {
+    timeline.push_back("publish " + message.headers.at(notify::envelope::kEventIdHeader));
+    ++published[message.message_id];
+    unconfirmed.emplace_back(std::move(message), std::move(on_confirmed));
+  }
+  void pump(std::chrono::milliseconds) override { confirm(); }
+  bool flush(std::chrono::milliseconds) override {
+    confirm();
+    return unconfirmed.empty();
+  }
+  std::size_t outstanding() const override { return unconfirmed.size(); }
+
+  void confirm() {
+    auto all = std::move(unconfirmed);
+    unconfirmed.clear();
+    for (auto& [message, on_confirmed] : all) {
+      const auto result = answer(message, published[message.message_id]);
+      if (!result) {
+        unconfirmed.emplace_back(std::move(message), std::move(on_confirmed));
+        continue;
+      }
+      const char* what[] = {"ack ", "returned ", "nacked "};
+      timeline.push_back(what[static_cast<int>(*result)] +
+                         message.headers.at(notify::envelope::kEventIdHeader));
+      on_confirmed(*result);
+    }
+  }
+};
+
+// Throws the scripted errors first, then takes every letter.
+struct FakeDeadLetters final : DeadLetterSink {
+  Timeline& timeline;
+  std::deque<notify::kafka::Error> errors;
+  std::vector<DeadLetter> written;
+
+  explicit FakeDeadLetters(Timeline& t) : timeline(t) {}
+
+  void produce(const std::optional<std::string>& key, const std::string& value,
+               const notify::kafka::Headers& headers) override {
+    if (!errors.empty()) {
+      auto e = errors.front();
+      errors.pop_front();
+      timeline.push_back(e.permanent() ? "dead letter refused" : "dead letter unavailable");
+      throw e;
+    }
+    timeline.push_back("dead letter");
+    written.push_back({key, value, headers});
+  }
+};
+
+std::string header(const DeadLetter& d, const std::string& key) {
+  for (const auto& [k, v] : d.headers) {
+    if (k == key) return v;
+  }
+  return "";
+}
+
+// The log lines written to stderr while it lives.
+class LogCapture {
+ public:
+  LogCapture() : file_(std::tmpfile()), saved_(dup(2)) {
+    std::fflush(stderr);
+    dup2(fileno(file_), 2);
+  }
+  ~LogCapture() {
+    restore();
+    std::fclose(file_);
+  }
+  std::string text() {
+    restore();
+    std::rewind(file_);
+    std::string out;
+    char buf[4096];
+    for (std::size_t n; (n = std::fread(buf, 1, sizeof buf, file_)) > 0;) out.append(buf, n);
+    return out;
+  }
+
+ private:
+  void restore() {
+    if (saved_ < 0) return;
+    std::fflush(stderr);
+    dup2(saved_, 2);
+    close(saved_);
+    saved_ = -1;
+  }
+  std::FILE* file_;
+  int saved_;
+};
+
+std::string signup(const std::string& user_id) {
+  return R"({"id": ")" + user_id +
+         R"(", "event_type": "user_signed_up", "from_service": "auth",
+             "details": {"email": "x@example.com", "confirm_link": "/s/AbC12"}})";
+}
+
+std::string mailing() {
+  return R"({"event_type": "mailing", "from_service": "mailing", "template": "email/new_movies",
+             "receivers": ")" +
+         kAuth + R"(/api/v1/users/?is_active=true&page_number=1&page_size=1",
+             "delivery_type": ["email"],
+             "template_context": {"movies": [{"title": "Arrival"}]}})";
+}
+
+double counter(prometheus::Registry& registry, const std::string& family, const std::string& label,
+               const std::string& value) {
+  for (const auto& f : registry.Collect()) {
+    if (f.name != family) continue;
+    for (const auto& m : f.metric) {
+      for (const auto& l : m.label) {
+        if (l.name == label && l.value == value) return m.counter.value;
+      }
+    }
+  }
+  return 0;
+}
+
+// One ETL over fakes, partitions 0 and 1 assigned.
+struct Harness {
+  Timeline timeline;
+  FakeMonotonic time;
+  WallClock wall;
+  FakeEvents events{timeline, time};
+  FakeDirectory users;
+  FakePublisher publisher{timeline};
+  FakeDeadLetters dead_letters{timeline};
+  std::shared_ptr<prometheus::Registry> registry = std::make_shared<prometheus::Registry>();
+  EtlConfig config;
+  std::unique_ptr<Pipeline> pipeline;
+
+  explicit Harness(std::size_t confirm_window = 512) {
+    config.templates_dir = NOTIFY_SOURCE_DIR "/templates";
+    config.auth_url = kAuth;
+    config.confirm_window = confirm_window;
+    pipeline = std::make_unique<Pipeline>(
+        config, Ports{events, users, publisher, dead_letters, wall, time}, registry);
+    events.assign({kP0, kP1});
+  }
+
+  // Runs the loop until `done` holds (then shuts it down), at most a simulated minute.
+  void run_until(const std::function<bool()>& done, const std::function<void()>& each = {}) {
+    std::atomic<bool> stop{false};
+    int polls = 0;
+    events.on_poll = [&] {
+      if (each) each();
+      if (done() || ++polls > 10'000) stop = true;
+    };
+    pipeline->run(stop);
+    CHECK(polls <= 10'000);
+  }
+
+  bool stored(const TopicPartition& tp, std::int64_t next) const {
+    auto it = events.stored.find(tp);
+    return it != events.stored.end() && it->second == next;
+  }
+  std::size_t count(const std::string& entry) const { return std::ranges::count(timeline, entry); }
+  // Index of the first `entry` in the timeline, after `from`; timeline.size() when none.
+  std::size_t at(const std::string& entry, std::size_t from = 0) const {
+    for (std::size_t i = from; i < timeline.size(); ++i) {
+      if (timeline[i] == entry) return i;
+    }
+    return timeline.size();
+  }
+};
+
+}  // namespace
+
+TEST_CASE("pipeline: offsets are stored in order, only the contiguous confirmed prefix") {
+  Harness h;
+  for (int o = 0; o < 4; ++o) h.events.add(kP0, o, signup("u" + std::to_string(o)));
+  // The posting of offset 1 stays unconfirmed until the others are.
+  h.publisher.answer = [&](const notify::amqp::Message& m, int) -> std::optional<Result> {
+    if (m.headers.at("event_id") == "notify_events/0/1" && h.count("ack notify_events/0/3") == 0) {
+      return std::nullopt;
+    }
+    return Result::kAcked;
+  };
+  h.run_until([&] { return h.stored(kP0, 4); });
+  CHECK(h.timeline == Timeline{"publish notify_events/0/0", "ack notify_events/0/0",
+                               "store notify_events/0 1", "publish notify_events/0/1",
+                               "publish notify_events/0/2",
+                               "ack notify_events/0/2",  // 1 is still out: nothing stored
+                               "publish notify_events/0/3", "ack notify_events/0/3",
+                               "ack notify_events/0/1", "store notify_events/0 4", "close"});
+}
+
+TEST_CASE("pipeline: a revoke in the middle of a batch drops the revoked partition's work") {
+  Harness h;
+  h.users.pages = 5;
+  h.users.unavailable_once = {"page 3"};
+  h.events.add(kP0, 0, signup("u0"));  // its posting confirmed only after the revoke
+  h.events.add(kP0, 1, mailing());     // pages 1-2 rendered, page 3 unavailable: paused
+  h.events.add(kP0, 2, signup("u2"));  // not consumed before the revoke: the new owner reads it
+  h.events.add(kP1, 0, signup("v0"));
+  bool revoked = false;
+  h.publisher.answer = [&](const notify::amqp::Message& m, int) -> std::optional<Result> {
+    if (m.headers.at("event_id") == "notify_events/0/0" && !revoked) return std::nullopt;
+    return Result::kAcked;
+  };
+  h.run_until([&] { return h.stored(kP1, 1) && h.publisher.outstanding() == 0; },
+              [&] {
+                if (!revoked && h.count("pause") == 1) {
+                  h.events.revoke({kP0});  // its flush gets no confirm for offset 0
+                  revoked = true;
+                }
+              });
+  // Pages 1 and 2 were rendered but not yet published when the revoke came: dropped, and page 3
+  // is not asked again (the new owner of partition 0 starts the mailing over).
+  CHECK(h.users.lookups == std::vector<std::string>{"u0", "page 1", "page 2", "page 3", "v0"});
+  CHECK(h.count("publish notify_events/0/1") == 0);
+  CHECK(h.count("publish notify_events/0/2") == 0);
+  // The late ack of offset 0 stores nothing for a partition no longer ours.
+  CHECK(h.count("ack notify_events/0/0") == 1);
+  CHECK(h.at("revoke") < h.at("ack notify_events/0/0"));
+  CHECK_FALSE(h.events.stored.contains(kP0));
+  CHECK(h.stored(kP1, 1));
+}
+
+TEST_CASE("pipeline: a returned posting is kept, intake pauses, and it is sent again") {
+  Harness h;
+  h.events.add(kP0, 0, signup("u0"));
+  h.publisher.answer = [](const notify::amqp::Message&, int published) {
+    return published == 1 ? Result::kReturned : Result::kAcked;
+  };
+  LogCapture log;
+  h.run_until([&] { return h.stored(kP0, 1); });
+  CHECK(h.timeline == Timeline{"publish notify_events/0/0", "returned notify_events/0/0", "pause",
+                               "resume", "publish notify_events/0/0", "ack notify_events/0/0",
+                               "store notify_events/0 1", "close"});
+  const std::string text = log.text();
+  CHECK(text.find(R"("msg":"posting returned unroutable")") != std::string::npos);
+  CHECK(text.find(R"("msg":"intake paused","reason":"a posting was returned unroutable)") !=
+        std::string::npos);
+  CHECK(text.find(R"("msg":"intake resumed")") != std::string::npos);
+}
+
+TEST_CASE("pipeline: a posting nacked too often is kept, intake pauses with the reason") {
+  Harness h;
+  h.events.add(kP0, 0, signup("u0"));
+  h.events.add(kP0, 1, signup("u1"));
+  // Offset 0's first publication is nacked, once offset 1's posting is out too.
+  h.publisher.answer = [&](const notify::amqp::Message& m, int published) -> std::optional<Result> {
+    if (m.headers.at("event_id") != "notify_events/0/0" || published > 1) return Result::kAcked;
+    if (h.count("publish notify_events/0/1") == 0) return std::nullopt;
+    return Result::kNacked;
+  };
+  LogCapture log;
+  h.run_until([&] { return h.stored(kP0, 2); });
+  // Offset 1 is confirmed first, but nothing is stored before offset 0 is.
+  const auto resumed = h.at("resume");
+  CHECK(h.at("nacked notify_events/0/0") < h.at("pause"));
+  CHECK(h.at("publish notify_events/0/0", resumed) < h.at("ack notify_events/0/0"));
+  CHECK(h.at("ack notify_events/0/0") < h.at("store notify_events/0 2"));
+  CHECK(h.count("store notify_events/0 1") == 0);
+  const std::string text = log.text();
+  CHECK(text.find(R"("msg":"posting nacked")") != std::string::npos);
+  CHECK(text.find("rabbitmq nacked posting") != std::string::npos);
+  CHECK(text.find("times: is the queue full or the disk alarm on?") != std::string::npos);
+}
+
+TEST_CASE("pipeline: the dead-letter topic unavailable pauses intake; the event goes later") {
+  Harness h;
+  h.events.add(kP0, 0, "not json");
+  h.dead_letters.errors = {notify::kafka::Error("broker down"), notify::kafka::Error("still down")};
+  h.run_until([&] { return h.stored(kP0, 1); });
+  CHECK(h.timeline == Timeline{"dead letter unavailable", "pause", "dead letter unavailable",
+                               "dead letter", "store notify_events/0 1", "resume", "close"});
+  REQUIRE(h.dead_letters.written.size() == 1);
+  CHECK(h.dead_letters.written[0].value == "not json");
+  CHECK(header(h.dead_letters.written[0], "error") == "value is not valid JSON");
+  CHECK(header(h.dead_letters.written[0], "original_offset") == "0");
+}
+
+TEST_CASE("pipeline: a dead letter the broker refuses goes shortened, else is skipped") {
+  SUBCASE("refused whole: a shortened copy") {
+    Harness h;
+    h.events.add(kP0, 0, "not json" + std::string(100'000, ' '));
+    h.dead_letters.errors = {notify::kafka::Error("message too large", true)};
+    h.run_until([&] { return h.stored(kP0, 1); });
+    CHECK(h.timeline ==
+          Timeline{"dead letter refused", "dead letter", "store notify_events/0 1", "close"});
+    REQUIRE(h.dead_letters.written.size() == 1);
+    const DeadLetter& d = h.dead_letters.written[0];
+    CHECK(d.value.size() == 64 * 1024);
+    CHECK(header(d, "truncated") == "true");
+    CHECK(header(d, "original_size") == "100008");
+    CHECK(header(d, "original_sha256").size() == 64);
+    CHECK(counter(*h.registry, "notify_etl_dead_lettered_total", "reason_class", "invalid_event") ==
+          1);
+  }
+  SUBCASE("refused even shortened: skipped and counted, the partition goes on") {
+    Harness h;
+    h.events.add(kP0, 0, "not json");
+    h.events.add(kP0, 1, signup("u1"));
+    h.dead_letters.errors = {notify::kafka::Error("refused", true),
+                             notify::kafka::Error("refused", true)};
+    LogCapture log;
+    h.run_until([&] { return h.stored(kP0, 2); });
+    CHECK(h.dead_letters.written.empty());
+    CHECK(h.at("store notify_events/0 1") < h.at("publish notify_events/0/1"));
+    CHECK(counter(*h.registry, "notify_etl_dead_lettered_total", "reason_class",
+                  "dead_letter_refused") == 1);
+    const std::string text = log.text();
+    CHECK(text.find(R"("msg":"dead letter refused by the broker; event skipped")") !=
+          std::string::npos);
+    CHECK(text.find(R"("dead_letter":"lost")") != std::string::npos);
+  }
+}
+
+TEST_CASE("pipeline: Auth unavailable on page 37 of a mailing resumes at page 37") {
+  Harness h;
+  h.users.pages = 40;
+  h.users.unavailable_once = {"page 37"};
+  h.events.add(kP0, 0, mailing());
+  LogCapture log;
+  h.run_until([&] { return h.stored(kP0, 1); });
+  std::vector<std::string> expected;
+  for (int n = 1; n <= 40; ++n) {
+    expected.push_back("page " + std::to_string(n));
+    if (n == 37) expected.push_back("page 37");  // once unavailable, once answered
+  }
+  CHECK(h.users.lookups == expected);
+  // One posting per user, each published once: pages 1-36 were not made again.
+  CHECK(h.publisher.published.size() == 40);
+  for (const auto& [id, times] : h.publisher.published) CHECK(times == 1);
+  CHECK(h.count("pause") == 1);
+  CHECK(h.count("resume") == 1);
+  CHECK(h.at("resume") < h.at("store notify_events/0 1"));
+  const std::string text = log.text();
+  CHECK(text.find(R"("msg":"intake paused","reason":"auth: timeout")") != std::string::npos);
+  CHECK(text.find(R"("postings":40)") != std::string::npos);
+}
+
+TEST_CASE("pipeline: shutdown flushes postings in flight and stores only confirmed offsets") {
+  Harness h;
+  for (int o = 0; o < 4; ++o) h.events.add(kP0, o, signup("u" + std::to_string(o)));
+  // No confirm arrives while running; on the flush at shutdown all but offset 2's.
+  bool stopping = false;
+  h.publisher.answer = [&](const notify::amqp::Message& m, int) -> std::optional<Result> {
+    if (!stopping || m.headers.at("event_id") == "notify_events/0/2") return std::nullopt;
+    return Result::kAcked;
+  };
+  h.run_until([&] {
+    stopping = h.publisher.published.size() == 4;
+    return stopping;
+  });
+  CHECK(h.events.closed);
+  CHECK(h.stored(kP0, 2));  // 0 and 1; 3 is confirmed but 2 is not
+  CHECK(h.at("store notify_events/0 2") < h.at("close"));
+  CHECK(h.publisher.outstanding() == 1);
+}
