@@ -11,6 +11,7 @@
 
 #include <httplib.h>
 
+#include "etl_process.hpp"
 #include "notify/amqp.hpp"
 #include "notify/digest.hpp"
 #include "notify/kafka.hpp"
@@ -26,48 +27,22 @@ using notify::testing::wait_until;
 
 namespace {
 
-struct Catalogue {
-  std::string topic = unique_name("notify_events");
-  std::string group = unique_name("etl");
-  std::string exchange = unique_name("notifications");
+struct Catalogue : notify::testing::EtlNames {
   std::unique_ptr<notify::kafka::Producer> producer =
       std::make_unique<notify::kafka::Producer>(Stack::get().value("KAFKA_BOOTSTRAP_SERVERS"));
 
   std::unique_ptr<Process> start_etl(std::map<std::string, std::string> extra = {}) const {
-    const Stack& s = Stack::get();
     std::map<std::string, std::string> env = {
-        {"KAFKA_BOOTSTRAP_SERVERS", s.value("KAFKA_BOOTSTRAP_SERVERS")},
-        {"NOTIFY_EVENTS_TOPIC", topic},
-        {"KAFKA_GROUP_ID", group},
-        {"KAFKA_CONSUMER_CONFIG",
-         "session.timeout.ms=6000,heartbeat.interval.ms=500,fetch.wait.max.ms=50"},
-        {"RABBITMQ_URL", s.value("RABBITMQ_URL")},
-        {"RABBITMQ_EXCHANGE", exchange},
-        {"AUTH_URL", s.value("AUTH_URL")},
         {"ETL_RETRY_MAX_BACKOFF", "2s"},
-        {"TEMPLATES_DIR", s.value("SOURCE_DIR") + "/templates"},
         {"PUBLIC_BASE_URL", "https://example.org"},
-        {"CONTEXT_URL_ALLOWLIST", s.value("AUTH_URL") + "/api/v1/users"},
-        {"WEBHOOK_URL_ALLOWLIST", "https://hooks.example.org"},
-        {"LOG_LEVEL", "info"}};
+        {"CONTEXT_URL_ALLOWLIST", Stack::get().value("AUTH_URL") + "/api/v1/users"},
+        {"WEBHOOK_URL_ALLOWLIST", "https://hooks.example.org"}};
     for (auto& [k, v] : extra) env[k] = v;
-    return std::make_unique<Process>(s.value("BIN_DIR") + "/etl_notifications",
-                                     std::vector<std::string>{}, env,
-                                     s.value("STACK_DIR") + "/test-logs/" + group + ".log");
+    return notify::testing::start_etl(*this, env);
   }
 
   std::unique_ptr<notify::amqp::Consumer> queue(const std::string& channel) const {
-    notify::amqp::Consumer::Options o;
-    o.connection.url = notify::amqp::Url::parse(Stack::get().value("RABBITMQ_URL"));
-    notify::amqp::Topology topology;
-    topology.exchange = exchange;
-    topology.channels = {"email", "webhook"};
-    o.queue = topology.queue_for(channel);
-    o.declare = topology;
-    o.prefetch = 1000;
-    auto consumer = std::make_unique<notify::amqp::Consumer>(o);
-    consumer->connect();
-    return consumer;
+    return notify::testing::postings_consumer(*this, channel, 1000, {"email", "webhook"});
   }
 
   notify::kafka::Delivery emit(const nlohmann::json& value, const std::string& key = "k") const {

@@ -10,6 +10,7 @@
 
 #include <httplib.h>
 
+#include "etl_process.hpp"
 #include "notify/amqp.hpp"
 #include "notify/kafka.hpp"
 #include "notify/posting.hpp"
@@ -18,47 +19,18 @@
 using namespace std::chrono_literals;
 using notify::testing::Process;
 using notify::testing::Stack;
-using notify::testing::unique_name;
 using notify::testing::wait_until;
 
 namespace {
 
-struct Fixture {
-  std::string topic = unique_name("notify_events");
-  std::string group = unique_name("etl");
-  std::string exchange = unique_name("notifications");
-
+struct Fixture : notify::testing::EtlNames {
   std::unique_ptr<Process> start_etl() const {
-    const Stack& s = Stack::get();
-    std::map<std::string, std::string> env = {
-        {"KAFKA_BOOTSTRAP_SERVERS", s.value("KAFKA_BOOTSTRAP_SERVERS")},
-        {"NOTIFY_EVENTS_TOPIC", topic},
-        {"KAFKA_GROUP_ID", group},
-        {"KAFKA_CONSUMER_CONFIG",
-         "session.timeout.ms=6000,heartbeat.interval.ms=500,fetch.wait.max.ms=50"},
-        {"RABBITMQ_URL", s.value("RABBITMQ_URL")},
-        {"RABBITMQ_EXCHANGE", exchange},
-        {"AUTH_URL", s.value("AUTH_URL")},
-        {"AUTH_MAX_ATTEMPTS", "2"},
-        {"ETL_RETRY_MAX_BACKOFF", "1s"},
-        {"TEMPLATES_DIR", s.value("SOURCE_DIR") + "/templates"},
-        {"LOG_LEVEL", "info"}};
-    return std::make_unique<Process>(s.value("BIN_DIR") + "/etl_notifications",
-                                     std::vector<std::string>{}, env,
-                                     s.value("STACK_DIR") + "/" + group + ".log");
+    return notify::testing::start_etl(
+        *this, {{"AUTH_MAX_ATTEMPTS", "2"}, {"ETL_RETRY_MAX_BACKOFF", "1s"}});
   }
 
   std::unique_ptr<notify::amqp::Consumer> postings() const {
-    notify::amqp::Consumer::Options o;
-    o.connection.url = notify::amqp::Url::parse(Stack::get().value("RABBITMQ_URL"));
-    notify::amqp::Topology topology;
-    topology.exchange = exchange;
-    o.queue = topology.queue_for("email");
-    o.declare = topology;
-    o.prefetch = 100;
-    auto consumer = std::make_unique<notify::amqp::Consumer>(o);
-    consumer->connect();
-    return consumer;
+    return notify::testing::postings_consumer(*this, "email", 100);
   }
 
   // Signs up the fixture users, all on one partition (one key), in order.
