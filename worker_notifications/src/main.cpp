@@ -9,10 +9,12 @@
 #include <optional>
 #include <string>
 #include <thread>
+#include <utility>
 #include <vector>
 
 #include <prometheus/registry.h>
 
+#include "amqp_edges.hpp"
 #include "config.hpp"
 #include "delivery.hpp"
 #include "notify/log.hpp"
@@ -38,17 +40,28 @@ int main() {
 
   try {
     notify::SystemClock clock;
+    worker::SystemSteadyClock steady;
     worker::Throttle throttle(config.throttle);
     auto registry = std::make_shared<prometheus::Registry>();
     worker::WorkerMetrics metrics(*registry, config.retry.max_attempts);
+    const auto make_loop = [&](notify::Channel channel, int index, worker::Throttle* caps) {
+      worker::DeliveryLoop::Parts parts;
+      parts.source = std::make_unique<worker::AmqpDeliverySource>(config, channel, index);
+      parts.republisher = std::make_unique<worker::AmqpRepublisher>(config, channel, index);
+      parts.sender = worker::make_sender(channel, config);
+      parts.throttle = caps;
+      parts.clock = &clock;
+      parts.steady = &steady;
+      parts.random01 = worker::system_random01();
+      parts.metrics = &metrics;
+      return std::make_unique<worker::DeliveryLoop>(config, channel, index, std::move(parts));
+    };
     std::vector<std::unique_ptr<worker::DeliveryLoop>> loops;
     for (int i = 0; i < config.smtp_concurrency; ++i) {
-      loops.push_back(std::make_unique<worker::DeliveryLoop>(config, notify::Channel::kEmail,
-                                                             &throttle, clock, i, &metrics));
+      loops.push_back(make_loop(notify::Channel::kEmail, i, &throttle));
     }
     for (int i = 0; i < config.webhook_concurrency; ++i) {
-      loops.push_back(std::make_unique<worker::DeliveryLoop>(config, notify::Channel::kWebhook,
-                                                             nullptr, clock, i, &metrics));
+      loops.push_back(make_loop(notify::Channel::kWebhook, i, nullptr));  // no caps for webhooks
     }
     // Made after the loops, so destroyed first: /readyz never reads a loop that is gone.
     auto server =

@@ -18,6 +18,7 @@
 #include <prometheus/registry.h>
 #include <nlohmann/json.hpp>
 
+#include "amqp_edges.hpp"
 #include "delivery.hpp"
 #include "metrics.hpp"
 #include "notify/amqp.hpp"
@@ -616,8 +617,16 @@ TEST_CASE("worker: a sender that throws is retried, then dead-lettered; the loop
   worker::WorkerMetrics metrics(registry, config.retry.max_attempts);
   notify::SystemClock clock;
   auto sent = std::make_shared<Accepted>();
-  worker::DeliveryLoop loop(config, notify::Channel::kEmail, nullptr, clock, 0, &metrics,
-                            std::make_unique<ThrowingSender>(sent));
+  worker::SystemSteadyClock steady;
+  worker::DeliveryLoop::Parts parts;
+  parts.source = std::make_unique<worker::AmqpDeliverySource>(config, notify::Channel::kEmail, 0);
+  parts.republisher = std::make_unique<worker::AmqpRepublisher>(config, notify::Channel::kEmail, 0);
+  parts.sender = std::make_unique<ThrowingSender>(sent);
+  parts.clock = &clock;
+  parts.steady = &steady;
+  parts.random01 = worker::system_random01();
+  parts.metrics = &metrics;
+  worker::DeliveryLoop loop(config, notify::Channel::kEmail, 0, std::move(parts));
   std::atomic<bool> stop{false};
   std::thread thread([&] { loop.run(stop); });
   struct Join {
