@@ -1,0 +1,550 @@
+// The delivery loop without a broker: a fake work queue, republisher, transport, clocks and
+// random source. Every outcome path of a delivery, throttling, redeliveries after a crash and
+// the ways a copy can fail to be stored, each in milliseconds.
+
+#include <doctest/doctest.h>
+
+#include <atomic>
+#include <deque>
+#include <functional>
+#include <memory>
+#include <stdexcept>
+#include <string>
+#include <utility>
+#include <vector>
+
+#include "delivery.hpp"
+#include "moves.hpp"
+#include "notify/envelope.hpp"
+#include "notify/time.hpp"
+
+using namespace worker;
+using namespace std::chrono_literals;
+
+namespace {
+
+notify::TimePoint at(const char* iso) { return *notify::parse_iso8601(iso); }
+
+// 12:00 UTC on a Monday: daytime in Berlin.
+const notify::TimePoint kNoon = at("2026-11-23T12:00:00Z");
+
+struct Queue {
+  std::deque<notify::amqp::Delivery> waiting;
+  std::vector<std::uint64_t> acked;
+  std::vector<std::pair<std::uint64_t, bool>> rejected;  // tag, requeue
+  int connects = 0;
+  int failing_connects = 0;  // connect() throws this many times first
+  int disconnects = 0;
+  std::atomic<bool>* stop = nullptr;
+};
+
+// Hands out the queued deliveries, then stops the loop.
+class FakeSource final : public DeliverySource {
+ public:
+  explicit FakeSource(Queue& q) : q_(q) {}
+  bool connected() const override { return connected_; }
+  void connect() override {
+    ++q_.connects;
+    if (q_.failing_connects > 0) {
+      --q_.failing_connects;
+      throw notify::amqp::Error("connection refused");
+    }
+    connected_ = true;
+  }
+  void disconnect() override {
+    ++q_.disconnects;
+    connected_ = false;
+  }
+  std::optional<notify::amqp::Delivery> next(std::chrono::milliseconds) override {
+    if (q_.waiting.empty()) {
+      q_.stop->store(true);
+      return std::nullopt;
+    }
+    auto d = std::move(q_.waiting.front());
+    q_.waiting.pop_front();
+    return d;
+  }
+  void ack(std::uint64_t tag) override { q_.acked.push_back(tag); }
+  void reject(std::uint64_t tag, bool requeue) override { q_.rejected.emplace_back(tag, requeue); }
+
+ private:
+  Queue& q_;
+  bool connected_ = false;
+};
+
+struct Copies {
+  std::vector<notify::amqp::Message> published;
+  // What the broker answers, one per copy; kAcked once they run out. "lost": the connection
+  // fails while publishing.
+  std::deque<std::string> answers;
+  int connects = 0;
+  int disconnects = 0;
+};
+
+class FakeRepublisher final : public Republisher {
+ public:
+  explicit FakeRepublisher(Copies& c) : c_(c) {}
+  bool connected() const override { return connected_; }
+  void connect() override {
+    ++c_.connects;
+    connected_ = true;
+  }
+  void disconnect() override {
+    ++c_.disconnects;
+    connected_ = false;
+  }
+  Result publish(notify::amqp::Message message) override {
+    c_.published.push_back(std::move(message));
+    std::string answer = "acked";
+    if (!c_.answers.empty()) {
+      answer = c_.answers.front();
+      c_.answers.pop_front();
+    }
+    if (answer == "lost") {
+      connected_ = false;
+      throw notify::amqp::Error("connection lost");
+    }
+    if (answer == "returned") return Result::kReturned;
+    if (answer == "nacked") return Result::kNacked;
+    if (answer == "unconfirmed") return Result::kUnconfirmed;
+    return Result::kAcked;
+  }
+
+ private:
+  Copies& c_;
+  bool connected_ = false;
+};
+
+struct Transport {
+  std::vector<notify::Posting> sent;
+  std::function<SendResult(const notify::Posting&)> answer = [](const notify::Posting&) {
+    return SendResult{SendStatus::kSent, 250, "250 ok"};
+  };
+};
+
+class FakeSender final : public ChannelSender {
+ public:
+  explicit FakeSender(Transport& t) : t_(t) {}
+  SendResult send(const notify::Posting& p) override {
+    t_.sent.push_back(p);
+    return t_.answer(p);
+  }
+
+ private:
+  Transport& t_;
+};
+
+class FakeClock final : public notify::Clock {
+ public:
+  notify::TimePoint now() const override { return now_; }
+  notify::TimePoint now_ = kNoon;
+};
+
+// Sleeping moves time forward at once and is written down.
+class FakeSteady final : public SteadyClock {
+ public:
+  TimePoint now() const override { return now_; }
+  void sleep_for(std::chrono::milliseconds d) override {
+    sleeps.push_back(d);
+    now_ += d;
+  }
+  std::chrono::milliseconds slept() const {
+    std::chrono::milliseconds total{0};
+    for (auto d : sleeps) total += d;
+    return total;
+  }
+  TimePoint now_{std::chrono::hours(1000)};
+  std::vector<std::chrono::milliseconds> sleeps;
+};
+
+notify::Posting posting(const std::string& id = "11111111-2222-5333-8444-555555555555") {
+  notify::Posting p;
+  p.posting_id = id;
+  p.event_id = "e1";
+  p.event_type = "user_signed_up";
+  p.source = "auth";
+  p.event_time = kNoon - 1min;
+  p.channel = notify::Channel::kEmail;
+  p.template_name = "user_signed_up";
+  p.recipient = {"u1", "ann@example.com", "Ann", "Europe/Berlin", "en"};
+  p.content = {"Welcome", "Hello Ann.", "<p>Hello Ann.</p>"};
+  p.priority = 5;
+  p.quiet_hours = notify::QuietHours::kRespect;
+  p.expires_at = at("2026-11-25T12:00:00Z");
+  return p;
+}
+
+notify::amqp::Delivery delivery_of(const notify::Posting& p, std::uint64_t tag,
+                                   notify::amqp::Headers extra = {}) {
+  notify::amqp::Message m = notify::envelope::to_message(p);
+  notify::amqp::Delivery d;
+  d.delivery_tag = tag;
+  d.routing_key = m.routing_key;
+  d.body = m.body;
+  d.message_id = m.message_id;
+  d.priority = m.priority;
+  d.headers = m.headers;
+  for (auto& [k, v] : extra) d.headers[k] = v;
+  return d;
+}
+
+// One loop over fakes. run() hands out what `queue.waiting` holds and returns.
+struct Harness {
+  WorkerConfig config;
+  Queue queue;
+  Copies copies;
+  Transport transport;
+  FakeClock clock;
+  FakeSteady steady;
+  std::unique_ptr<Throttle> throttle;
+  int randoms = 0;
+  double random_value = 0.5;
+  notify::Channel channel = notify::Channel::kEmail;
+  std::unique_ptr<ChannelSender> sender;  // instead of the fake transport
+
+  Harness() {
+    config.delay_tiers = {10s, 1min, 10min, 1h, 6h};
+    config.policy.spread = 0ms;
+    config.retry.base = 10s;
+    config.retry.max_attempts = 8;
+  }
+
+  void run() {
+    std::atomic<bool> stop{false};
+    queue.stop = &stop;
+    DeliveryLoop::Parts parts;
+    parts.source = std::make_unique<FakeSource>(queue);
+    parts.republisher = std::make_unique<FakeRepublisher>(copies);
+    parts.sender = sender ? std::move(sender) : std::make_unique<FakeSender>(transport);
+    parts.throttle = throttle.get();
+    parts.clock = &clock;
+    parts.steady = &steady;
+    parts.random01 = [this] {
+      ++randoms;
+      return random_value;
+    };
+    DeliveryLoop loop(config, channel, 0, std::move(parts));
+    loop.run(stop);
+  }
+
+  const notify::amqp::Message& only_copy() const {
+    REQUIRE(copies.published.size() == 1);
+    return copies.published.front();
+  }
+};
+
+std::string header(const notify::amqp::Message& m, const std::string& name) {
+  const auto it = m.headers.find(name);
+  return it == m.headers.end() ? "<absent>" : it->second;
+}
+
+}  // namespace
+
+TEST_CASE("loop: a posting the transport accepts is acknowledged, nothing is republished") {
+  Harness h;
+  h.queue.waiting.push_back(delivery_of(posting(), 7));
+  h.run();
+  REQUIRE(h.transport.sent.size() == 1);
+  CHECK(h.transport.sent[0].posting_id == posting().posting_id);
+  CHECK(h.queue.acked == std::vector<std::uint64_t>{7});
+  CHECK(h.queue.rejected.empty());
+  CHECK(h.copies.published.empty());
+}
+
+TEST_CASE("loop: an expired posting is acknowledged and never sent") {
+  Harness h;
+  auto p = posting();
+  p.expires_at = kNoon;  // expires at this very instant
+  h.queue.waiting.push_back(delivery_of(p, 3));
+  h.run();
+  CHECK(h.transport.sent.empty());
+  CHECK(h.queue.acked == std::vector<std::uint64_t>{3});
+  CHECK(h.copies.published.empty());
+}
+
+TEST_CASE("loop: quiet hours defer to the window's end through the fitting delay tier") {
+  Harness h;
+  h.clock.now_ = at("2026-11-23T22:30:00Z");  // 23:30 in Berlin: quiet until 08:00 = 07:00Z
+  h.queue.waiting.push_back(delivery_of(posting(), 9));
+  h.run();
+  CHECK(h.transport.sent.empty());
+  const auto& copy = h.only_copy();
+  // 8.5 hours to wait: the largest tier that does not overshoot is 6 h.
+  CHECK(copy.routing_key == "notifications.email.delay.6h");
+  CHECK(header(copy, "x-deliver-at") == notify::format_iso8601(at("2026-11-24T07:00:00Z")));
+  CHECK(header(copy, "x-defer-reason") == "quiet_hours");
+  CHECK(header(copy, "x-attempts") == "0");
+  CHECK(header(copy, "x-last-error") == "<absent>");
+  CHECK(copy.body == delivery_of(posting(), 9).body);
+  CHECK(copy.message_id == posting().posting_id);
+  // The original goes only once the copy is confirmed.
+  CHECK(h.queue.acked == std::vector<std::uint64_t>{9});
+}
+
+TEST_CASE("loop: a posting scheduled for later waits in a delay queue") {
+  Harness h;
+  auto p = posting();
+  p.not_before = kNoon + 90s;
+  h.queue.waiting.push_back(delivery_of(p, 1));
+  h.run();
+  CHECK(h.transport.sent.empty());
+  const auto& copy = h.only_copy();
+  CHECK(copy.routing_key == "notifications.email.delay.1m");
+  CHECK(header(copy, "x-defer-reason") == "scheduled");
+  CHECK(header(copy, "x-deliver-at") == notify::format_iso8601(kNoon + 90s));
+  CHECK(h.queue.acked == std::vector<std::uint64_t>{1});
+}
+
+TEST_CASE("loop: a transient failure is retried with backoff and the injected jitter") {
+  Harness h;
+  h.random_value = 0.5;  // a quarter of the delay is jitter: 10 s + 0.5 · 2.5 s
+  h.transport.answer = [](const notify::Posting&) {
+    return SendResult{SendStatus::kTransient, 451, "451 4.3.0 try later"};
+  };
+  h.queue.waiting.push_back(delivery_of(posting(), 4));
+  h.run();
+  CHECK(h.transport.sent.size() == 1);
+  CHECK(h.randoms >= 1);
+  const auto& copy = h.only_copy();
+  CHECK(copy.routing_key == "notifications.email.delay.10s");
+  CHECK(header(copy, "x-defer-reason") == "retry");
+  CHECK(header(copy, "x-attempts") == "1");
+  CHECK(header(copy, "x-deliver-at") == notify::format_iso8601(kNoon + 11250ms));
+  CHECK(header(copy, "x-last-error") == "smtp 451: 451 4.3.0 try later");
+  CHECK(h.queue.acked == std::vector<std::uint64_t>{4});
+}
+
+TEST_CASE("loop: retries exhausted go to the dead-letter queue with the reason and last error") {
+  Harness h;
+  h.transport.answer = [](const notify::Posting&) {
+    return SendResult{SendStatus::kTransient, 421, "421 bye"};
+  };
+  // Seven failed sends so far (a redelivery from a delay queue): this is the eighth.
+  h.queue.waiting.push_back(delivery_of(posting(), 5, {{"x-attempts", "7"}}));
+  h.run();
+  const auto& copy = h.only_copy();
+  CHECK(copy.routing_key == "notifications.email.dead");
+  CHECK(header(copy, "x-dead-reason") == "attempts_exhausted");
+  CHECK(header(copy, "x-attempts") == "8");
+  CHECK(header(copy, "x-last-error") == "smtp 421: 421 bye");
+  CHECK(h.queue.acked == std::vector<std::uint64_t>{5});
+}
+
+TEST_CASE("loop: a permanent failure is dead-lettered at once") {
+  Harness h;
+  h.transport.answer = [](const notify::Posting&) {
+    return SendResult{SendStatus::kPermanent, 550, "550 5.1.1 no such user"};
+  };
+  h.queue.waiting.push_back(delivery_of(posting(), 6));
+  h.run();
+  const auto& copy = h.only_copy();
+  CHECK(copy.routing_key == "notifications.email.dead");
+  CHECK(header(copy, "x-dead-reason") == "permanent_failure");
+  CHECK(header(copy, "x-attempts") == "1");
+  CHECK(header(copy, "x-last-error") == "smtp 550: 550 5.1.1 no such user");
+  CHECK(h.queue.acked == std::vector<std::uint64_t>{6});
+}
+
+TEST_CASE("loop: an undecodable posting is dead-lettered at once, never sent") {
+  Harness h;
+  notify::amqp::Delivery d;
+  d.delivery_tag = 8;
+  d.body = "{not json";
+  d.message_id = "m8";
+  h.queue.waiting.push_back(d);
+  h.run();
+  CHECK(h.transport.sent.empty());
+  const auto& copy = h.only_copy();
+  CHECK(copy.routing_key == "notifications.email.dead");
+  CHECK(header(copy, "x-dead-reason").rfind("undecodable: ", 0) == 0);
+  CHECK(header(copy, "x-attempts") == "0");
+  CHECK(copy.body == "{not json");
+  CHECK(h.queue.acked == std::vector<std::uint64_t>{8});
+}
+
+TEST_CASE("loop: a sender that throws is retried, then dead-lettered; the loop goes on") {
+  Harness h;
+  h.transport.answer = [](const notify::Posting& p) -> SendResult {
+    if (p.content.subject == "throw") throw std::runtime_error("renderer exploded");
+    return SendResult{SendStatus::kSent, 250, "250 ok"};
+  };
+  auto thrower = posting("t-1");
+  thrower.content.subject = "throw";
+  h.queue.waiting.push_back(delivery_of(thrower, 1));
+  h.queue.waiting.push_back(delivery_of(thrower, 2, {{"x-attempts", "7"}}));
+  h.queue.waiting.push_back(delivery_of(posting("fine"), 3));
+  h.run();
+  REQUIRE(h.copies.published.size() == 2);
+  const auto& retry = h.copies.published[0];
+  CHECK(header(retry, "x-defer-reason") == "retry");
+  CHECK(header(retry, "x-attempts") == "1");
+  CHECK(header(retry, "x-last-error") == "exception: renderer exploded");
+  const auto& dead = h.copies.published[1];
+  CHECK(dead.routing_key == "notifications.email.dead");
+  CHECK(header(dead, "x-dead-reason") == "attempts_exhausted");
+  CHECK(header(dead, "x-attempts") == "8");
+  CHECK(header(dead, "x-last-error") == "exception: renderer exploded");
+  CHECK(h.queue.acked == std::vector<std::uint64_t>{1, 2, 3});
+  CHECK(h.transport.sent.size() == 3);
+}
+
+TEST_CASE("loop: a copy not stored leaves the original in the queue, requeued") {
+  for (const char* answer : {"nacked", "returned", "unconfirmed"}) {
+    CAPTURE(answer);
+    Harness h;
+    h.clock.now_ = at("2026-11-23T22:30:00Z");  // quiet hours: a copy is needed
+    h.copies.answers = {answer};
+    h.queue.waiting.push_back(delivery_of(posting(), 11));
+    h.run();
+    CHECK(h.copies.published.size() == 1);
+    CHECK(h.queue.acked.empty());
+    CHECK(h.queue.rejected == std::vector<std::pair<std::uint64_t, bool>>{{11, true}});
+    // The loop pauses before the next delivery so a refusing broker is not asked in a loop.
+    CHECK(h.steady.slept() >= 500ms);
+  }
+}
+
+TEST_CASE("loop: the connection lost while moving a copy: original requeued, loop reconnects") {
+  Harness h;
+  h.clock.now_ = at("2026-11-23T22:30:00Z");
+  h.copies.answers = {"lost"};
+  h.queue.waiting.push_back(delivery_of(posting(), 12));
+  h.queue.waiting.push_back(delivery_of(posting("second"), 13));
+  h.run();
+  CHECK(h.queue.rejected == std::vector<std::pair<std::uint64_t, bool>>{{12, true}});
+  CHECK(h.queue.acked == std::vector<std::uint64_t>{13});  // its copy went through
+  CHECK(h.copies.connects == 2);                           // connected again
+  CHECK(h.copies.published.size() == 2);
+}
+
+TEST_CASE("loop: short throttle waits are slept, long ones postponed through the ladder") {
+  SUBCASE("one per second: the second mail waits a second") {
+    Harness h;
+    h.throttle = std::make_unique<Throttle>(ThrottleOptions{1, 0, 1, 1});
+    h.queue.waiting.push_back(delivery_of(posting("a"), 1));
+    h.queue.waiting.push_back(delivery_of(posting("b"), 2));
+    h.run();
+    CHECK(h.transport.sent.size() == 2);
+    CHECK(h.steady.sleeps == std::vector<std::chrono::milliseconds>{1000ms});
+    CHECK(h.queue.acked == std::vector<std::uint64_t>{1, 2});
+    CHECK(h.copies.published.empty());
+  }
+  SUBCASE("one per hour: the second mail is postponed, throttled") {
+    Harness h;
+    h.throttle = std::make_unique<Throttle>(ThrottleOptions{0, 1, 0, 1});
+    h.queue.waiting.push_back(delivery_of(posting("a"), 1));
+    h.queue.waiting.push_back(delivery_of(posting("b"), 2));
+    h.run();
+    CHECK(h.transport.sent.size() == 1);
+    const auto& copy = h.only_copy();
+    CHECK(copy.message_id == "b");
+    CHECK(copy.routing_key == "notifications.email.delay.1h");
+    CHECK(header(copy, "x-defer-reason") == "throttled");
+    CHECK(header(copy, "x-deliver-at") == notify::format_iso8601(kNoon + 1h));
+    CHECK(h.queue.acked == std::vector<std::uint64_t>{1, 2});
+    CHECK(h.steady.sleeps.empty());
+  }
+}
+
+TEST_CASE("loop: a posting redelivered after a crash carries its attempts and deferral") {
+  SUBCASE("redelivered before it was acknowledged: sent again (same Message-ID downstream)") {
+    Harness h;
+    auto d = delivery_of(posting(), 21, {{"x-attempts", "2"}});
+    d.redelivered = true;
+    h.queue.waiting.push_back(d);
+    h.run();
+    CHECK(h.transport.sent.size() == 1);
+    CHECK(h.queue.acked == std::vector<std::uint64_t>{21});
+  }
+  SUBCASE("its earlier failures count: the next failure is attempt three") {
+    Harness h;
+    h.transport.answer = [](const notify::Posting&) {
+      return SendResult{SendStatus::kTransient, 451, "later"};
+    };
+    auto d = delivery_of(posting(), 22, {{"x-attempts", "2"}, {"x-last-error", "smtp 451: old"}});
+    d.redelivered = true;
+    h.queue.waiting.push_back(d);
+    h.run();
+    const auto& copy = h.only_copy();
+    CHECK(header(copy, "x-attempts") == "3");
+    CHECK(header(copy, "x-last-error") == "smtp 451: later");
+    CHECK(header(copy, "x-deliver-at") == notify::format_iso8601(kNoon + 40s + 5000ms));
+  }
+  SUBCASE("back before its deferral ended: another hop, reason deferred, attempts kept") {
+    Harness h;
+    const auto until = kNoon + 5min;
+    auto d = delivery_of(posting(), 23,
+                         {{"x-attempts", "1"},
+                          {"x-deliver-at", notify::format_iso8601(until)},
+                          {"x-defer-reason", "retry"}});
+    d.redelivered = true;
+    h.queue.waiting.push_back(d);
+    h.run();
+    CHECK(h.transport.sent.empty());
+    const auto& copy = h.only_copy();
+    CHECK(copy.routing_key == "notifications.email.delay.1m");
+    CHECK(header(copy, "x-defer-reason") == "deferred");
+    CHECK(header(copy, "x-attempts") == "1");
+    CHECK(header(copy, "x-deliver-at") == notify::format_iso8601(until));
+  }
+}
+
+TEST_CASE("loop: RabbitMQ unavailable: reconnects with a doubling backoff") {
+  Harness h;
+  h.queue.failing_connects = 3;
+  h.queue.waiting.push_back(delivery_of(posting(), 1));
+  h.run();
+  CHECK(h.queue.connects == 4);
+  CHECK(h.steady.slept() == 500ms + 1000ms + 2000ms);
+  CHECK(h.queue.acked == std::vector<std::uint64_t>{1});
+}
+
+TEST_CASE("loop: a webhook outside the allowlist is refused before any request, dead-lettered") {
+  Harness h;
+  h.channel = notify::Channel::kWebhook;
+  h.config.webhook_url_allowlist = {"https://hooks.example.org/"};
+  h.sender = make_sender(notify::Channel::kWebhook, h.config);  // the real webhook sender
+  auto p = posting();
+  p.channel = notify::Channel::kWebhook;
+  p.recipient.address = "http://127.0.0.1:1/internal";
+  h.queue.waiting.push_back(delivery_of(p, 31));
+  h.run();
+  const auto& copy = h.only_copy();
+  CHECK(copy.routing_key == "notifications.webhook.dead");
+  CHECK(header(copy, "x-dead-reason") == "permanent_failure");
+  CHECK(header(copy, "x-last-error").find("not allowed by WEBHOOK_URL_ALLOWLIST") !=
+        std::string::npos);
+  CHECK(h.queue.acked == std::vector<std::uint64_t>{31});
+}
+
+TEST_CASE("loop: a missing part is refused when the loop is made") {
+  WorkerConfig config;
+  FakeClock clock;
+  FakeSteady steady;
+  DeliveryLoop::Parts parts;
+  parts.clock = &clock;
+  parts.steady = &steady;
+  const auto make = [&] {
+    DeliveryLoop loop(config, notify::Channel::kEmail, 0, std::move(parts));
+  };
+  CHECK_THROWS_AS(make(), std::invalid_argument);
+}
+
+TEST_CASE("moves: the copy keeps body, id, priority and headers, drops x-death") {
+  notify::amqp::Topology topology;
+  topology.delay_tiers = {10s, 1min};
+  auto d = delivery_of(posting(), 1, {{"x-death", "..."}, {"x-defer-reason", "quiet_hours"}});
+  const auto dead = move_for(d, DeadLetter{DeadReason::kPermanentFailure, 1, "smtp 550: no", {}},
+                             kNoon, topology, "email");
+  REQUIRE(dead);
+  CHECK(dead->copy.headers.count("x-death") == 0);
+  CHECK(dead->copy.headers.at("event_id") == "e1");
+  CHECK(dead->copy.priority == 5);
+  CHECK(!move_for(d, Ack{AckOutcome::kSent}, kNoon, topology, "email"));
+  // Below the smallest tier: the smallest tier.
+  const auto soon =
+      move_for(d, Postpone{kNoon + 1s, DeferReason::kRetry, 1, {}}, kNoon, topology, "email");
+  REQUIRE(soon);
+  CHECK(soon->tier == 10s);
+  CHECK(soon->copy.routing_key == "notifications.email.delay.10s");
+}
