@@ -19,9 +19,12 @@
 // the text. Exit status: 0 done, 1 a dead letter could not be replayed or a broker failed,
 // 2 bad usage.
 
+#include <CLI/CLI.hpp>
+
 #include <chrono>
 #include <cstdlib>
 #include <iostream>
+#include <limits>
 #include <optional>
 #include <set>
 #include <string>
@@ -53,74 +56,62 @@ struct Args {
   std::chrono::milliseconds idle = 2s;
 };
 
-[[noreturn]] void usage(const std::string& problem) {
-  std::cerr
-      << "notify_replay: " << problem << "\n"
-      << "usage: notify_replay events [--bootstrap ADDR] [--topic T] [--to TOPIC]\n"
-      << "                            [--dry-run] [--match TEXT] [--limit N]\n"
-      << "       notify_replay postings [--rabbitmq-url URL] [--exchange X]\n"
-      << "                              [--channel email|webhook] [--queue Q] [--wait SECONDS]\n"
-      << "                              [--dry-run] [--match TEXT] [--limit N]\n"
-      << "--bootstrap defaults to $KAFKA_BOOTSTRAP_SERVERS, --rabbitmq-url to $RABBITMQ_URL.\n";
-  std::exit(2);
-}
-
-long parse_count(const std::string& flag, const std::string& value) {
-  try {
-    std::size_t used = 0;
-    const long n = std::stol(value, &used);
-    if (used == value.size() && n >= 0) return n;
-  } catch (const std::exception&) {
-  }
-  usage(flag + ": not a count: " + value);
-}
-
+// CLI11 prints what is wrong (or the help); a usage error exits with 2.
 Args parse(int argc, char** argv) {
   Args args;
-  if (argc < 2) usage("which dead letters: events or postings?");
-  args.source = argv[1];
-  if (args.source == "--help" || args.source == "-h") usage("help");
-  if (args.source != "events" && args.source != "postings") usage("unknown source " + args.source);
-  if (const char* env = std::getenv("KAFKA_BOOTSTRAP_SERVERS")) args.bootstrap = env;
-  if (const char* env = std::getenv("RABBITMQ_URL")) args.rabbitmq_url = env;
-  const bool events = args.source == "events";
-  for (int i = 2; i < argc; ++i) {
-    const std::string flag = argv[i];
-    if (flag == "--help" || flag == "-h") usage("help");
-    if (flag == "--dry-run") {
-      args.dry_run = true;
-      continue;
-    }
-    if (i + 1 >= argc) usage(flag + " needs a value");
-    const std::string value = argv[++i];
-    if (flag == "--match") {
-      args.match = value;
-    } else if (flag == "--limit") {
-      args.limit = parse_count(flag, value);
-    } else if (events && flag == "--bootstrap") {
-      args.bootstrap = value;
-    } else if (events && flag == "--topic") {
-      args.topic = value;
-    } else if (events && flag == "--to") {
-      args.to = value;
-    } else if (!events && flag == "--rabbitmq-url") {
-      args.rabbitmq_url = value;
-    } else if (!events && flag == "--exchange") {
-      args.exchange = value;
-    } else if (!events && flag == "--channel") {
-      const auto channel = notify::channel_from(value);
-      if (!channel) usage("--channel " + value + ": email or webhook");
-      args.channel = *channel;
-    } else if (!events && flag == "--queue") {
-      args.queue = value;
-    } else if (!events && flag == "--wait") {
-      args.idle = std::chrono::seconds(parse_count(flag, value));
-    } else {
-      usage("unknown flag " + flag + " for " + args.source);
-    }
+  CLI::App app{"Sends dead letters back into the pipeline once the cause is fixed.",
+               "notify_replay"};
+  app.require_subcommand(1);
+  CLI::App* events = app.add_subcommand("events", "the ETL's dead-letter topic, back to Kafka");
+  CLI::App* postings =
+      app.add_subcommand("postings",
+                         "a queue of postings (the worker's dead letters), back to "
+                         "the exchange");
+  const auto non_negative = CLI::Range(0L, std::numeric_limits<long>::max());
+  for (CLI::App* source : {events, postings}) {
+    source->add_flag("--dry-run", args.dry_run, "list what would be replayed, change nothing");
+    source->add_option("--match", args.match, "only dead letters whose error contains TEXT");
+    source->add_option("--limit", args.limit, "at most N dead letters")->check(non_negative);
   }
-  if (events && args.bootstrap.empty()) usage("no --bootstrap and no KAFKA_BOOTSTRAP_SERVERS");
-  if (!events && args.queue.empty()) {
+  events->add_option("--bootstrap", args.bootstrap, "Kafka bootstrap servers")
+      ->envname("KAFKA_BOOTSTRAP_SERVERS");
+  events->add_option("--topic", args.topic, "dead-letter topic")->capture_default_str();
+  events->add_option("--to", args.to, "topic to replay into (default: each one's original_topic)");
+
+  postings->add_option("--rabbitmq-url", args.rabbitmq_url, "RabbitMQ URL")
+      ->envname("RABBITMQ_URL")
+      ->capture_default_str();
+  postings->add_option("--exchange", args.exchange, "exchange to publish to")
+      ->capture_default_str();
+  std::string channel = "email";
+  postings
+      ->add_option("--channel", channel,
+                   "channel, the routing key; its dead-letter queue is the default --queue")
+      ->check(CLI::Validator(
+          [](std::string& value) {
+            return notify::channel_from(value) ? std::string() : "email or webhook";
+          },
+          "email|webhook"))
+      ->capture_default_str();
+  postings->add_option("--queue", args.queue,
+                       "queue to drain (default: the channel's dead letters)");
+  long wait_seconds = std::chrono::duration_cast<std::chrono::seconds>(args.idle).count();
+  postings->add_option("--wait", wait_seconds, "seconds of an empty queue that end the run")
+      ->check(non_negative)
+      ->capture_default_str();
+
+  try {
+    app.parse(argc, argv);
+    if (events->parsed() && args.bootstrap.empty()) {
+      throw CLI::ValidationError("--bootstrap", "not given, and no KAFKA_BOOTSTRAP_SERVERS");
+    }
+  } catch (const CLI::ParseError& e) {
+    std::exit(app.exit(e) == 0 ? 0 : 2);
+  }
+  args.source = events->parsed() ? "events" : "postings";
+  args.channel = *notify::channel_from(channel);
+  args.idle = std::chrono::seconds(wait_seconds);
+  if (postings->parsed() && args.queue.empty()) {
     notify::amqp::Topology topology;
     topology.exchange = args.exchange;
     args.queue = topology.dead_letter_queue_for(notify::to_string(args.channel));
