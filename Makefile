@@ -9,6 +9,7 @@
 #   make replay-dlq    dead-lettered events of the development stack (dry run; APPLY=1 replays)
 #   make replay-postings  dead postings (CHANNEL=email|webhook; dry run; APPLY=1 replays)
 #   make format        clang-format on the tracked C++ files (make format-check: CI's check)
+#   make lint          clang-tidy (.clang-tidy) over the build's translation units
 #   make fuzz          libFuzzer targets (clang) for FUZZ_SECONDS each (not part of make test)
 
 SHELL := /bin/bash
@@ -26,12 +27,13 @@ CMAKE_FLAGS += -DNOTIFY_WERROR=ON
 else
 CMAKE_FLAGS += -DNOTIFY_WERROR=OFF
 endif
+JOBS := $(shell nproc 2>/dev/null || echo 2)
 CTEST := ctest --test-dir $(BUILD_DIR) --output-on-failure
 
 # Prerequisites run in the order written (deps before build); cmake parallelizes the build itself.
 .NOTPARALLEL:
 .PHONY: all deps build test etl-test worker-test unit-test up down status emit replay-dlq \
-	replay-postings format format-check clean bench fuzz
+	replay-postings format format-check lint clean bench fuzz
 
 all: build
 
@@ -141,6 +143,13 @@ fuzz:
 format:
 	@command -v clang-format >/dev/null || scripts/install-deps.sh clang-format
 	git ls-files -z '*.cpp' '*.hpp' | xargs -0 clang-format -i
+
+# clang-tidy with the committed .clang-tidy over every translation unit of the build
+# (compile_commands.json); any finding fails it. CI runs it.
+lint: deps build
+	@command -v run-clang-tidy >/dev/null || scripts/install-deps.sh clang-tidy
+	run-clang-tidy -quiet -p $(BUILD_DIR) -j $(JOBS) \
+	  '$(CURDIR)/(notify_core|auth_client|etl_notifications|worker_notifications|dev|tests|fuzz|bench)/.*\.cpp$$'
 
 # Fails, naming the file and line, when a tracked C++ file differs from .clang-format (CI runs it).
 format-check:
