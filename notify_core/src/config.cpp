@@ -137,4 +137,11 @@ std::string format_duration(std::chrono::milliseconds duration) {
   return std::to_string(duration.count()) + "ms";
 }
 
+std::string trim(std::string_view text) {
+  const auto space = [](char c) { return std::isspace(static_cast<unsigned char>(c)) != 0; };
+  while (!text.empty() && space(text.front())) text.remove_prefix(1);
+  while (!text.empty() && space(text.back())) text.remove_suffix(1);
+  return std::string(text);
+}
+
 }  // namespace notify

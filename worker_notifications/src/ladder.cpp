@@ -10,18 +10,7 @@
 
 namespace worker {
 
-namespace {
-
 using std::chrono::milliseconds;
-
-std::string trim(const std::string& s) {
-  std::size_t b = 0, e = s.size();
-  while (b < e && std::isspace(static_cast<unsigned char>(s[b]))) ++b;
-  while (e > b && std::isspace(static_cast<unsigned char>(s[e - 1]))) --e;
-  return s.substr(b, e - b);
-}
-
-}  // namespace
 
 std::vector<milliseconds> parse_tiers(const std::string& text) {
   auto fail = [&](const std::string& why) {
@@ -32,8 +21,8 @@ std::vector<milliseconds> parse_tiers(const std::string& text) {
   std::size_t begin = 0;
   while (true) {
     const std::size_t comma = text.find(',', begin);
-    const std::string item =
-        trim(text.substr(begin, comma == std::string::npos ? std::string::npos : comma - begin));
+    const std::string item = notify::trim(
+        text.substr(begin, comma == std::string::npos ? std::string::npos : comma - begin));
     if (item.empty()) throw fail("empty item");
     milliseconds tier;
     try {

@@ -22,13 +22,6 @@ using std::chrono::days;
 using std::chrono::milliseconds;
 using std::chrono::seconds;
 
-std::string trim(const std::string& s) {
-  std::size_t b = 0, e = s.size();
-  while (b < e && std::isspace(static_cast<unsigned char>(s[b]))) ++b;
-  while (e > b && std::isspace(static_cast<unsigned char>(s[e - 1]))) --e;
-  return s.substr(b, e - b);
-}
-
 // "HH:MM" or "HH:MM:SS" (hour with one or two digits); nullopt if malformed or out of range.
 std::optional<seconds> parse_time_of_day(const std::string& text) {
   int fields[3] = {0, 0, 0};
@@ -105,8 +98,8 @@ QuietWindow parse_quiet_window(const std::string& text) {
   const auto dash = text.find('-');
   std::optional<seconds> start, end;
   if (dash != std::string::npos) {
-    start = parse_time_of_day(trim(text.substr(0, dash)));
-    end = parse_time_of_day(trim(text.substr(dash + 1)));
+    start = parse_time_of_day(notify::trim(text.substr(0, dash)));
+    end = parse_time_of_day(notify::trim(text.substr(dash + 1)));
   }
   if (!start || !end) {
     throw notify::ConfigError("quiet hours \"" + text +

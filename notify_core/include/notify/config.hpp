@@ -8,6 +8,7 @@
 #include <optional>
 #include <stdexcept>
 #include <string>
+#include <string_view>
 #include <vector>
 
 namespace notify {
@@ -54,5 +55,9 @@ class Env {
 std::chrono::milliseconds parse_duration(const std::string& text);
 // The inverse: the largest whole unit, "10s", "1m", "6h", "2d", "1500ms".
 std::string format_duration(std::chrono::milliseconds duration);
+
+// The text without leading and trailing white space (std::isspace), for the parts of a setting
+// ("10s, 1m", "22:00 - 07:00").
+std::string trim(std::string_view text);
 
 }  // namespace notify
