@@ -96,3 +96,12 @@ TEST_CASE("Url::parse never shows the password in its errors") {
   CHECK(e.find("s3cret") == std::string::npos);
   CHECK(e.find("amqp://user:***@h:abc/") != std::string::npos);
 }
+
+TEST_CASE("Url::parse: escapes are exactly two hex digits; bytes above %7F are refused") {
+  // rabbitmq-c reads escapes with sscanf("%2x"), which would take a sign or a space.
+  CHECK(parse_error("amqp://h/%+1").find("bad percent-encoding in the vhost") != std::string::npos);
+  CHECK(parse_error("amqp://h/% 1").find("bad percent-encoding in the vhost") != std::string::npos);
+  const std::string e = parse_error("amqp://u:p%C3%A4ss@h/");
+  CHECK(e.find("the password holds a percent-encoded byte above %7F") != std::string::npos);
+  CHECK(e.find("p%C3") == std::string::npos);
+}
