@@ -71,7 +71,7 @@ struct Client::Impl {
   Sink sink;
 };
 
-Client::Client(ClientOptions options) : impl_(std::make_unique<Impl>()) {
+Client::Client(const ClientOptions& options) : impl_(std::make_unique<Impl>()) {
   curl::global_init();
   impl_->easy.reset(curl_easy_init());
   if (!impl_->easy) throw std::runtime_error("curl_easy_init failed");

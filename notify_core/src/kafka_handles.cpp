@@ -76,7 +76,7 @@ HandlePtr new_handle(rd_kafka_type_t type, ConfPtr conf) {
   char errstr[512];
   rd_kafka_t* rk = rd_kafka_new(type, conf.get(), errstr, sizeof errstr);
   if (rk == nullptr) throw Error(std::string("Kafka client: ") + errstr);
-  conf.release();  // rd_kafka_new took ownership
+  (void)conf.release();  // rd_kafka_new took ownership
   return HandlePtr(rk);
 }
 

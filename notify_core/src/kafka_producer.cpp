@@ -59,7 +59,8 @@ struct Producer::Impl {
   }
 };
 
-Producer::Producer(std::string bootstrap_servers, std::map<std::string, std::string> extra)
+Producer::Producer(const std::string& bootstrap_servers,
+                   const std::map<std::string, std::string>& extra)
     : impl_(std::make_unique<Impl>()) {
   ConfPtr conf = base_conf(bootstrap_servers);
   set(conf.get(), "acks", "all");
@@ -93,6 +94,8 @@ Delivery Producer::produce(const std::string& topic, const std::optional<std::st
   // The RD_KAFKA_V_* macros do not parenthesize their arguments.
   const void* key_data = key ? key->data() : nullptr;
   const std::size_t key_size = key ? key->size() : 0;
+  // An id, not an address: see Impl::pending.
+  // NOLINTNEXTLINE(performance-no-int-to-ptr)
   void* opaque = reinterpret_cast<void*>(static_cast<std::uintptr_t>(id));
   for (;;) {
     HeadersPtr hdrs;
@@ -109,7 +112,7 @@ Delivery Producer::produce(const std::string& topic, const std::optional<std::st
         RD_KAFKA_V_VALUE(const_cast<char*>(value.data()), value.size()),
         RD_KAFKA_V_HEADERS(hdrs.get()), RD_KAFKA_V_OPAQUE(opaque), RD_KAFKA_V_END);
     if (err == RD_KAFKA_RESP_ERR_NO_ERROR) {
-      hdrs.release();  // the message owns them now
+      (void)hdrs.release();  // the message owns them now
       break;
     }
     if (err != RD_KAFKA_RESP_ERR__QUEUE_FULL || Clock::now() >= deadline) {

@@ -53,7 +53,7 @@ struct Response {
 // Belongs to one thread at a time. Throws std::runtime_error when libcurl cannot start.
 class Client {
  public:
-  explicit Client(ClientOptions options);
+  explicit Client(const ClientOptions& options);
   ~Client();
   Client(Client&&) noexcept;
   Client& operator=(Client&&) noexcept;

@@ -110,7 +110,8 @@ struct Delivery {
 // acks=all, idempotent. Use from one thread at a time.
 class Producer {
  public:
-  explicit Producer(std::string bootstrap_servers, std::map<std::string, std::string> extra = {});
+  explicit Producer(const std::string& bootstrap_servers,
+                    const std::map<std::string, std::string>& extra = {});
   ~Producer();
   // Throws Error when the broker did not take the message within timeout. A message that timed
   // out may still be delivered later (at least once).

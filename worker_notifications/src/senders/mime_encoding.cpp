@@ -134,7 +134,7 @@ std::vector<std::string> encode_words(std::string_view utf8) {
 }
 
 std::string encode_header_text(std::string_view text) {
-  const std::string clean = sanitize_header_value(text);
+  std::string clean = sanitize_header_value(text);
   if (!needs_encoding(clean)) return clean;
   std::string out;
   for (const auto& word : encode_words(clean)) {
