@@ -147,7 +147,7 @@ TEST_CASE("replay postings: a dry run leaves them, a real run moves them to the 
 
   SUBCASE("dry run") {
     auto args = base;
-    args.push_back("--dry-run");
+    args.emplace_back("--dry-run");
     const auto out = replay(args);
     CHECK(out.find("message_id=posting-1\treason=smtp_rejected\tlast_error=smtp 550") !=
           std::string::npos);
