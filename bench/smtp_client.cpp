@@ -111,7 +111,7 @@ struct Upload {
 size_t read_upload(char* buffer, size_t size, size_t nitems, void* userp) {
   auto* up = static_cast<Upload*>(userp);
   const std::size_t n = std::min(size * nitems, up->data->size() - up->offset);
-  std::memcpy(buffer, up->data->data() + up->offset, n);
+  std::copy_n(up->data->data() + up->offset, n, buffer);
   up->offset += n;
   return n;
 }

@@ -31,7 +31,7 @@ struct Catalogue : notify::testing::EtlNames {
   std::unique_ptr<notify::kafka::Producer> producer =
       std::make_unique<notify::kafka::Producer>(Stack::get().value("KAFKA_BOOTSTRAP_SERVERS"));
 
-  std::unique_ptr<Process> start_etl(std::map<std::string, std::string> extra = {}) const {
+  std::unique_ptr<Process> start_etl(const std::map<std::string, std::string>& extra = {}) const {
     std::map<std::string, std::string> env = {
         {"ETL_RETRY_MAX_BACKOFF", "2s"},
         {"PUBLIC_BASE_URL", "https://example.org"},
@@ -258,7 +258,10 @@ TEST_CASE("catalogue: every bad-input class lands in the dead-letter topic; good
   CHECK(good[0].template_name == "email/welcome");
 
   const auto dead = dead_letters(c.topic + ".dlq", bad.size(), 30s);
-  for (const auto& [value, reason] : bad) {
+  for (const auto& item : bad) {
+    // Named copies: doctest's INFO captures them (clang cannot capture structured bindings).
+    const std::string& value = item.first;
+    const std::string& reason = item.second;
     INFO(value.substr(0, 80));
     REQUIRE(dead.count(value) == 1);
     CHECK(dead.at(value).find(reason) != std::string::npos);

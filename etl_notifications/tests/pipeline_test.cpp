@@ -92,7 +92,7 @@ struct FakeEvents final : EventSource {
     closed = true;
   }
 
-  void assign(std::vector<TopicPartition> ps) {
+  void assign(const std::vector<TopicPartition>& ps) {
     assigned = ps;
     listener->on_assigned(ps);
   }
@@ -476,8 +476,8 @@ TEST_CASE("pipeline: Auth unavailable on page 37 of a mailing resumes at page 37
   h.run_until([&] { return h.stored(kP0, 1); });
   std::vector<std::string> expected;
   for (int n = 1; n <= 40; ++n) {
-    expected.push_back("page " + std::to_string(n));
-    if (n == 37) expected.push_back("page 37");  // once unavailable, once answered
+    expected.emplace_back("page " + std::to_string(n));
+    if (n == 37) expected.emplace_back("page 37");  // once unavailable, once answered
   }
   CHECK(h.users.lookups == expected);
   // One posting per user, each published once: pages 1-36 were not made again.

@@ -1,8 +1,10 @@
 #include "notify/time.hpp"
 
 // date::parse trips a false -Wmaybe-uninitialized in GCC 12 at -O2.
+#if defined(__GNUC__) && !defined(__clang__)
 #pragma GCC diagnostic push
 #pragma GCC diagnostic ignored "-Wmaybe-uninitialized"
+#endif
 #include <date/date.h>
 
 #include <algorithm>
@@ -81,6 +83,8 @@ std::optional<TimePoint> parse_iso8601(std::string_view text) {
   }
   return std::nullopt;
 }
+#if defined(__GNUC__) && !defined(__clang__)
 #pragma GCC diagnostic pop
+#endif
 
 }  // namespace notify

@@ -196,7 +196,9 @@ TEST_CASE("amqp: a message no queue is bound for is reported as returned") {
   REQUIRE(results.size() == 4);
   std::map<std::string, Result> by_id(results.begin(), results.end());
   std::size_t returned = 0;
-  for (const auto& [id, result] : by_id) {
+  for (const auto& entry : by_id) {
+    const std::string& id = entry.first;  // a named reference: CHECK_MESSAGE captures it
+    const Result result = entry.second;
     const bool unroutable = id.starts_with("nowhere");
     CHECK_MESSAGE((result == Result::kReturned) == unroutable, id);
     returned += result == Result::kReturned;

@@ -52,7 +52,7 @@ std::string tier_name(milliseconds tier) { return notify::format_duration(tier);
 milliseconds retry_delay(int attempt, milliseconds base, const std::function<double()>& random01) {
   const int exponent = std::clamp(attempt - 1, 0, kMaxRetryExponent);
   // Doubles, clamped, so even a huge base cannot overflow the representation.
-  constexpr double kMax = static_cast<double>(std::numeric_limits<std::int64_t>::max() / 2);
+  constexpr double kMax = static_cast<double>(std::numeric_limits<std::int64_t>::max()) / 2;
   const auto core = static_cast<std::int64_t>(
       std::min(static_cast<double>(base.count()) * std::ldexp(1.0, exponent), kMax));
   double r = random01 ? random01() : 0.0;

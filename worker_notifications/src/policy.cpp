@@ -1,8 +1,10 @@
 #include "policy.hpp"
 
 // date's headers trip a false -Wmaybe-uninitialized in GCC 12 at -O2 (as in notify_core).
+#if defined(__GNUC__) && !defined(__clang__)
 #pragma GCC diagnostic push
 #pragma GCC diagnostic ignored "-Wmaybe-uninitialized"
+#endif
 #include <date/date.h>
 #include <date/tz.h>
 
@@ -196,4 +198,6 @@ std::ostream& operator<<(std::ostream& out, const Decision& decision) {
 }
 
 }  // namespace worker
+#if defined(__GNUC__) && !defined(__clang__)
 #pragma GCC diagnostic pop
+#endif

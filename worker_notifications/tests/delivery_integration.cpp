@@ -652,9 +652,11 @@ TEST_CASE("worker: a sender that throws is retried, then dead-lettered; the loop
     REQUIRE(d);
     dead[d->message_id] = *d;
   }
-  for (const auto& [p, error] : {std::pair{thrower, "exception: renderer exploded"},
-                                 std::pair{oom, "exception: std::bad_alloc"},
-                                 std::pair{anything, "exception: unknown exception"}}) {
+  for (const auto& item : {std::pair{thrower, "exception: renderer exploded"},
+                           std::pair{oom, "exception: std::bad_alloc"},
+                           std::pair{anything, "exception: unknown exception"}}) {
+    const notify::Posting& p = item.first;  // named: CAPTURE cannot take a structured binding
+    const char* const error = item.second;
     CAPTURE(p.content.subject);
     REQUIRE(dead.contains(p.posting_id));
     auto& headers = dead[p.posting_id].headers;

@@ -175,7 +175,7 @@ notify::Posting posting(const std::string& id = "11111111-2222-5333-8444-5555555
 }
 
 notify::amqp::Delivery delivery_of(const notify::Posting& p, std::uint64_t tag,
-                                   notify::amqp::Headers extra = {}) {
+                                   const notify::amqp::Headers& extra = {}) {
   notify::amqp::Message m = notify::envelope::to_message(p);
   notify::amqp::Delivery d;
   d.delivery_tag = tag;

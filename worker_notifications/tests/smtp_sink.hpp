@@ -165,7 +165,7 @@ class SmtpSink {
 
   // The next `times` commands at `stage` are answered with `reply` (one line, e.g.
   // "451 4.3.0 Try again later"; a 2xx/3xx reply keeps the normal side effects).
-  void script(SmtpStage stage, std::string reply, int times = 1) {
+  void script(SmtpStage stage, const std::string& reply, int times = 1) {
     std::lock_guard lock(mu_);
     for (int i = 0; i < times; ++i) scripts_[stage].push_back({Action::kReply, reply});
   }

@@ -29,6 +29,7 @@ class Error : public std::runtime_error {
 struct TopicPartition {
   std::string topic;
   std::int32_t partition = 0;
+  // NOLINTNEXTLINE(modernize-use-nullptr): clang-tidy 14 misreads a defaulted <=>
   auto operator<=>(const TopicPartition&) const = default;
 };
 
