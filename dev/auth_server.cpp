@@ -473,7 +473,9 @@ int main(int argc, char** argv) {
             << directory.size() << " users)" << std::endl;
   const bool ok = svr.listen_after_bind();
 
-  // Wake the watcher if the server ended on its own.
+  // Wake the watcher if the server ended on its own: it waits in sigwait for SIGTERM, which
+  // ends its wait, not the process.
+  // NOLINTNEXTLINE(bugprone-bad-signal-to-kill-thread)
   pthread_kill(signal_watcher.native_handle(), SIGTERM);
   signal_watcher.join();
   std::cout << "dev_auth_server stopped" << std::endl;
