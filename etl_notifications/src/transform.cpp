@@ -35,8 +35,8 @@ std::string readable_time(notify::TimePoint t) {
 std::string shown(std::string_view value, std::size_t max = 200) {
   static constexpr char kHex[] = "0123456789abcdef";
   std::string out;
-  for (std::size_t i = 0; i < value.size(); ++i) {
-    const auto c = static_cast<unsigned char>(value[i]);
+  for (const char byte : value) {
+    const auto c = static_cast<unsigned char>(byte);
     // Cut before a character, never inside a UTF-8 sequence.
     if (out.size() >= max && (c & 0xC0) != 0x80) return out + "…";
     if (c < 0x20 || c == 0x7F) {
@@ -44,7 +44,7 @@ std::string shown(std::string_view value, std::size_t max = 200) {
       out.push_back(kHex[c >> 4]);
       out.push_back(kHex[c & 0xF]);
     } else {
-      out.push_back(value[i]);
+      out.push_back(byte);
     }
   }
   return out;

@@ -63,7 +63,7 @@ struct MetricsServer::Impl {
   }
 };
 
-MetricsServer::MetricsServer(Options options, std::shared_ptr<prometheus::Registry> registry)
+MetricsServer::MetricsServer(const Options& options, std::shared_ptr<prometheus::Registry> registry)
     : impl_(std::make_unique<Impl>()) {
   impl_->registry = registry ? std::move(registry) : std::make_shared<prometheus::Registry>();
   Impl* self = impl_.get();

@@ -29,7 +29,8 @@ class MetricsServer {
 
   // Throws std::runtime_error when it cannot listen (port taken, bad host). A null registry
   // gets a fresh one.
-  explicit MetricsServer(Options options, std::shared_ptr<prometheus::Registry> registry = nullptr);
+  explicit MetricsServer(const Options& options,
+                         std::shared_ptr<prometheus::Registry> registry = nullptr);
   ~MetricsServer();  // stops the server and joins its thread
   MetricsServer(const MetricsServer&) = delete;
   MetricsServer& operator=(const MetricsServer&) = delete;
