@@ -151,7 +151,9 @@ TEST_CASE("a malformed envelope is unavailable, without retries") {
                                                        {"total", "'total' is not an integer"},
                                                        {"negative", "'page_number' out of range"},
                                                        {"truncated", "page: not valid JSON"}};
-  for (const auto& [kind, message] : cases) {
+  for (const auto& item : cases) {
+    const char* const kind = item.first;  // named: CAPTURE cannot take a structured binding
+    const char* const message = item.second;
     CAPTURE(kind);
     auto r = client.list_users(fake.url() + "/api/v1/users/?kind=" + kind);
     CHECK(r.status == auth::LookupStatus::kUnavailable);

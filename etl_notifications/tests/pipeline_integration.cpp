@@ -99,7 +99,7 @@ TEST_CASE("etl: Auth answering 503 pauses intake; it resumes when Auth recovers,
   CHECK(etl->log().find("intake resumed") != std::string::npos);
   CHECK(etl->terminate() == 0);
   // Committed past the last event: a restart would not publish them again.
-  const std::string last = event_ids.back();
+  const std::string& last = event_ids.back();
   const auto offset = std::stoll(last.substr(last.rfind('/') + 1));
   const auto partition = std::stoi(last.substr(f.topic.size() + 1));
   CHECK(notify::kafka::committed_offset(Stack::get().value("KAFKA_BOOTSTRAP_SERVERS"), f.group,
