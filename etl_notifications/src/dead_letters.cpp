@@ -68,12 +68,31 @@ DeadLetter shortened_copy(const notify::kafka::Message& m, DeadLetter whole) {
   return copy;
 }
 
+namespace {
+
+// What went to the dead-letter topic: the original, a shortened copy, or nothing (refused).
+enum class Copy { kWhole, kShortened, kRefused };
+
+std::string_view to_string(Copy copy) {
+  switch (copy) {
+    case Copy::kWhole:
+      return "whole";
+    case Copy::kShortened:
+      return "shortened";
+    case Copy::kRefused:
+      return "lost";
+  }
+  return "lost";
+}
+
+}  // namespace
+
 Step DeadLetters::refuse(Job& job, const std::string& full_reason, RefusalClass refusal) {
   const auto& m = job.message;
   const std::string reason = notify::shorten(full_reason, kMaxReasonBytes);
   DeadLetter whole = whole_copy(m, reason);
   bool whole_refused = too_large_to_copy_whole(m, config_.max_event_bytes);
-  std::string outcome = "whole";
+  Copy outcome = Copy::kWhole;
   try {
     if (!whole_refused) {
       try {
@@ -84,13 +103,13 @@ Step DeadLetters::refuse(Job& job, const std::string& full_reason, RefusalClass 
       }
     }
     if (whole_refused) {
-      outcome = "shortened";
+      outcome = Copy::kShortened;
       const DeadLetter copy = shortened_copy(m, std::move(whole));
       sink_.produce(copy.key, copy.value, copy.headers);
     }
   } catch (const notify::kafka::Error& e) {
     if (!e.permanent()) return Step::wait(std::string("dead-letter topic: ") + e.what());
-    outcome = "lost";
+    outcome = Copy::kRefused;
     auto fields = where(m);
     fields["reason"] = reason;
     fields["error"] = e.what();
@@ -100,11 +119,11 @@ Step DeadLetters::refuse(Job& job, const std::string& full_reason, RefusalClass 
   auto fields = where(m);
   fields["reason"] = reason;
   fields["dead_letter_topic"] = config_.dlq_topic;
-  fields["dead_letter"] = outcome;
+  fields["dead_letter"] = to_string(outcome);
   if (job.event) fields["event_id"] = job.event->identity;
   notify::log::warn("event rejected", fields);
   metrics_.event(job.type, refusal == RefusalClass::kInvalidEvent ? "rejected" : "dead_lettered");
-  metrics_.dead_lettered(outcome == "lost" ? "dead_letter_refused" : to_string(refusal));
+  metrics_.dead_lettered(outcome == Copy::kRefused ? "dead_letter_refused" : to_string(refusal));
   job.request.reset();
   return Step::done();
 }
