@@ -9,6 +9,7 @@ RUN apt-get update \
       librdkafka-dev librabbitmq-dev libcurl4-openssl-dev libssl-dev uuid-dev \
       nlohmann-json3-dev doctest-dev libkainjow-mustache-dev \
       libhowardhinnant-date-dev libcpp-httplib-dev prometheus-cpp-dev libbenchmark-dev libcli11-dev \
+      libhiredis-dev \
  && rm -rf /var/lib/apt/lists/*
 WORKDIR /src
 # The whole source tree (.dockerignore keeps build trees and run data out): every folder the
@@ -23,7 +24,7 @@ FROM debian:bookworm-slim AS runtime
 RUN apt-get update \
  && apt-get install -y --no-install-recommends \
       librdkafka1 librabbitmq4 libcurl4 libuuid1 libdate-tz3 libcpp-httplib0.11 \
-      libprometheus-cpp-core1.0 \
+      libprometheus-cpp-core1.0 libhiredis0.14 \
       tzdata ca-certificates \
  && rm -rf /var/lib/apt/lists/* \
  && useradd --system --uid 10001 --home-dir /app notify

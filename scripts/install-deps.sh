@@ -9,8 +9,8 @@ packages=(
   librdkafka-dev librabbitmq-dev libcurl4-openssl-dev libssl-dev uuid-dev
   nlohmann-json3-dev doctest-dev libkainjow-mustache-dev
   libhowardhinnant-date-dev tzdata libcpp-httplib-dev prometheus-cpp-dev
-  libbenchmark-dev libcli11-dev
-  rabbitmq-server supervisor kcat python3 python3-yaml prometheus
+  libbenchmark-dev libcli11-dev libhiredis-dev
+  rabbitmq-server redis-server supervisor kcat python3 python3-yaml prometheus
   nodejs npm
   "$@"
 )
@@ -35,8 +35,8 @@ if [ ${#missing[@]} -gt 0 ]; then
   fi
   export DEBIAN_FRONTEND=noninteractive
   "${sudo_cmd[@]}" apt-get update -q
-  # Keep Debian's own rabbitmq-server and prometheus services from starting on install: the
-  # project runs its own.
+  # Keep Debian's own rabbitmq-server, redis-server and prometheus services from starting on
+  # install: the project runs its own.
   if [ ! -e /usr/sbin/policy-rc.d ]; then
     printf '#!/bin/sh\nexit 101\n' | "${sudo_cmd[@]}" tee /usr/sbin/policy-rc.d >/dev/null
     "${sudo_cmd[@]}" chmod +x /usr/sbin/policy-rc.d
