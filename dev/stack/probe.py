@@ -4,6 +4,8 @@
   probe.py free-ports N        N distinct free TCP ports on 127.0.0.1, one a line
   probe.py tcp PORT            exit 0 when 127.0.0.1:PORT accepts a connection
   probe.py http URL            exit 0 when URL answers with any HTTP status
+  probe.py redis PORT          exit 0 when Redis on 127.0.0.1:PORT answers PING with PONG (not
+                               while it is still loading its append-only file)
   probe.py pids DIR            processes started for the stack in DIR (marked by their
                                environment), except epmd, which Erlang shares between nodes
   probe.py render TEMPLATE     TEMPLATE with ${VAR} taken from the environment, to stdout
@@ -50,6 +52,16 @@ def http(url):
         return 1
 
 
+def redis(port):
+    try:
+        with socket.create_connection(("127.0.0.1", int(port)), timeout=1) as s:
+            s.settimeout(2)
+            s.sendall(b"PING\r\n")
+            return 0 if s.recv(64).startswith(b"+PONG") else 1
+    except OSError:
+        return 1
+
+
 def pids(stack_dir):
     marker = ("NOTIFY_STACK_DIR=" + stack_dir).encode() + b"\0"
     me = os.getpid()
@@ -76,7 +88,7 @@ def render(template):
 
 def main(argv):
     commands = {"free-ports": lambda a: free_ports(int(a)), "tcp": tcp, "http": http,
-                "pids": pids, "render": render}
+                "redis": redis, "pids": pids, "render": render}
     if len(argv) != 3 or argv[1] not in commands:
         sys.stderr.write(__doc__)
         return 2

@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # The broker stack of the notification pipeline, run natively under a private supervisord:
-# RabbitMQ, the development Kafka broker, maildev (SMTP + web inbox) and the development Auth
-# service. Two modes share this code:
+# RabbitMQ, the development Kafka broker, Redis (the workers' delivery ledger, append-only file),
+# maildev (SMTP + web inbox) and the development Auth service. Two modes share this code:
 #   test  free ports, a unique RabbitMQ node, fresh data each start (tests/harness/stack.sh,
 #         the CTest fixture; several may run at once)
 #   dev   the fixed ports of `make up`, RabbitMQ's management UI, data kept across starts, the
@@ -14,9 +14,9 @@
 #                                           write DIR/stack.env
 #   stack.sh stop DIR                       stop it and make sure none of its processes is left
 #   stack.sh ctl DIR ACTION PROGRAM         supervisorctl ACTION PROGRAM; after start/restart of
-#                                           rabbitmq or kafka, waits until it listens again (Kafka
-#                                           on a new port: stack.env is updated)
-#   stack.sh status DIR                     supervisorctl status
+#                                           rabbitmq, kafka or redis, waits until it answers again
+#                                           (Kafka on a new port: stack.env is updated)
+#   stack.sh status DIR                     supervisorctl status, and whether Redis answers PING
 set -euo pipefail
 
 STACK_SRC=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
@@ -117,6 +117,10 @@ not_ready() {
     echo "RabbitMQ (port $AMQP_PORT)"
     return 0
   }
+  python3 "$PROBE" redis "$REDIS_PORT" || {
+    echo "Redis (port $REDIS_PORT)"
+    return 0
+  }
   if [ "$MODE" = dev ]; then
     python3 "$PROBE" http "http://127.0.0.1:$MANAGEMENT_PORT/" || {
       echo "RabbitMQ management (port $MANAGEMENT_PORT)"
@@ -201,12 +205,24 @@ prepare_rabbitmq() {
   fi
 }
 
+prepare_redis() {
+  local dir=$1 rdir=$1/redis
+  # The append-only file of the dev stack survives `make down` / `make up`, like RabbitMQ's queues.
+  if [ "$MODE" = test ]; then rm -rf "$rdir"; fi
+  mkdir -p "$rdir"
+  python3 "$PROBE" render "$STACK_SRC/redis.conf.in" >"$rdir/redis.conf"
+}
+
 check_port_free() {
   if python3 "$PROBE" tcp "$1"; then
     local hint="is another stack or a system service running?"
-    case "$1" in 5672 | 25672 | 15672)
-      hint="is Debian's own RabbitMQ running? (sudo systemctl disable --now rabbitmq-server)"
-      ;;
+    case "$1" in
+      5672 | 25672 | 15672)
+        hint="is Debian's own RabbitMQ running? (sudo systemctl disable --now rabbitmq-server)"
+        ;;
+      6379)
+        hint="is Debian's own Redis running? (sudo systemctl disable --now redis-server)"
+        ;;
     esac
     die "port $1 ($2) is already in use: $hint"
   fi
@@ -221,6 +237,7 @@ cmd_start() {
 
   cmd_stop "$dir"
   "$SOURCE_DIR/scripts/node-deps.sh" >&2
+  [ -x /usr/bin/redis-server ] || die "/usr/bin/redis-server is missing: scripts/install-deps.sh"
   local programs=(dev_kafka_broker dev_auth_server)
   if [ "$MODE" = dev ]; then programs+=(etl_notifications worker_notifications); fi
   for p in "${programs[@]}"; do
@@ -230,19 +247,21 @@ cmd_start() {
   if [ "$MODE" = dev ]; then
     AMQP_PORT=5672 DIST_PORT=25672 MANAGEMENT_PORT=15672 SMTP_PORT=1025 WEB_PORT=8025
     AUTH_PORT=8081 PROMETHEUS_PORT=9090 ETL_METRICS_PORT=9464 WORKER_METRICS_PORT=9465
+    REDIS_PORT=6379
     [ -x /usr/bin/prometheus ] || die "/usr/bin/prometheus is missing: scripts/install-deps.sh"
     for p in "$AMQP_PORT:AMQP" "$DIST_PORT:Erlang distribution" "$MANAGEMENT_PORT:management" \
       "$SMTP_PORT:SMTP" "$WEB_PORT:inbox" "$AUTH_PORT:Auth" "$PROMETHEUS_PORT:Prometheus" \
-      "$ETL_METRICS_PORT:ETL metrics" "$WORKER_METRICS_PORT:worker metrics"; do
+      "$ETL_METRICS_PORT:ETL metrics" "$WORKER_METRICS_PORT:worker metrics" "$REDIS_PORT:Redis"; do
       check_port_free "${p%%:*}" "${p#*:}"
     done
     RABBITMQ_NODENAME=notify_dev@localhost
     AUTORESTART=true
   else
     local ports
-    mapfile -t ports < <(python3 "$PROBE" free-ports 5)
+    mapfile -t ports < <(python3 "$PROBE" free-ports 6)
     AMQP_PORT=${ports[0]} DIST_PORT=${ports[1]} SMTP_PORT=${ports[2]} WEB_PORT=${ports[3]}
-    AUTH_PORT=${ports[4]} MANAGEMENT_PORT= PROMETHEUS_PORT= ETL_METRICS_PORT= WORKER_METRICS_PORT=
+    AUTH_PORT=${ports[4]} REDIS_PORT=${ports[5]}
+    MANAGEMENT_PORT= PROMETHEUS_PORT= ETL_METRICS_PORT= WORKER_METRICS_PORT=
     RABBITMQ_NODENAME=notify_test_$(od -An -N4 -tx4 /dev/urandom | tr -d ' ')@localhost
     AUTORESTART=false # a crash in a test run should show, not be papered over
   fi
@@ -252,11 +271,12 @@ cmd_start() {
   if [ "$MODE" = test ]; then rm -f "$dir"/logs/*.log; fi # the dev stack keeps its history
   if [ "$MODE" = test ]; then rm -rf "$dir/maildev" "$dir/test-logs"; fi
   mkdir -p "$dir/maildev"
-  prepare_rabbitmq "$dir"
-
   export STACK_DIR=$dir BIN_DIR=$bin_dir SOURCE_DIR SUPERVISOR_SOCKET AMQP_PORT DIST_PORT \
     SMTP_PORT WEB_PORT AUTH_PORT RABBITMQ_NODENAME AUTORESTART PROMETHEUS_PORT ETL_METRICS_PORT \
-    WORKER_METRICS_PORT
+    WORKER_METRICS_PORT REDIS_PORT
+  prepare_rabbitmq "$dir"
+  prepare_redis "$dir"
+
   SUPERVISOR_SOCKET=$(socket_path "$dir")
   if [ "$MODE" = dev ]; then
     mkdir -p "$dir/prometheus/data"
@@ -270,6 +290,7 @@ cmd_start() {
   {
     echo "MODE=$MODE"
     echo "AMQP_PORT=$AMQP_PORT"
+    echo "REDIS_PORT=$REDIS_PORT"
   } >"$dir/stack.state"
 
   log "starting the $MODE stack in $dir (RabbitMQ node $RABBITMQ_NODENAME)"
@@ -301,6 +322,8 @@ SMTP_HOST=127.0.0.1
 SMTP_PORT=$SMTP_PORT
 INBOX_URL=http://127.0.0.1:$WEB_PORT
 AUTH_URL=http://127.0.0.1:$AUTH_PORT
+LEDGER_URL=redis://127.0.0.1:$REDIS_PORT/0
+REDIS_PORT=$REDIS_PORT
 STACK_DIR=$dir
 BIN_DIR=$bin_dir
 SOURCE_DIR=$SOURCE_DIR
@@ -356,12 +379,33 @@ cmd_ctl() {
     local port
     port=$(sed -n 's/^AMQP_PORT=//p' "$dir/stack.state")
     wait_for "$dir" RabbitMQ python3 "$PROBE" tcp "$port"
+  elif [ "$program" = redis ]; then
+    local port
+    port=$(sed -n 's/^REDIS_PORT=//p' "$dir/stack.state")
+    wait_for "$dir" Redis python3 "$PROBE" redis "$port"
   elif [ "$program" = kafka ]; then
     wait_for "$dir" Kafka kafka_listening "$dir"
     sed -i "s/^KAFKA_BOOTSTRAP_SERVERS=.*/KAFKA_BOOTSTRAP_SERVERS=$(cat "$dir/kafka.bootstrap")/" \
       "$dir/stack.env"
     log "Kafka now at $(cat "$dir/kafka.bootstrap") (stack.env updated)"
   fi
+}
+
+cmd_status() {
+  local dir rc=0 port
+  dir=$(running_stack "$1")
+  ctl_cmd "$dir" status || rc=$?
+  port=$(sed -n 's/^REDIS_PORT=//p' "$dir/stack.state")
+  if [ -z "$port" ]; then
+    echo "Redis is not part of this stack (started by an older stack.sh): restart it"
+    rc=1
+  elif python3 "$PROBE" redis "$port"; then
+    echo "Redis answers PING on 127.0.0.1:$port"
+  else
+    echo "Redis does not answer PING on 127.0.0.1:$port: the workers take no deliveries"
+    [ $rc -ne 0 ] || rc=1
+  fi
+  return $rc
 }
 
 case "${1:-}" in
@@ -379,7 +423,7 @@ case "${1:-}" in
     ;;
   status)
     [ $# -eq 2 ] || die "usage: stack.sh status DIR"
-    ctl_cmd "$(running_stack "$2")" status
+    cmd_status "$2"
     ;;
   *) die "usage: stack.sh start|stop|ctl|status DIR ..." ;;
 esac

@@ -14,14 +14,19 @@
 namespace notify::testing {
 
 // Values of the stack.env file named by $NOTIFY_STACK_ENV: RABBITMQ_URL,
-// KAFKA_BOOTSTRAP_SERVERS, SMTP_HOST, SMTP_PORT, INBOX_URL, AUTH_URL, STACK_DIR, BIN_DIR,
-// SOURCE_DIR.
+// KAFKA_BOOTSTRAP_SERVERS, SMTP_HOST, SMTP_PORT, INBOX_URL, AUTH_URL, LEDGER_URL (the stack's
+// Redis, redis://127.0.0.1:REDIS_PORT/0, for the worker's delivery ledger), REDIS_PORT,
+// STACK_DIR, BIN_DIR, SOURCE_DIR. Redis keeps an append-only file in STACK_DIR/redis, so
+// control("restart", "redis") keeps the ledger; its pid is in STACK_DIR/redis/redis.pid.
 class Stack {
  public:
   static const Stack& get();  // loads once; throws std::runtime_error when not available
   const std::string& value(const std::string& key) const;
   const std::map<std::string, std::string>& values() const { return values_; }
-  // supervisorctl on the stack: action is "stop", "start" or "restart"; program e.g. "rabbitmq".
+  // supervisorctl on the stack: action is "stop", "start" or "restart"; program is one of
+  // "rabbitmq", "kafka", "redis", "maildev", "auth". After a start or restart it returns once the
+  // program answers again (Kafka on a new port: KAFKA_BOOTSTRAP_SERVERS in stack.env changes,
+  // not in this object's values).
   void control(const std::string& action, const std::string& program) const;
 
  private:
