@@ -1,6 +1,7 @@
 #include "config.hpp"
 
 #include "notify/amqp.hpp"
+#include "redis_ledger.hpp"
 
 namespace worker {
 
@@ -28,6 +29,25 @@ WorkerConfig load_config(const notify::Env& env) {
       static_cast<int>(env.integer("WEBHOOK_CONCURRENCY", c.webhook_concurrency, 0, 64));
   c.webhook_timeout = env.duration("WEBHOOK_TIMEOUT", c.webhook_timeout);
   c.webhook_url_allowlist = env.url_list("WEBHOOK_URL_ALLOWLIST");  // as the ETL reads it
+  const std::string ledger = env.str("LEDGER_URL", c.ledger_url);
+  if (ledger == "none") {
+    c.ledger_url.clear();
+  } else {
+    try {
+      RedisAddress::parse(ledger);
+    } catch (const std::exception& e) {
+      throw notify::ConfigError("LEDGER_URL: " + std::string(e.what()));  // names no password
+    }
+    c.ledger_url = ledger;
+  }
+  c.ledger_lease = env.duration("LEDGER_LEASE", 2 * c.smtp_timeout);
+  if (!c.ledger_url.empty() && c.ledger_lease <= c.smtp_timeout) {
+    // A claim that ends while its holder is still talking to the SMTP server lets a second
+    // worker send the same mail.
+    throw notify::ConfigError("LEDGER_LEASE=" + notify::format_duration(c.ledger_lease) +
+                              ": must be longer than SMTP_TIMEOUT (" +
+                              notify::format_duration(c.smtp_timeout) + ")");
+  }
   c.throttle.per_second = static_cast<double>(env.integer("MAILS_PER_SECOND", 0, 0, 1000000));
   c.throttle.per_hour = static_cast<double>(env.integer("MAILS_PER_HOUR", 0, 0, 1000000000));
 

@@ -32,6 +32,12 @@ struct WorkerConfig {
   // posting put on the queue by someone else cannot name any URL. Empty: every webhook is
   // refused (dead-lettered), as the ETL refuses them.
   std::vector<std::string> webhook_url_allowlist;
+  // LEDGER_URL: the delivery ledger's Redis (redis_ledger.hpp); empty when LEDGER_URL
+  // is "none": no ledger, and faults can then send a posting twice.
+  std::string ledger_url = "redis://127.0.0.1:6379/0";
+  // LEDGER_LEASE (default twice SMTP_TIMEOUT, longer than it): how long a claim holds when its
+  // loop died while sending. Webhook loops hold at least twice WEBHOOK_TIMEOUT.
+  std::chrono::milliseconds ledger_lease{60000};
   std::size_t max_json_depth = 64;  // MAX_JSON_DEPTH: nesting of a posting, bounded while read
   ThrottleOptions throttle;         // MAILS_PER_SECOND, MAILS_PER_HOUR (0: unlimited)
   PolicyOptions policy;             // QUIET_HOURS, QUIET_HOURS_SPREAD, DEFAULT_TIMEZONE

@@ -51,7 +51,11 @@ DeliveryLoop::DeliveryLoop(const WorkerConfig& config, notify::Channel channel, 
       clock_(required(parts.clock, "clock")),
       steady_(required(parts.steady, "steady clock")),
       random01_(std::move(parts.random01)),
-      metrics_(parts.metrics) {}
+      metrics_(parts.metrics),
+      ledger_(std::move(parts.ledger)),
+      lease_(channel == notify::Channel::kWebhook
+                 ? std::max(config.ledger_lease, 2 * config.webhook_timeout)
+                 : config.ledger_lease) {}
 
 void DeliveryLoop::pause_for(std::chrono::milliseconds total, const std::atomic<bool>& stop) {
   const auto until = steady_.now() + total;
@@ -68,15 +72,27 @@ void DeliveryLoop::connect_with_backoff(const std::atomic<bool>& stop) {
     try {
       if (!source_->connected()) source_->connect();
       if (!republisher_->connected()) republisher_->connect();
+      if (ledger_ != nullptr && !ledger_->connected()) {
+        ledger_->connect();
+        notify::log::info("delivery ledger connected", {{"loop", name_}});
+      }
+      if (unmarked_) {
+        ledger_->mark_sent(unmarked_->first, unmarked_->second);
+        notify::log::info("owed ledger mark recorded",
+                          {{"loop", name_}, {"posting_id", unmarked_->first}});
+        unmarked_.reset();
+      }
       connected_.store(true);
       notify::log::info("rabbitmq connected",
                         {{"queue", topology_.queue_for(channel_)}, {"prefetch", config_.prefetch}});
       return;
     } catch (const notify::amqp::Error& e) {
       amqp_failed(e, "rabbitmq unavailable");
-      pause_for(backoff, stop);
-      backoff = std::min<std::chrono::milliseconds>(backoff * 2, kLongestConnectPause);
+    } catch (const LedgerError& e) {
+      ledger_failed(e, "delivery ledger unavailable: taking no deliveries");
     }
+    pause_for(backoff, stop);
+    backoff = std::min<std::chrono::milliseconds>(backoff * 2, kLongestConnectPause);
   }
 }
 
@@ -106,11 +122,12 @@ void DeliveryLoop::run(const std::atomic<bool>& stop) {
   // Prefetched deliveries not yet handled return to the queue when the connection closes.
   connected_.store(false);
   source_->disconnect();
+  if (ledger_ != nullptr) ledger_->disconnect();
 }
 
 void DeliveryLoop::run_connected(const std::atomic<bool>& stop) {
   while (!stop.load()) {
-    if (!source_->connected() || !republisher_->connected()) {
+    if (!ready_to_take()) {
       connect_with_backoff(stop);
       continue;
     }
@@ -122,6 +139,11 @@ void DeliveryLoop::run_connected(const std::atomic<bool>& stop) {
         handle(*delivery);
       } catch (const notify::amqp::Error&) {
         throw;
+      } catch (const LedgerError& e) {
+        // Nothing was sent: the delivery waits in the queue until the ledger is back.
+        ledger_failed(e, "delivery ledger unavailable: delivery returned unsent");
+        if (!settled_) source_->reject(delivery->delivery_tag, /*requeue=*/true);
+        settled_ = true;
       } catch (const std::exception& e) {
         recover(*delivery, e.what());
       } catch (...) {
@@ -138,6 +160,20 @@ void DeliveryLoop::run_connected(const std::atomic<bool>& stop) {
       reset_connections();
     }
   }
+}
+
+bool DeliveryLoop::ready_to_take() const {
+  if (!source_->connected() || !republisher_->connected()) return false;
+  return ledger_ == nullptr || (ledger_->connected() && !unmarked_);
+}
+
+void DeliveryLoop::ledger_failed(const LedgerError& error, std::string_view what) {
+  connected_.store(false);
+  if (ledger_ != nullptr) ledger_->disconnect();
+  if (metrics_ != nullptr) metrics_->ledger_failure(channel_);
+  notify::log::error(what, {{"loop", name_}, {"error", error.what()}});
+  std::lock_guard lock(problem_mutex_);
+  problem_ = error.what();
 }
 
 void DeliveryLoop::reset_connections() {
@@ -172,6 +208,55 @@ std::optional<std::string> DeliveryLoop::not_ready_reason() const {
   return name_ + ": " + (problem_.empty() ? "rabbitmq: not connected" : problem_);
 }
 
+std::optional<Action> DeliveryLoop::claim(const notify::amqp::Delivery& delivery,
+                                          const notify::Posting& posting, int attempts) {
+  const DeliveryLedger::Claim claim = ledger_->claim(posting.posting_id, lease_);
+  switch (claim.result) {
+    case DeliveryLedger::Claimed::kYes:
+      claimed_ = posting.posting_id;
+      return std::nullopt;
+    case DeliveryLedger::Claimed::kAlreadySent:
+      return Ack{AckOutcome::kDuplicate};
+    case DeliveryLedger::Claimed::kHeld:
+      break;
+  }
+  // Another loop is sending it, or died while sending: back once that claim is marked,
+  // released or expired. Never sooner than a second, so a lease about to end is not polled.
+  notify::log::info("posting claimed by another worker", {{"loop", name_},
+                                                          {"posting_id", posting.posting_id},
+                                                          {"message_id", delivery.message_id},
+                                                          {"held_ms", claim.held_for.count()}});
+  return Postpone{clock_.now() + std::max<std::chrono::milliseconds>(claim.held_for, 1s),
+                  DeferReason::kClaimed,
+                  attempts,
+                  {}};
+}
+
+void DeliveryLoop::record_sent(const notify::Posting& posting) {
+  claimed_.reset();
+  const notify::TimePoint keep_until = ledger_keep_until(posting.expires_at, clock_.now());
+  try {
+    ledger_->mark_sent(posting.posting_id, keep_until);
+  } catch (const LedgerError& e) {
+    // Sent all the same: acknowledged now (a redelivery would send it again), marked before
+    // this loop takes anything else. Until then the claim's lease keeps other loops away.
+    unmarked_.emplace(posting.posting_id, keep_until);
+    ledger_failed(e, "delivery ledger unavailable: mark owed for a sent posting");
+  }
+}
+
+void DeliveryLoop::release_claim() {
+  if (!claimed_) return;
+  const std::string posting_id = std::move(*claimed_);
+  claimed_.reset();
+  try {
+    ledger_->release(posting_id);
+  } catch (const LedgerError& e) {
+    // The claim ends with its lease; the retry waits for that.
+    ledger_failed(e, "delivery ledger unavailable: claim left to its lease");
+  }
+}
+
 // The delivery's handling threw. Its posting is retried (or dead-lettered once that keeps
 // happening) like after a transient failure, through apply() like any other outcome.
 void DeliveryLoop::recover(const notify::amqp::Delivery& delivery, std::string_view what) {
@@ -182,6 +267,7 @@ void DeliveryLoop::recover(const notify::amqp::Delivery& delivery, std::string_v
                                                    {"error", notify::mask_addresses(text)},
                                                    {"settled", settled_}});
   if (settled_) return;  // already acked or rejected: nothing is left to decide
+  release_claim();
   try {
     std::optional<notify::Posting> posting;
     try {
@@ -229,9 +315,23 @@ void DeliveryLoop::handle(const notify::amqp::Delivery& delivery) {
   }
   if (wait > 0ms) steady_.sleep_for(wait);
 
+  if (ledger_ != nullptr) {
+    if (auto instead = claim(delivery, posting, attempts)) {
+      apply(delivery, &posting, *instead);
+      return;
+    }
+  }
   const auto started = steady_.now();
   const SendResult result = sender_->send(posting);
   if (metrics_ != nullptr) metrics_->send_took(channel_, steady_.now() - started);
+  if (ledger_ != nullptr) {
+    // Marked before the ack: a copy of it arriving from now on is not sent.
+    if (result.status == SendStatus::kSent) {
+      record_sent(posting);
+    } else {
+      release_claim();
+    }
+  }
   now = clock_.now();
   apply(delivery, &posting, after_send(result, posting, attempts, now, config_.retry, random01_));
 }
@@ -252,8 +352,15 @@ void DeliveryLoop::apply(const notify::amqp::Delivery& delivery, const notify::P
     source_->ack(delivery.delivery_tag);
     settled_ = true;
     fields["outcome"] = to_string(ack.outcome);
-    notify::log::info(ack.outcome == AckOutcome::kSent ? "posting sent" : "posting dropped",
-                      fields);
+    if (ack.outcome == AckOutcome::kDuplicate) {
+      const std::string_view cause = duplicate_cause(delivery);
+      fields["cause"] = cause;
+      notify::log::info("posting already sent: acknowledged without sending", fields);
+      if (metrics_ != nullptr) metrics_->duplicate_suppressed(channel_, cause);
+    } else {
+      notify::log::info(ack.outcome == AckOutcome::kSent ? "posting sent" : "posting dropped",
+                        fields);
+    }
     count(posting, action);
     return;
   }
@@ -307,6 +414,8 @@ void DeliveryLoop::count(const notify::Posting* posting, const Action& action) {
     if (ack->outcome == AckOutcome::kSent) {
       metrics_->posting(channel_, posting, "sent");
       if (posting != nullptr) metrics_->delivered(channel_, posting->event_time, clock_.now());
+    } else if (ack->outcome == AckOutcome::kDuplicate) {
+      metrics_->posting(channel_, posting, "duplicate");
     } else {
       metrics_->posting(channel_, posting, "expired");
     }

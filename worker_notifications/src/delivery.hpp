@@ -17,10 +17,12 @@
 #include <optional>
 #include <string>
 #include <string_view>
+#include <utility>
 
 #include "channels.hpp"
 #include "config.hpp"
 #include "edges.hpp"
+#include "ledger.hpp"
 #include "metrics.hpp"
 #include "notify/amqp.hpp"
 #include "notify/posting.hpp"
@@ -42,6 +44,8 @@ class DeliveryLoop {
     SteadyClock* steady = nullptr;             // required: the throttle, pauses
     std::function<double()> random01;          // jitter; empty: none
     WorkerMetrics* metrics = nullptr;          // optional
+    // The delivery ledger (LEDGER_URL); none: every delivery is sent, duplicates included.
+    std::unique_ptr<DeliveryLedger> ledger;
   };
   // Throttle, clocks and metrics must outlive the loop. Throws std::invalid_argument when a
   // required part is missing.
@@ -49,7 +53,8 @@ class DeliveryLoop {
   // Runs until stop is set. Nothing escapes: a delivery whose handling throws is retried or
   // dead-lettered, a failure of the loop itself is logged and the loop reconnects.
   void run(const std::atomic<bool>& stop);
-  // Both AMQP connections are up. Safe from any thread (the metrics server's /readyz).
+  // Both AMQP connections and the ledger are up. Safe from any thread (the metrics server's
+  // /readyz).
   bool connected() const { return connected_.load(); }
   // Why not connected ("rabbitmq refused: 403 ACCESS_REFUSED - ..."), or nothing when it is.
   // Safe from any thread.
@@ -65,6 +70,17 @@ class DeliveryLoop {
   void apply(const notify::amqp::Delivery& delivery, const notify::Posting* posting,
              const Action& action);
   void connect_with_backoff(const std::atomic<bool>& stop);
+  // Everything the loop needs is up: both AMQP connections, and the ledger with no mark owed.
+  bool ready_to_take() const;
+  // Claims the posting in the ledger before its send: nothing when this loop may send it, or
+  // what to do instead (acknowledge a duplicate, postpone while another loop holds it). Throws
+  // LedgerError: the delivery goes back to the queue unsent.
+  std::optional<Action> claim(const notify::amqp::Delivery& delivery,
+                              const notify::Posting& posting, int attempts);
+  // After the send: marked sent (owed until the ledger is back if it fails), or released.
+  void record_sent(const notify::Posting& posting);
+  void release_claim();
+  void ledger_failed(const LedgerError& error, std::string_view what);
   // Sleeps in short steps so that SIGTERM is not kept waiting.
   void pause_for(std::chrono::milliseconds total, const std::atomic<bool>& stop);
   void count(const notify::Posting* posting, const Action& action);
@@ -86,6 +102,11 @@ class DeliveryLoop {
   std::string problem_;   // the last connection failure or refusal, for /readyz
   bool settled_ = false;  // the delivery in hand was acked or rejected
   int failed_moves_ = 0;  // copies not confirmed in a row: pause before the next delivery
+  std::unique_ptr<DeliveryLedger> ledger_;  // none: LEDGER_URL=none
+  std::chrono::milliseconds lease_;         // of this loop's claims
+  std::optional<std::string> claimed_;      // the posting this loop holds a claim on
+  // A posting sent whose mark the ledger did not take: owed before the next delivery.
+  std::optional<std::pair<std::string, notify::TimePoint>> unmarked_;
 };
 
 }  // namespace worker

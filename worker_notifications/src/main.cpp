@@ -3,6 +3,7 @@
 // its delivery in hand.
 
 #include <atomic>
+#include <chrono>
 #include <csignal>
 #include <cstdio>
 #include <memory>
@@ -19,9 +20,13 @@
 #include "delivery.hpp"
 #include "notify/log.hpp"
 #include "notify/metrics.hpp"
+#include "redis_ledger.hpp"
 
 namespace {
 std::atomic<bool> g_stop{false};
+// Connecting to the ledger and each of its commands: Redis answers in well under a millisecond,
+// so a second means it is gone, and the delivery goes back to the queue.
+constexpr std::chrono::milliseconds kLedgerTimeout{2000};
 extern "C" void on_signal(int) { g_stop.store(true); }
 }  // namespace
 
@@ -54,6 +59,11 @@ int main() {
       parts.steady = &steady;
       parts.random01 = worker::system_random01();
       parts.metrics = &metrics;
+      if (!config.ledger_url.empty()) {
+        parts.ledger = std::make_unique<worker::RedisLedger>(
+            worker::RedisAddress::parse(config.ledger_url),
+            std::string(notify::to_string(channel)) + "#" + std::to_string(index), kLedgerTimeout);
+      }
       return std::make_unique<worker::DeliveryLoop>(config, channel, index, std::move(parts));
     };
     std::vector<std::unique_ptr<worker::DeliveryLoop>> loops;
@@ -78,7 +88,16 @@ int main() {
                       {{"exchange", config.exchange},
                        {"smtp", config.smtp_host + ":" + std::to_string(config.smtp_port)},
                        {"smtp_concurrency", config.smtp_concurrency},
-                       {"webhook_concurrency", config.webhook_concurrency}});
+                       {"webhook_concurrency", config.webhook_concurrency},
+                       {"ledger", config.ledger_url.empty()
+                                      ? std::string("none")
+                                      : worker::RedisAddress::parse(config.ledger_url).display()},
+                       {"ledger_lease", notify::format_duration(config.ledger_lease)}});
+    if (config.ledger_url.empty()) {
+      notify::log::warn(
+          "LEDGER_URL=none: no delivery ledger, so crashes, broker restarts and redeliveries can "
+          "send a posting twice");
+    }
     std::vector<std::thread> threads;
     for (auto& loop : loops) threads.emplace_back([&loop] { loop->run(g_stop); });
     for (auto& t : threads) t.join();

@@ -48,12 +48,27 @@ WorkerMetrics::WorkerMetrics(prometheus::Registry& registry, int max_attempts)
                            .Name("notify_worker_handling_errors_total")
                            .Help("Deliveries whose handling threw an exception (retried or "
                                  "dead-lettered), by channel")
+                           .Register(registry)),
+      duplicates_suppressed_(prometheus::BuildCounter()
+                                 .Name("notify_worker_duplicates_suppressed_total")
+                                 .Help("Postings found sent in the delivery ledger and "
+                                       "acknowledged without sending, by channel and cause "
+                                       "(redelivered, retry_copy, republished)")
+                                 .Register(registry)),
+      ledger_failures_(prometheus::BuildCounter()
+                           .Name("notify_worker_ledger_failures_total")
+                           .Help("Failures of the delivery ledger (Redis unreachable, a command "
+                                 "refused), by channel: deliveries wait while it is down")
                            .Register(registry)) {
   // The histograms of both channels exist from the start, so dashboards see them at zero.
   for (const char* channel : {"email", "webhook"}) {
     send_seconds_.Add({{"channel", channel}}, kSendBuckets);
     end_to_end_seconds_.Add({{"channel", channel}}, kEndToEndBuckets);
     handling_errors_.Add({{"channel", channel}});
+    ledger_failures_.Add({{"channel", channel}});
+    for (const char* cause : {"redelivered", "retry_copy", "republished"}) {
+      duplicates_suppressed_.Add({{"channel", channel}, {"cause", cause}});
+    }
   }
 }
 
@@ -81,6 +96,14 @@ void WorkerMetrics::amqp_refused(const std::string& channel, std::uint16_t reply
 
 void WorkerMetrics::handling_error(const std::string& channel) {
   handling_errors_.Add({{"channel", channel}}).Increment();
+}
+
+void WorkerMetrics::duplicate_suppressed(const std::string& channel, std::string_view cause) {
+  duplicates_suppressed_.Add({{"channel", channel}, {"cause", std::string(cause)}}).Increment();
+}
+
+void WorkerMetrics::ledger_failure(const std::string& channel) {
+  ledger_failures_.Add({{"channel", channel}}).Increment();
 }
 
 void WorkerMetrics::send_took(const std::string& channel,

@@ -6,6 +6,8 @@
 //   notify_worker_end_to_end_seconds{channel}        event time to acceptance (histogram)
 //   notify_worker_amqp_refusals_total{channel,code}  RabbitMQ refusals (403, 404, 406, 530...)
 //   notify_worker_handling_errors_total{channel}     deliveries whose handling threw
+//   notify_worker_duplicates_suppressed_total{channel,cause}  found sent in the ledger, not sent
+//   notify_worker_ledger_failures_total{channel}     the delivery ledger unreachable or refusing
 // One instance is shared by every delivery loop: prometheus-cpp's metrics are thread-safe.
 // Label values are bounded: channels, template names, priorities 0..9, attempts
 // 1..RETRY_MAX_ATTEMPTS.
@@ -42,6 +44,11 @@ class WorkerMetrics {
   void amqp_refused(const std::string& channel, std::uint16_t reply_code);
   // Handling a delivery threw (a sender, the policy, out of memory): retried or dead-lettered.
   void handling_error(const std::string& channel);
+  // A posting found sent in the delivery ledger and acknowledged unsent; cause as
+  // duplicate_cause() names it.
+  void duplicate_suppressed(const std::string& channel, std::string_view cause);
+  // The ledger failed a connect, claim, mark or release of a loop of `channel`.
+  void ledger_failure(const std::string& channel);
   // From the event's time to the transport's acceptance.
   void delivered(const std::string& channel, notify::TimePoint event_time, notify::TimePoint now);
 
@@ -53,6 +60,8 @@ class WorkerMetrics {
   prometheus::Family<prometheus::Histogram>& end_to_end_seconds_;
   prometheus::Family<prometheus::Counter>& amqp_refusals_;
   prometheus::Family<prometheus::Counter>& handling_errors_;
+  prometheus::Family<prometheus::Counter>& duplicates_suppressed_;
+  prometheus::Family<prometheus::Counter>& ledger_failures_;
 };
 
 }  // namespace worker

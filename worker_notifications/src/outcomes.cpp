@@ -1,5 +1,6 @@
 #include "outcomes.hpp"
 
+#include "notify/envelope.hpp"
 #include "notify/log.hpp"
 
 namespace worker {
@@ -44,12 +45,22 @@ std::string_view to_string(AckOutcome outcome) {
       return "expired";
     case AckOutcome::kExpiredBeforeWindow:
       return "expired_before_window";
+    case AckOutcome::kDuplicate:
+      return "duplicate";
   }
   return "sent";
 }
 
 AckOutcome outcome_of(DropReason reason) {
   return reason == DropReason::kExpired ? AckOutcome::kExpired : AckOutcome::kExpiredBeforeWindow;
+}
+
+std::string_view duplicate_cause(const notify::amqp::Delivery& delivery) {
+  if (delivery.redelivered) return "redelivered";
+  if (notify::envelope::attempts_of(delivery) > 0 || notify::envelope::deliver_at_of(delivery)) {
+    return "retry_copy";
+  }
+  return "republished";
 }
 
 std::string_view to_string(DeadReason reason) {

@@ -11,6 +11,7 @@
 #include <variant>
 
 #include "ladder.hpp"
+#include "notify/amqp.hpp"
 #include "notify/posting.hpp"
 #include "notify/time.hpp"
 #include "policy.hpp"
@@ -21,10 +22,18 @@ namespace worker {
 using notify::worker::SendResult;
 using notify::worker::SendStatus;
 
-// What became of a posting acknowledged without a copy: sent, or dropped unsent.
-enum class AckOutcome { kSent, kExpired, kExpiredBeforeWindow };
-std::string_view to_string(AckOutcome outcome);  // "sent", "expired", "expired_before_window"
+// What became of a posting acknowledged without a copy: sent, dropped unsent, or found sent
+// already in the delivery ledger (a duplicate, not sent again).
+enum class AckOutcome { kSent, kExpired, kExpiredBeforeWindow, kDuplicate };
+// "sent", "expired", "expired_before_window", "duplicate".
+std::string_view to_string(AckOutcome outcome);
 AckOutcome outcome_of(DropReason reason);
+
+// Where a duplicate came from, as far as the delivery shows it: "redelivered" (RabbitMQ
+// delivered it again: a worker or its connection died before the ack), "retry_copy" (a copy
+// from a delay queue whose original was sent), "republished" (another copy of the posting: the
+// ETL published it again after a lost confirm or a crash, or it was replayed).
+std::string_view duplicate_cause(const notify::amqp::Delivery& delivery);
 
 // Why a posting goes to the dead-letter queue.
 enum class DeadReason {

@@ -132,6 +132,8 @@ std::string_view to_string(DeferReason reason) {
       return "throttled";
     case DeferReason::kDeferred:
       return "deferred";
+    case DeferReason::kClaimed:
+      return "claimed";
   }
   return "deferred";
 }

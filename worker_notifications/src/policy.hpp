@@ -42,10 +42,11 @@ struct PolicyOptions {
 };
 
 // Why a posting waits. The policy defers for quiet hours and schedules, the ladder for retries,
-// the delivery loop for the throttle and for one more hop of an earlier deferral.
-enum class DeferReason { kQuietHours, kScheduled, kRetry, kThrottled, kDeferred };
-// "quiet_hours", "scheduled", "retry", "throttled", "deferred": the x-defer-reason header and the
-// logs (documentation/postings.md).
+// the delivery loop for the throttle, for one more hop of an earlier deferral, and while another
+// worker holds the posting's claim in the delivery ledger.
+enum class DeferReason { kQuietHours, kScheduled, kRetry, kThrottled, kDeferred, kClaimed };
+// "quiet_hours", "scheduled", "retry", "throttled", "deferred", "claimed": the x-defer-reason
+// header and the logs (documentation/postings.md).
 std::string_view to_string(DeferReason reason);
 
 // Why a posting is dropped unsent.

@@ -4,16 +4,20 @@
 
 #include <doctest/doctest.h>
 
+#include <algorithm>
 #include <atomic>
 #include <deque>
 #include <functional>
+#include <map>
 #include <memory>
+#include <optional>
 #include <stdexcept>
 #include <string>
 #include <utility>
 #include <vector>
 
 #include "delivery.hpp"
+#include "ledger.hpp"
 #include "moves.hpp"
 #include "notify/envelope.hpp"
 #include "notify/time.hpp"
@@ -157,6 +161,67 @@ class FakeSteady final : public SteadyClock {
   std::vector<std::chrono::milliseconds> sleeps;
 };
 
+// The delivery ledger in memory: one entry per posting, "sent" or the holder's name, and the
+// calls made, in order. A fault makes the next calls of a kind throw LedgerError.
+struct Book {
+  std::map<std::string, std::string> entries;
+  std::map<std::string, std::chrono::milliseconds> held_for;  // kHeld answers, by posting
+  std::vector<std::string> calls;                             // "claim <id>", "mark <id>"...
+  int failing_connects = 0;  // reconnects after a failure that throw first
+  int failing_claims = 0;
+  int failing_marks = 0;
+  int failing_releases = 0;
+};
+
+class FakeLedger final : public DeliveryLedger {
+ public:
+  FakeLedger(Book& b, std::string owner) : b_(b), owner_(std::move(owner)) {}
+  bool connected() const override { return connected_; }
+  void connect() override {
+    b_.calls.push_back("connect");
+    if (failed_ && b_.failing_connects > 0) {
+      --b_.failing_connects;
+      throw LedgerError("ledger: connection refused");
+    }
+    connected_ = true;
+  }
+  void disconnect() override { connected_ = false; }
+  Claim claim(std::string_view id, std::chrono::milliseconds) override {
+    b_.calls.push_back("claim " + std::string(id));
+    fail_if(b_.failing_claims);
+    auto& entry = b_.entries[std::string(id)];
+    if (entry.empty() || entry == owner_) {
+      entry = owner_;
+      return {Claimed::kYes, {}};
+    }
+    if (entry == "sent") return {Claimed::kAlreadySent, {}};
+    return {Claimed::kHeld, b_.held_for[std::string(id)]};
+  }
+  void mark_sent(std::string_view id, notify::TimePoint) override {
+    b_.calls.push_back("mark " + std::string(id));
+    fail_if(b_.failing_marks);
+    b_.entries[std::string(id)] = "sent";
+  }
+  void release(std::string_view id) override {
+    b_.calls.push_back("release " + std::string(id));
+    fail_if(b_.failing_releases);
+    if (b_.entries[std::string(id)] == owner_) b_.entries.erase(std::string(id));
+  }
+
+ private:
+  void fail_if(int& failing) {
+    if (failing == 0) return;
+    --failing;
+    connected_ = false;
+    failed_ = true;
+    throw LedgerError("ledger: connection lost");
+  }
+  Book& b_;
+  std::string owner_;
+  bool connected_ = false;
+  bool failed_ = false;
+};
+
 notify::Posting posting(const std::string& id = "11111111-2222-5333-8444-555555555555") {
   notify::Posting p;
   p.posting_id = id;
@@ -201,6 +266,7 @@ struct Harness {
   double random_value = 0.5;
   notify::Channel channel = notify::Channel::kEmail;
   std::unique_ptr<ChannelSender> sender;  // instead of the fake transport
+  std::optional<Book> book;               // a ledger (LEDGER_URL), none unless set
 
   Harness() {
     config.delay_tiers = {10s, 1min, 10min, 1h, 6h};
@@ -223,6 +289,7 @@ struct Harness {
       ++randoms;
       return random_value;
     };
+    if (book) parts.ledger = std::make_unique<FakeLedger>(*book, "email#0");
     DeliveryLoop loop(config, channel, 0, std::move(parts));
     loop.run(stop);
   }
@@ -547,4 +614,161 @@ TEST_CASE("moves: the copy keeps body, id, priority and headers, drops x-death")
   REQUIRE(soon);
   CHECK(soon->tier == 10s);
   CHECK(soon->copy.routing_key == "notifications.email.delay.10s");
+}
+
+TEST_CASE("ledger: claimed before the send, marked after it, acknowledged after the mark") {
+  Harness h;
+  h.book.emplace();
+  const auto p = posting();
+  h.queue.waiting.push_back(delivery_of(p, 7));
+  h.run();
+  REQUIRE(h.transport.sent.size() == 1);
+  CHECK(h.book->calls ==
+        std::vector<std::string>{"connect", "claim " + p.posting_id, "mark " + p.posting_id});
+  CHECK(h.book->entries[p.posting_id] == "sent");
+  CHECK(h.queue.acked == std::vector<std::uint64_t>{7});
+}
+
+TEST_CASE("ledger: a posting already sent is acknowledged without sending, whatever its cause") {
+  Harness h;
+  h.book.emplace();
+  const auto p = posting();
+  h.queue.waiting.push_back(delivery_of(p, 1));
+  auto redelivered = delivery_of(p, 2);
+  redelivered.redelivered = true;
+  h.queue.waiting.push_back(redelivered);
+  h.queue.waiting.push_back(delivery_of(p, 3, {{"x-attempts", "1"}}));
+  h.queue.waiting.push_back(delivery_of(p, 4));
+  h.run();
+  CHECK(h.transport.sent.size() == 1);
+  CHECK(h.queue.acked == std::vector<std::uint64_t>{1, 2, 3, 4});
+  CHECK(h.copies.published.empty());
+  CHECK(duplicate_cause(redelivered) == "redelivered");
+  CHECK(duplicate_cause(delivery_of(p, 3, {{"x-attempts", "1"}})) == "retry_copy");
+  CHECK(duplicate_cause(delivery_of(p, 4)) == "republished");
+}
+
+TEST_CASE("ledger: a posting another worker holds waits in a delay queue for its lease") {
+  Harness h;
+  h.book.emplace();
+  const auto p = posting();
+  h.book->entries[p.posting_id] = "email#3:another-process";
+  h.book->held_for[p.posting_id] = 45s;
+  h.queue.waiting.push_back(delivery_of(p, 5));
+  h.run();
+  CHECK(h.transport.sent.empty());
+  const auto& copy = h.only_copy();
+  CHECK(header(copy, "x-defer-reason") == "claimed");
+  CHECK(header(copy, "x-deliver-at") == notify::format_iso8601(kNoon + 45s));
+  CHECK(header(copy, "x-attempts") == "0");
+  CHECK(copy.routing_key == "notifications.email.delay.10s");
+  CHECK(h.queue.acked == std::vector<std::uint64_t>{5});
+
+  // The holder died: once the lease is over, the copy comes back and is sent.
+  Harness later;
+  later.book.emplace();
+  later.clock.now_ = kNoon + 46s;
+  auto back = delivery_of(p, 6, copy.headers);
+  later.queue.waiting.push_back(back);
+  later.run();
+  CHECK(later.transport.sent.size() == 1);
+  CHECK(later.book->entries[p.posting_id] == "sent");
+}
+
+TEST_CASE("ledger: a transient failure releases the claim for the retry; success marks it") {
+  Harness h;
+  h.book.emplace();
+  const auto p = posting();
+  h.transport.answer = [](const notify::Posting&) {
+    return SendResult{SendStatus::kTransient, 451, "451 try later"};
+  };
+  h.queue.waiting.push_back(delivery_of(p, 8));
+  h.run();
+  CHECK(h.book->calls.back() == "release " + p.posting_id);
+  CHECK(h.book->entries.count(p.posting_id) == 0);
+  CHECK(header(h.only_copy(), "x-defer-reason") == "retry");
+}
+
+TEST_CASE("ledger: a permanent failure releases the claim, so a replay can send it") {
+  Harness h;
+  h.book.emplace();
+  const auto p = posting();
+  h.transport.answer = [](const notify::Posting&) {
+    return SendResult{SendStatus::kPermanent, 550, "550 no such user"};
+  };
+  h.queue.waiting.push_back(delivery_of(p, 8));
+  h.run();
+  CHECK(h.book->entries.count(p.posting_id) == 0);
+  CHECK(h.only_copy().routing_key == "notifications.email.dead");
+}
+
+TEST_CASE("ledger: a sender that throws releases the claim") {
+  Harness h;
+  h.book.emplace();
+  const auto p = posting();
+  h.transport.answer = [](const notify::Posting&) -> SendResult {
+    throw std::runtime_error("boom");
+  };
+  h.queue.waiting.push_back(delivery_of(p, 8));
+  h.run();
+  CHECK(h.book->entries.count(p.posting_id) == 0);
+  CHECK(header(h.only_copy(), "x-defer-reason") == "retry");
+}
+
+TEST_CASE("ledger: unreachable at the claim: the delivery goes back unsent, then flows") {
+  Harness h;
+  h.book.emplace();
+  h.book->failing_claims = 1;
+  h.book->failing_connects = 2;  // and it stays away for two more tries
+  const auto p = posting();
+  auto d = delivery_of(p, 4);
+  h.queue.waiting.push_back(d);
+  // What RabbitMQ does with a rejected delivery: it comes again.
+  d.delivery_tag = 5;
+  d.redelivered = true;
+  h.queue.waiting.push_back(d);
+  h.run();
+  CHECK(h.queue.rejected == std::vector<std::pair<std::uint64_t, bool>>{{4, true}});
+  REQUIRE(h.transport.sent.size() == 1);
+  CHECK(h.queue.acked == std::vector<std::uint64_t>{5});
+  // Reconnecting backed off: three connects failed or not, sleeps in between.
+  CHECK(std::count(h.book->calls.begin(), h.book->calls.end(), "connect") == 4);
+  CHECK(h.steady.slept() >= 1500ms);
+}
+
+TEST_CASE("ledger: a mark that fails is owed: acknowledged, then recorded before the next one") {
+  Harness h;
+  h.book.emplace();
+  h.book->failing_marks = 1;
+  h.book->failing_connects = 1;
+  const auto p = posting();
+  const auto q = posting("99999999-2222-5333-8444-555555555555");
+  h.queue.waiting.push_back(delivery_of(p, 1));
+  h.queue.waiting.push_back(delivery_of(q, 2));
+  h.run();
+  CHECK(h.transport.sent.size() == 2);
+  CHECK(h.queue.acked == std::vector<std::uint64_t>{1, 2});
+  CHECK(h.book->entries[p.posting_id] == "sent");
+  CHECK(h.book->entries[q.posting_id] == "sent");
+  // The owed mark came before the next claim.
+  const std::vector<std::string> expected = {
+      "connect", "claim " + p.posting_id, "mark " + p.posting_id,  "connect",
+      "connect", "mark " + p.posting_id,  "claim " + q.posting_id, "mark " + q.posting_id};
+  std::string calls;
+  for (const auto& call : h.book->calls) calls += call + "; ";
+  INFO(calls);
+  CHECK(h.book->calls == expected);
+}
+
+TEST_CASE("ledger: an expired or deferred posting is never claimed") {
+  Harness h;
+  h.book.emplace();
+  auto expired = posting();
+  expired.expires_at = kNoon;
+  h.queue.waiting.push_back(delivery_of(expired, 1));
+  auto later = posting("99999999-2222-5333-8444-555555555555");
+  later.not_before = kNoon + 90s;
+  h.queue.waiting.push_back(delivery_of(later, 2));
+  h.run();
+  CHECK(h.book->calls == std::vector<std::string>{"connect"});
 }

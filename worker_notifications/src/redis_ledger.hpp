@@ -1,0 +1,65 @@
+#pragma once
+// The delivery ledger in Redis (hiredis), one connection per delivery loop. Each posting is one
+// key, notify:ledger:<posting id>: the holder's token with the lease as its expiry while a loop
+// sends it, then "sent" until the posting's expiry plus a margin. Claims and releases are Lua
+// scripts, so a claim is one atomic round trip and a release never drops another loop's claim.
+// Every key expires, so the ledger's memory follows the postings still alive
+// (documentation/delivery.md gives the measured size).
+
+#include <chrono>
+#include <memory>
+#include <string>
+
+#include "ledger.hpp"
+
+struct redisContext;
+
+namespace worker {
+
+// LEDGER_URL: redis://[[user]:password@]host[:port][/db], port 6379 and db 0 by default.
+struct RedisAddress {
+  std::string host;
+  int port = 6379;
+  int db = 0;
+  std::string username;
+  std::string password;
+  // Throws std::invalid_argument naming what is wrong (never the password).
+  static RedisAddress parse(const std::string& url);
+  std::string display() const;  // "redis://host:port/db", without credentials
+};
+
+class RedisLedger final : public DeliveryLedger {
+ public:
+  // `owner` names the loop in its claims ("email#0"); a random part makes the token unique to
+  // this process, so a restarted worker does not take its dead predecessor's claims for its
+  // own. `timeout`: connecting and each command.
+  RedisLedger(RedisAddress address, std::string owner, std::chrono::milliseconds timeout);
+  ~RedisLedger() override;
+  RedisLedger(const RedisLedger&) = delete;
+  RedisLedger& operator=(const RedisLedger&) = delete;
+
+  bool connected() const override;
+  void connect() override;
+  void disconnect() override;
+  Claim claim(std::string_view posting_id, std::chrono::milliseconds lease) override;
+  void mark_sent(std::string_view posting_id, notify::TimePoint keep_until) override;
+  void release(std::string_view posting_id) override;
+
+  const std::string& token() const { return token_; }
+
+ private:
+  struct ContextFree {
+    void operator()(redisContext* context) const;
+  };
+  [[noreturn]] void fail(const std::string& what);
+
+  RedisAddress address_;
+  std::string token_;
+  std::chrono::milliseconds timeout_;
+  std::unique_ptr<redisContext, ContextFree> context_;
+};
+
+// The ledger key of a posting.
+std::string ledger_key(std::string_view posting_id);
+
+}  // namespace worker

@@ -1,0 +1,98 @@
+// The worker's settings of the delivery ledger: LEDGER_URL (or none) and LEDGER_LEASE, read and
+// refused as a user types them.
+
+#include <doctest/doctest.h>
+
+#include <map>
+#include <string>
+
+#include "config.hpp"
+#include "redis_ledger.hpp"
+
+using namespace worker;
+using namespace std::chrono_literals;
+
+namespace {
+
+WorkerConfig load(const std::map<std::string, std::string>& values) {
+  return load_config(notify::Env([values](const std::string& name) -> std::optional<std::string> {
+    const auto it = values.find(name);
+    if (it == values.end()) return std::nullopt;
+    return it->second;
+  }));
+}
+
+}  // namespace
+
+TEST_CASE("ledger settings: on by default on the local Redis, lease twice SMTP_TIMEOUT") {
+  const WorkerConfig c = load({});
+  CHECK(c.ledger_url == "redis://127.0.0.1:6379/0");
+  CHECK(c.ledger_lease == 60s);
+  CHECK(load({{"SMTP_TIMEOUT", "5s"}}).ledger_lease == 10s);
+  CHECK(load({{"LEDGER_LEASE", "2m"}}).ledger_lease == 2min);
+}
+
+TEST_CASE("ledger settings: none turns the ledger off") {
+  CHECK(load({{"LEDGER_URL", "none"}}).ledger_url.empty());
+  // Without a ledger a lease is not used, so it is not checked either.
+  CHECK_NOTHROW(load({{"LEDGER_URL", "none"}, {"LEDGER_LEASE", "1s"}}));
+}
+
+TEST_CASE("ledger settings: a lease not longer than SMTP_TIMEOUT is refused, naming both") {
+  try {
+    load({{"LEDGER_LEASE", "30s"}});
+    FAIL("accepted a lease as long as SMTP_TIMEOUT");
+  } catch (const notify::ConfigError& e) {
+    const std::string what = e.what();
+    CHECK(what.find("LEDGER_LEASE=30s") != std::string::npos);
+    CHECK(what.find("SMTP_TIMEOUT (30s)") != std::string::npos);
+  }
+}
+
+TEST_CASE("ledger settings: a bad URL is refused without its password") {
+  for (const char* url : {"http://127.0.0.1:6379/0", "redis://", "redis://:secret@host/x",
+                          "redis://:secret@host:99999/0", "redis://host/0?x=1", "not a url"}) {
+    CAPTURE(url);
+    try {
+      load({{"LEDGER_URL", url}});
+      FAIL("accepted");
+    } catch (const notify::ConfigError& e) {
+      const std::string what = e.what();
+      CHECK(what.rfind("LEDGER_URL: ", 0) == 0);
+      CHECK(what.find("secret") == std::string::npos);
+    }
+  }
+}
+
+TEST_CASE("redis addresses: host, port, database and credentials") {
+  const RedisAddress a = RedisAddress::parse("redis://127.0.0.1:6380/3");
+  CHECK(a.host == "127.0.0.1");
+  CHECK(a.port == 6380);
+  CHECK(a.db == 3);
+  CHECK(a.password.empty());
+  CHECK(a.display() == "redis://127.0.0.1:6380/3");
+
+  const RedisAddress b = RedisAddress::parse("redis://ledger");
+  CHECK(b.port == 6379);
+  CHECK(b.db == 0);
+
+  const RedisAddress c = RedisAddress::parse("redis://worker:p%40ss@ledger:6379/0");
+  CHECK(c.username == "worker");
+  CHECK(c.password == "p@ss");
+  CHECK(c.display() == "redis://ledger:6379/0");  // never the credentials
+
+  const RedisAddress d = RedisAddress::parse("redis://[::1]:6379/1");
+  CHECK(d.host == "::1");
+  CHECK(d.display() == "redis://[::1]:6379/1");
+}
+
+TEST_CASE("ledger keys and how long a sent posting is kept") {
+  CHECK(ledger_key("11111111-2222-5333-8444-555555555555") ==
+        "notify:ledger:11111111-2222-5333-8444-555555555555");
+  const notify::TimePoint now = *notify::parse_iso8601("2026-11-23T12:00:00Z");
+  CHECK(ledger_keep_until(now + 48h, now) == now + 49h);
+  // Sent at the last moment (or with a clock ahead of the ETL's): kept past now all the same.
+  CHECK(ledger_keep_until(now - 1h, now) == now + 1h);
+  // The latest readable time does not overflow.
+  CHECK(ledger_keep_until(notify::kLatestTime, now) == notify::kLatestTime);
+}
