@@ -6,9 +6,10 @@
 What can be known here is checked: the compose file parses and names the expected services,
 pinned images and files that exist; the services that must survive failures have healthchecks,
 restart policies and start conditions; the worker can be scaled; Prometheus scrapes every
-replica; the Dockerfile's build stage installs exactly the -dev packages of
-scripts/install-deps.sh; and, when natively built binaries are at hand (--bin-dir), the runtime
-stage installs the packages of every shared library they link. Prints each problem; exit status 1
+replica; the worker's delivery ledger (Redis) keeps an append-only file on a volume, is healthy
+before the worker starts and is the one LEDGER_URL names; the Dockerfile's build stage installs
+exactly the -dev packages of scripts/install-deps.sh; and, when natively built binaries are at
+hand (--bin-dir), the runtime stage installs the packages of every shared library they link. Prints each problem; exit status 1
 when there is one.
 """
 
@@ -27,11 +28,17 @@ except ImportError:
                      "run scripts/install-deps.sh\n")
     sys.exit(1)
 
-SERVICES = ["kafka", "rabbitmq", "mailhog", "prometheus", "auth",
+SERVICES = ["kafka", "rabbitmq", "redis", "mailhog", "prometheus", "auth",
             "etl_notifications", "worker_notifications"]
 # The services of the pipeline and their metrics ports (the services' METRICS_PORT defaults).
 PIPELINE = {"etl_notifications": 9464, "worker_notifications": 9465}
 RESTART_POLICIES = {"always", "unless-stopped", "on-failure"}
+# The worker's delivery ledger: its service, and the address the worker must be given.
+LEDGER_SERVICE = "redis"
+LEDGER_URL = "redis://redis:6379/0"
+# Redis options the ledger needs (documentation/operations.md): a restart forgets at most the
+# last second of claims and marks.
+LEDGER_OPTIONS = {"--appendonly": "yes", "--appendfsync": "everysec"}
 # Present in debian:bookworm-slim already (libc6 is essential; apt needs the C++ runtime).
 BASE_IMAGE_PACKAGES = {"libc6", "libstdc++6", "libgcc-s1"}
 
@@ -260,6 +267,9 @@ def check_compose(source, compose, binaries):
             if host and (host.startswith(".") or host.startswith("/")):
                 if not os.path.exists(os.path.join(source, host)):
                     problem(f"{where}: mounts {host}, which is missing")
+            elif host and host not in (compose.get("volumes") or {}):
+                problem(f"{where}: mounts the named volume {host}, which the top-level volumes "
+                        "do not declare")
         depends = s.get("depends_on") or {}
         for other in depends:
             if other not in services:
@@ -300,6 +310,50 @@ def check_compose(source, compose, binaries):
                 f"{host_ports(worker)}: `--scale worker_notifications=3` would clash")
     if "container_name" in worker:
         problem("docker-compose.yml: worker_notifications has a container_name: it cannot scale")
+
+
+def volume_target(volume):
+    if isinstance(volume, dict):
+        return volume.get("target")
+    parts = str(volume).split(":")
+    return parts[1] if len(parts) >= 2 else parts[0]
+
+
+def command_words(service):
+    command = service.get("command") or []
+    return shlex.split(command) if isinstance(command, str) else [str(w) for w in command]
+
+
+def check_ledger(compose):
+    services = compose.get("services") or {}
+    redis = services.get(LEDGER_SERVICE)
+    if redis is None:
+        return  # reported with the services
+    where = f"docker-compose.yml: {LEDGER_SERVICE}"
+    words = command_words(redis)
+    for option, value in LEDGER_OPTIONS.items():
+        if option not in words or words.index(option) + 1 >= len(words) or \
+                words[words.index(option) + 1] != value:
+            problem(f"{where}: the command does not say {option} {value}")
+    if "/data" not in (volume_target(v) for v in redis.get("volumes", []) or []):
+        problem(f"{where}: no volume at /data: the append-only file would go with the container")
+    check = " ".join(healthcheck_command(redis))
+    if "redis-cli" not in check or "ping" not in check.lower():
+        problem(f"{where}: the healthcheck does not ask redis-cli ping")
+    if redis.get("restart") not in RESTART_POLICIES:
+        problem(f"{where}: restart policy {redis.get('restart')!r}, not one of "
+                f"{sorted(RESTART_POLICIES)}")
+
+    worker = services.get("worker_notifications") or {}
+    env = worker.get("environment") or {}
+    if env.get("LEDGER_URL") != LEDGER_URL:
+        problem(f"docker-compose.yml: worker_notifications: LEDGER_URL is "
+                f"{env.get('LEDGER_URL')!r}, not {LEDGER_URL}")
+    depends = worker.get("depends_on") or {}
+    spec = depends.get(LEDGER_SERVICE) if isinstance(depends, dict) else None
+    if not isinstance(spec, dict) or spec.get("condition") != "service_healthy":
+        problem(f"docker-compose.yml: worker_notifications does not wait for {LEDGER_SERVICE} "
+                "to be healthy (depends_on condition service_healthy)")
 
 
 def check_prometheus(source, compose):
@@ -389,6 +443,7 @@ def main():
     check_build_context(source, build)
     binaries = image_binaries(runtime)
     check_compose(source, compose, binaries)
+    check_ledger(compose)
     check_prometheus(source, compose)
     if args.bin_dir:
         pipeline_binaries = binaries - {"ready"}
