@@ -63,6 +63,7 @@ struct Fixture {
                                                     {"SMTP_PORT", std::to_string(sink.port())},
                                                     {"SMTP_FROM", "notifications@example.com"},
                                                     {"SMTP_TIMEOUT", "5s"},
+                                                    {"LEDGER_URL", s.value("LEDGER_URL")},
                                                     {"DELAY_TIERS", "1s,2s,5s"},
                                                     {"RETRY_BASE_DELAY", "1s"},
                                                     {"RETRY_MAX_ATTEMPTS", "4"},

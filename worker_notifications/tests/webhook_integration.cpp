@@ -102,6 +102,7 @@ Process start_worker(const Stack& s, const std::string& exchange, const std::str
                   {"DELAY_TIERS", "1s,2s"},
                   {"RETRY_BASE_DELAY", "1s"},
                   {"WEBHOOK_CONCURRENCY", "1"},
+                  {"LEDGER_URL", s.value("LEDGER_URL")},
                   {"WEBHOOK_URL_ALLOWLIST", allowlist},
                   {"LOG_LEVEL", "debug"}},
                  s.value("STACK_DIR") + "/test-logs/" + exchange + ".log");
