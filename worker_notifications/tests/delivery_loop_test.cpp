@@ -178,7 +178,7 @@ class FakeLedger final : public DeliveryLedger {
   FakeLedger(Book& b, std::string owner) : b_(b), owner_(std::move(owner)) {}
   bool connected() const override { return connected_; }
   void connect() override {
-    b_.calls.push_back("connect");
+    b_.calls.emplace_back("connect");
     if (failed_ && b_.failing_connects > 0) {
       --b_.failing_connects;
       throw LedgerError("ledger: connection refused");
