@@ -2,9 +2,10 @@
 """The benchmarks of the pipeline (`make bench`), written to documentation/benchmarks.md.
 
 Starts its own broker stack (dev/stack/stack.sh in test mode, in BUILD_DIR/bench-stack: its own
-RabbitMQ node, the development Kafka broker, the development Auth service; never the test
-stack), a fast SMTP sink (bench_smtp_sink), runs every scenario several times and writes the
-medians, the ceilings and their ratios with a description of the machine. Every figure in the
+RabbitMQ node, the development Kafka broker, Redis for the worker's delivery ledger (append-only,
+everysec, as shipped), the development Auth service; never the test stack), a fast SMTP sink
+(bench_smtp_sink), runs every scenario several times and writes the medians, the ceilings and
+their ratios with a description of the machine. Every figure in the
 document comes from this run.
 
   1. ETL throughput: N user_signed_up events already in Kafka, Auth answering from the ETL's
@@ -13,7 +14,9 @@ document comes from this run.
   2. Mass mailing: one mailing event to an audience of N users (page_size 500): time, Auth
      calls, peak RSS of the ETL for two audience sizes.
   3. Worker throughput: N postings queued, until the sink accepted all mails; ceiling:
-     bench_smtp_client sending the same mail over as many connections with libcurl.
+     bench_smtp_client sending the same mail over as many connections with libcurl. Each run
+     also times the worker without its delivery ledger (LEDGER_URL=none) on as many postings,
+     the two in alternating order, and measures the ledger's memory per posting.
   4. CPU per event of the ETL's own work (bench_etl_cpu, Google Benchmark).
 
 usage: bench/run.py [--build-dir build-bench] [--out documentation/benchmarks.md] [--runs 3] ...
@@ -556,9 +559,11 @@ class Bench:
 
     # ----- scenario 3 -----
 
-    def worker_env(self, exchange):
+    def worker_env(self, exchange, ledger=True):
         env = base_env()
         env.update({
+            # The stack's Redis, as in production; "none" turns the ledger off.
+            "LEDGER_URL": self.env["LEDGER_URL"] if ledger else "none",
             "RABBITMQ_URL": self.env["RABBITMQ_URL"],
             "RABBITMQ_EXCHANGE": exchange,
             "SMTP_HOST": "127.0.0.1",
@@ -572,27 +577,65 @@ class Bench:
         })
         return env
 
+    def redis_info(self):
+        """used_memory (bytes) and the number of keys of the stack's Redis."""
+        port = self.env["REDIS_PORT"]
+        out = {}
+        for command in (["info", "memory"], ["dbsize"]):
+            res = subprocess.run(["redis-cli", "-p", port, *command], capture_output=True,
+                                 text=True, timeout=30)
+            if res.returncode != 0:
+                raise BenchError(f"redis-cli {' '.join(command)}: {res.stderr.strip()}")
+            for line in res.stdout.splitlines():
+                if line.startswith("used_memory:"):
+                    out["used_memory"] = int(line.split(":", 1)[1])
+                elif line.strip().isdigit():
+                    out["keys"] = int(line)
+        return out
+
+    def run_worker(self, name, exchange, n, ledger):
+        """Starts the worker on a loaded queue, waits until the sink accepted n mails; returns the
+        times of the first and last mail, and the CPU use."""
+        self.sink.reset()
+        spawned = time.monotonic()
+        worker = self.procs.spawn(name, [self.tool("worker_notifications")],
+                                  self.worker_env(exchange, ledger))
+        self.cpu.track("service", worker.pid)
+        got, first, last = self.sink.wait(n, self.args.timeout, worker)
+        self.cpu.track("service", None)
+        code = self.procs.stop(worker)
+        if code != 0:
+            raise BenchError(f"{name}: the worker exited with {code}: see {worker.bench_log}")
+        self.amqp("delete", exchange + ".email")
+        return {"spawned": spawned, "first": first, "last": last, "got": got,
+                "usage": self.usage(n, first, last)}
+
     def scenario_worker(self):
         n, conns = self.args.postings, self.args.smtp_connections
         users = self.signup_users()
         runs = []
         for r in range(1, self.args.runs + 1):
             name = f"s3-worker-{r}"
-            topic = exchange = f"bench_work_{r}"
-            # The postings are the ETL's own: sign-ups rendered into the worker's queue.
-            self.produce(topic, self.signup_events(n, users, f"s3r{r}x"))
-            self.run_etl_until(f"s3-load-{r}", topic, exchange, self.env["AUTH_URL"], n)
-            self.sink.reset()
-            spawned = time.monotonic()
-            worker = self.procs.spawn(name, [self.tool("worker_notifications")],
-                                      self.worker_env(exchange))
-            self.cpu.track("service", worker.pid)
-            got, first, last = self.sink.wait(n, self.args.timeout, worker)
-            self.cpu.track("service", None)
-            code = self.procs.stop(worker)
-            if code != 0:
-                raise BenchError(f"{name}: the worker exited with {code}: see {worker.bench_log}")
-            self.amqp("delete", exchange + ".email")
+            timed = {}
+            # With and without the delivery ledger on as many postings, in alternating order so
+            # that neither always runs on a warmer (or busier) machine.
+            for ledger in ((True, False) if r % 2 else (False, True)):
+                label = "ledger" if ledger else "noledger"
+                topic = exchange = f"bench_work_{r}_{label}"
+                # The postings are the ETL's own: sign-ups rendered into the worker's queue.
+                self.produce(topic, self.signup_events(n, users, f"s3r{r}{label}x"))
+                self.run_etl_until(f"s3-load-{r}-{label}", topic, exchange, self.env["AUTH_URL"],
+                                   n)
+                before = self.redis_info()
+                timed[ledger] = self.run_worker(name if ledger else f"{name}-noledger", exchange,
+                                                n, ledger)
+                after = self.redis_info()
+                if ledger:
+                    timed["ledger_keys"] = after["keys"] - before["keys"]
+                    timed["ledger_bytes"] = (after["used_memory"] - before["used_memory"]) / n
+            with_ledger, without = timed[True], timed[False]
+            first, last, got = with_ledger["first"], with_ledger["last"], with_ledger["got"]
+            spawned = with_ledger["spawned"]
             if not os.path.exists(self.sink.sample_path):
                 raise BenchError("the sink kept no sample mail")
             # The ceiling: the same mail (captured from the worker), as many connections.
@@ -622,7 +665,11 @@ class Bench:
                 "worker_rate": (n - 1) / (last - first),
                 "worker_total_s": last - spawned,
                 "worker_mails": got,
-                "worker_usage": self.usage(n, first, last),
+                "worker_usage": with_ledger["usage"],
+                "noledger_rate": (n - 1) / (without["last"] - without["first"]),
+                "noledger_usage": without["usage"],
+                "ledger_keys": timed["ledger_keys"],
+                "ledger_bytes": timed["ledger_bytes"],
                 "ceiling_usage": self.usage(n, c_first, c_last),
                 "ceiling_rate": (n - 1) / (c_last - c_first),
                 "ceiling_total_s": c_last - started,
@@ -630,7 +677,9 @@ class Bench:
                 "mail_bytes": os.path.getsize(self.sink.sample_path),
             }
             run["ratio"] = run["worker_rate"] / run["ceiling_rate"]
-            log(f"{name}: worker {run['worker_rate']:.0f} mails/s, ceiling "
+            run["ledger_ratio"] = run["worker_rate"] / run["noledger_rate"]
+            log(f"{name}: worker {run['worker_rate']:.0f} mails/s ({run['noledger_rate']:.0f} "
+                f"without the ledger, ratio {run['ledger_ratio']:.2f}), ceiling "
                 f"{run['ceiling_rate']:.0f} mails/s, ratio {run['ratio']:.2f}, sink alone "
                 f"{run['sink_rate']:.0f} mails/s")
             runs.append(run)
@@ -680,6 +729,8 @@ class Bench:
                         self.cpu.track("rabbitmq", pid)
                     elif comm == "dev_kafka_broke":  # comm keeps 15 characters
                         self.cpu.track("kafka", pid)
+                    elif comm == "redis-server":
+                        self.cpu.track("redis", pid)
                 if 1 in self.scenarios:
                     self.scenario_etl()
                 if 2 in self.scenarios:
@@ -722,6 +773,7 @@ def machine():
         ("OS", first_line(["sh", "-c", ". /etc/os-release && echo \"$PRETTY_NAME\""])),
         ("compiler", first_line(["c++", "--version"])),
         ("RabbitMQ", version("rabbitmq-server")),
+        ("Redis", version("redis-server")),
         ("librdkafka / rabbitmq-c / libcurl",
          f"{version('librdkafka-dev')} / {version('librabbitmq-dev')} / {version('libcurl4-openssl-dev')}"),
         ("load average at the end", " ".join(f"{x:.2f}" for x in os.getloadavg())),
@@ -732,8 +784,8 @@ def usage_text(usage, service):
     """"ETL 131, RabbitMQ 60, Kafka 2, sink 0; machine 97 % busy" from a usage dict."""
     if not usage:
         return "n/a"
-    names = [("service", service), ("rabbitmq", "RabbitMQ"), ("kafka", "Kafka"), ("auth", "Auth"),
-             ("sink", "sink")]
+    names = [("service", service), ("rabbitmq", "RabbitMQ"), ("kafka", "Kafka"), ("redis", "Redis"),
+             ("auth", "Auth"), ("sink", "sink")]
     parts = [f"{label} {usage[key]:.0f}" for key, label in names if key in usage]
     return ", ".join(parts) + f"; machine {usage['busy'] * 100:.0f} % busy"
 
@@ -852,6 +904,19 @@ def write_report(bench, path, argv):
             rows.append(("3. CPU per mail, all processes (µs; ratio = ceiling / worker)", len(runs),
                          fmt(total_cpu(wu)), fmt(total_cpu(cu)), f"{total_cpu(cu) / total_cpu(wu):.2f}",
                          "", ""))
+        if all("noledger_rate" in r for r in runs):
+            without = median([r["noledger_rate"] for r in runs])
+            ledger_ratio = worker / without
+            rows.append(("3. Worker with the delivery ledger / without it (mails/s; ratio = with / "
+                         "without)", len(runs), fmt(worker), fmt(without), f"{ledger_ratio:.2f}",
+                         "≥ 0.90", verdict(ledger_ratio >= 0.9)))
+            per_posting = median([r["ledger_bytes"] for r in runs])
+            rows.append(("3. Ledger memory in Redis per posting (bytes)", len(runs),
+                         fmt(per_posting), "", "", "", ""))
+            rows.append(("3. Ledger memory for 100,000 live postings (MiB, from the above)",
+                         len(runs), fmt(per_posting * 100_000 / 2**20, 1), "", "", "", ""))
+            if ledger_ratio < 0.9:
+                notes.append(("ledger ratio", ledger_ratio, worker, without))
         rows.append(("3. Worker: time from start until all accepted (s)", len(runs),
                      fmt(median([r["worker_total_s"] for r in runs]), 1),
                      fmt(median([r["ceiling_total_s"] for r in runs]), 1), "", "", ""))
@@ -866,12 +931,21 @@ def write_report(bench, path, argv):
                        f"the worker, {a.postings:,} times over {a.smtp_connections} libcurl connections. "
                        "The sink alone: raw sockets writing batches of whole transactions "
                        f"({a.postings * 5:,} mails) without waiting for replies.\n")
-        details.append("| run | worker mails/s | ceiling mails/s | ratio | worker start → all (s) | ceiling total (s) | CPU per mail, worker run (µs) | CPU per mail, ceiling run (µs) | sink alone mails/s | mail bytes |")
-        details.append("|---|---|---|---|---|---|---|---|---|---|")
+        details.append("The worker runs with its delivery ledger (`LEDGER_URL`: the stack's Redis, append-only "
+                       "file with `appendfsync everysec`, as shipped) and, in the same run, without it "
+                       f"(`LEDGER_URL=none`) on another {a.postings:,} postings, the two in alternating "
+                       "order. The ledger's memory is the growth of Redis's `used_memory` over the run "
+                       "with it, per posting; its entries expire after their postings, so it holds the "
+                       "live postings only.\n")
+        details.append("| run | worker mails/s | without the ledger mails/s | ledger ratio | ceiling mails/s | ratio | worker start → all (s) | ceiling total (s) | CPU per mail, worker run (µs) | CPU per mail, without the ledger (µs) | CPU per mail, ceiling run (µs) | sink alone mails/s | mail bytes | ledger keys added | ledger bytes per posting |")
+        details.append("|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|")
         for i, r in enumerate(runs, 1):
-            details.append(f"| {i} | {fmt(r['worker_rate'])} | {fmt(r['ceiling_rate'])} | {r['ratio']:.2f} | "
+            details.append(f"| {i} | {fmt(r['worker_rate'])} | {fmt(r.get('noledger_rate', float('nan')))} | "
+                           f"{r.get('ledger_ratio', float('nan')):.2f} | {fmt(r['ceiling_rate'])} | {r['ratio']:.2f} | "
                            f"{r['worker_total_s']:.2f} | {r['ceiling_total_s']:.2f} | {usage_text(r['worker_usage'], 'worker')} | "
-                           f"{usage_text(r['ceiling_usage'], 'client')} | {fmt(r['sink_rate'])} | {r['mail_bytes']:,} |")
+                           f"{usage_text(r.get('noledger_usage'), 'worker')} | "
+                           f"{usage_text(r['ceiling_usage'], 'client')} | {fmt(r['sink_rate'])} | {r['mail_bytes']:,} | "
+                           f"{fmt(r.get('ledger_keys', 0))} | {fmt(r.get('ledger_bytes') or 0)} |")
         details.append("")
         if ratio < 0.8:
             notes.append(("worker ratio", ratio, worker, ceiling))
@@ -995,6 +1069,21 @@ def explain(note, bench):
             "MIME message (curl_mime with quoted-printable parts) and the per-mail AMQP "
             "acknowledgement. The SMTP exchange itself is the same in both (libcurl, one "
             "transaction per mail, the same reply latency of the sink).")
+    if kind == "ledger ratio":
+        _, ratio, worker, without = note
+        runs = bench.results["worker"]
+        wu = median_usage([r["worker_usage"] for r in runs])
+        nu = median_usage([r["noledger_usage"] for r in runs])
+        if not (wu and nu):
+            return f"- **Worker with the ledger, ratio {ratio:.2f} (target 0.90).** (no CPU samples)"
+        return (
+            f"- **Worker with the ledger, ratio {ratio:.2f} (target 0.90).** "
+            f"{worker:,.0f} mails/s with the ledger against {without:,.0f} without. Per mail, the "
+            f"worker itself used {wu['service']:.0f} µs of CPU with the ledger and "
+            f"{nu['service']:.0f} µs without, Redis {wu.get('redis', 0):.0f} µs; the machine was "
+            f"{wu['busy'] * 100:.0f} % and {nu['busy'] * 100:.0f} % busy. The difference is the "
+            "ledger's round trips to Redis (a claim before each send, a mark after it) and "
+            "Redis's own CPU, which on two cores is taken from the worker and RabbitMQ.")
     if kind == "sink":
         return ("- **The sink is not faster than both clients.** Its figures are not a ceiling "
                 "then: the sender benchmark measured the sink.")
@@ -1022,7 +1111,8 @@ def main():
             with open(args.from_results) as f:
                 saved = json.load(f)
             bench.results = saved["results"]
-            bench.results["mailing"] = {int(k): v for k, v in bench.results.get("mailing", {}).items()}
+            if "mailing" in bench.results:
+                bench.results["mailing"] = {int(k): v for k, v in bench.results["mailing"].items()}
             bench.started_at = datetime.datetime.fromisoformat(saved["started_at"])
         else:
             bench.run()
