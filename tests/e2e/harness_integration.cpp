@@ -6,6 +6,8 @@
 #include <sys/socket.h>
 #include <unistd.h>
 
+#include <algorithm>
+#include <array>
 #include <chrono>
 #include <csignal>
 #include <filesystem>
@@ -52,6 +54,39 @@ std::string log_path(const std::string& name) {
   return Stack::get().value("STACK_DIR") + "/test-logs/" + unique_name(name) + ".log";
 }
 
+// One inline command to the stack's Redis ("SET k v", "GET k") and its reply, "\r\n" read as
+// "\n" and the last one dropped: "+OK", ":1", "$4\nsent" (a bulk string: length, value), "$-1"
+// (none); empty when nothing answers.
+std::string redis_command(int port, const std::string& command) {
+  const int fd = ::socket(AF_INET, SOCK_STREAM, 0);
+  if (fd < 0) return "";
+  sockaddr_in addr{};
+  addr.sin_family = AF_INET;
+  addr.sin_port = htons(static_cast<std::uint16_t>(port));
+  addr.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+  const timeval timeout{2, 0};
+  ::setsockopt(fd, SOL_SOCKET, SO_RCVTIMEO, &timeout, sizeof timeout);
+  std::string reply;
+  const std::string line = command + "\r\n";
+  if (::connect(fd, reinterpret_cast<sockaddr*>(&addr), sizeof addr) == 0 &&
+      ::send(fd, line.data(), line.size(), MSG_NOSIGNAL) == static_cast<ssize_t>(line.size())) {
+    // Small replies: one line, or a bulk string's length line and its value.
+    std::array<char, 512> buffer{};
+    while (true) {
+      const ssize_t n = ::recv(fd, buffer.data(), buffer.size(), 0);
+      if (n <= 0) break;
+      reply.append(buffer.data(), static_cast<std::size_t>(n));
+      const bool bulk = reply.front() == '$' && reply.rfind("$-1", 0) != 0;
+      const auto lines = static_cast<std::size_t>(std::count(reply.begin(), reply.end(), '\n'));
+      if (lines >= (bulk ? 2U : 1U)) break;
+    }
+  }
+  ::close(fd);
+  std::erase(reply, '\r');
+  if (!reply.empty() && reply.back() == '\n') reply.pop_back();
+  return reply;
+}
+
 bool has_subject(const Inbox& inbox, const std::string& subject) {
   for (const auto& m : inbox.messages()) {
     if (m.value("subject", "") == subject) return true;
@@ -69,6 +104,9 @@ TEST_CASE("the stack answers on every port it announces") {
   CHECK(accepts(std::stoi(stack.value("SMTP_PORT"))));
   CHECK(accepts(port_of(stack.value("INBOX_URL"))));
   CHECK(accepts(port_of(stack.value("AUTH_URL"))));
+  CHECK(port_of("redis://127.0.0.1:6379/0") == 6379);
+  CHECK(port_of(stack.value("LEDGER_URL")) == std::stoi(stack.value("REDIS_PORT")));
+  CHECK(redis_command(std::stoi(stack.value("REDIS_PORT")), "PING") == "+PONG");
   CHECK(std::filesystem::exists(stack.value("SOURCE_DIR") + "/tests/harness/stack.sh"));
   CHECK(std::filesystem::is_directory(stack.value("BIN_DIR")));
 }
@@ -135,4 +173,15 @@ TEST_CASE("Stack::control restarts a program and refuses an unknown one") {
   stack.control("restart", "auth");
   CHECK(wait_until([&] { return accepts(auth_port); }, 10s));
   CHECK_THROWS_AS(stack.control("restart", "no_such_program"), std::runtime_error);
+}
+
+TEST_CASE("Redis keeps what it stored across a restart (the ledger's append-only file)") {
+  const auto& stack = Stack::get();
+  const int port = std::stoi(stack.value("REDIS_PORT"));
+  const auto key = unique_name("harness_ledger");
+  REQUIRE(redis_command(port, "SET " + key + " sent EX 600") == "+OK");
+  stack.control("restart", "redis");
+  CHECK(redis_command(port, "PING") == "+PONG");
+  CHECK(redis_command(port, "GET " + key) == "$4\nsent");
+  CHECK(redis_command(port, "DEL " + key) == ":1");
 }
