@@ -7,7 +7,10 @@
 //
 // events: the ETL's dead-letter topic (default notify_events.dlq) is read from the start up to
 // its current end, without a consumer group; each event goes back, with its original key and
-// value, to the topic named in its `original_topic` header (or --to). Kafka keeps the dead
+// value, to the topic named in its `original_topic` header (or --to). It carries the dead
+// letter's original_topic, original_partition and original_offset headers (where it first
+// arrived), so the ETL gives it the identity of its first arrival: its postings keep their
+// posting ids, and the worker's delivery ledger skips those already sent. Kafka keeps the dead
 // letters: a second run replays them again, so narrow it with --match or --limit.
 // postings: the worker's dead-letter queue (default notifications.email.dead, or any queue of
 // postings given with --queue, e.g. a delay queue to release deferrals early) is drained; each
@@ -134,6 +137,22 @@ std::string kafka_header(const notify::kafka::Message& m, const std::string& nam
   return {};
 }
 
+// The first arrival as the dead letter records it, passed on untouched (the ETL checks it and
+// refuses a malformed one with the reason), and where the replay comes from.
+notify::kafka::Headers replay_headers(const notify::kafka::Message& dead,
+                                      const std::string& where) {
+  namespace envelope = notify::envelope;
+  notify::kafka::Headers out;
+  for (const auto& [key, value] : dead.headers) {
+    if (key == envelope::kOriginalTopicHeader || key == envelope::kOriginalPartitionHeader ||
+        key == envelope::kOriginalOffsetHeader) {
+      out.emplace_back(key, value);
+    }
+  }
+  out.emplace_back(envelope::kReplayedFromHeader, where);
+  return out;
+}
+
 bool matches(const std::string& match, const std::vector<std::string>& texts) {
   if (match.empty()) return true;
   for (const auto& t : texts) {
@@ -156,12 +175,13 @@ int replay_events(const Args& args) {
   notify::kafka::read_topic_to_end(
       args.bootstrap, args.topic, [&](const notify::kafka::Message& m) {
         ++seen;
-        const std::string error = kafka_header(m, "error");
+        const std::string error = kafka_header(m, notify::envelope::kErrorHeader);
         if (!matches(args.match, {error})) return true;
         ++taken;
         const std::string where =
             m.topic + "[" + std::to_string(m.partition) + "]@" + std::to_string(m.offset);
-        const std::string target = args.to.empty() ? kafka_header(m, "original_topic") : args.to;
+        const std::string target =
+            args.to.empty() ? kafka_header(m, notify::envelope::kOriginalTopicHeader) : args.to;
         if (args.dry_run) {
           std::cout << where << "\terror=" << error << "\tto=" << target
                     << "\tkey=" << m.key.value_or("") << "\tvalue=" << preview(m.value)
@@ -170,7 +190,7 @@ int replay_events(const Args& args) {
           std::cout << where << "\tskipped: no original_topic header (use --to)" << std::endl;
           ++failed;
         } else {
-          const auto d = producer->produce(target, m.key, m.value, 10s, {{"replayed_from", where}});
+          const auto d = producer->produce(target, m.key, m.value, 10s, replay_headers(m, where));
           std::cout << where << "\treplayed to " << d.topic << "[" << d.partition << "]@"
                     << d.offset << std::endl;
           ++done;

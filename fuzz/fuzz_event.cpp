@@ -2,8 +2,10 @@
 // decode_event, plan, the context links, postings for a fixed user and for one made of the
 // event's own strings (rendered with the repository's templates), and the posting encoding,
 // which must decode back to the same posting. Links in the rendered HTML must lead where the
-// link checks allow.
+// link checks allow. The same bytes also go through the parser of a replay's first-arrival
+// headers.
 
+#include <array>
 #include <cstddef>
 #include <cstdint>
 #include <optional>
@@ -184,6 +186,29 @@ void run(etl::Transformer& transformer, const etl::Event& event, const etl::Requ
 extern "C" int LLVMFuzzerTestOneInput(const std::uint8_t* data, std::size_t size) {
   static etl::TemplateStore templates(NOTIFY_TEMPLATES_DIR);
   static etl::Transformer transformer(options(), templates);
+
+  // The same bytes as the first-arrival headers of a replay, split at newlines: a place is
+  // accepted only in its one canonical spelling, so one event cannot take two identities.
+  {
+    const std::string text(reinterpret_cast<const char*>(data), size);
+    const std::array<const char*, 3> names = {"original_topic", "original_partition",
+                                              "original_offset"};
+    notify::kafka::Headers headers;
+    std::size_t start = 0;
+    for (const char* name : names) {
+      const auto end = text.find('\n', start);
+      headers.emplace_back(name, text.substr(start, end == std::string::npos ? end : end - start));
+      if (end == std::string::npos) break;
+      start = end + 1;
+    }
+    const auto origin = etl::origin_of(headers);
+    if (const auto* o = std::get_if<etl::Origin>(&origin)) {
+      fuzz::require(headers.size() == 3 && headers[0].second == o->topic &&
+                        headers[1].second == std::to_string(o->partition) &&
+                        headers[2].second == std::to_string(o->offset),
+                    "a first arrival accepted in a spelling that is not canonical", text);
+    }
+  }
 
   etl::RawMessage message;
   message.topic = "notify_events";

@@ -22,7 +22,22 @@ EtlConfig load_config(const notify::Env& env) {
     if (eq == std::string::npos || eq == 0) {
       throw notify::ConfigError("KAFKA_CONSUMER_CONFIG: '" + item + "' is not name=value");
     }
-    c.consumer_properties[item.substr(0, eq)] = item.substr(eq + 1);
+    const std::string name = item.substr(0, eq);
+    // The ETL stores offsets only past confirmed postings and commits them itself.
+    if (name == "enable.auto.offset.store" || name == "enable.auto.commit" ||
+        name == "auto.commit.interval.ms") {
+      throw notify::ConfigError("KAFKA_CONSUMER_CONFIG: " + name +
+                                " cannot be set: offsets are committed by the ETL (see "
+                                "KAFKA_COMMIT_INTERVAL)");
+    }
+    c.consumer_properties[name] = item.substr(eq + 1);
+  }
+  c.commit_interval = env.duration("KAFKA_COMMIT_INTERVAL", c.commit_interval);
+  if (c.commit_interval < std::chrono::milliseconds(1) ||
+      c.commit_interval > std::chrono::minutes(1)) {
+    throw notify::ConfigError(
+        "KAFKA_COMMIT_INTERVAL=" + env.optional_str("KAFKA_COMMIT_INTERVAL").value_or("") +
+        ": must be between 1ms and 1m");
   }
   c.rabbitmq_url = env.str("RABBITMQ_URL", c.rabbitmq_url);
   try {

@@ -18,6 +18,10 @@ struct EtlConfig {
   std::string group_id = "etl_notifications";
   std::string auto_offset_reset = "earliest";
   std::map<std::string, std::string> consumer_properties;  // any librdkafka consumer property
+  // The confirmed prefix of a partition is committed at most this long after its last confirm
+  // (one asynchronous commit per interval at most): what a crash makes the next instance read
+  // again.
+  std::chrono::milliseconds commit_interval{250};
   std::string rabbitmq_url = "amqp://guest:guest@127.0.0.1:5672/%2f";
   std::string exchange = "notifications";
   std::size_t confirm_window = 512;

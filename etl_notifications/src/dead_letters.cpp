@@ -4,6 +4,7 @@
 #include <utility>
 
 #include "notify/digest.hpp"
+#include "notify/envelope.hpp"
 #include "notify/json.hpp"
 #include "notify/log.hpp"
 
@@ -43,12 +44,17 @@ std::string_view to_string(RefusalClass refusal) {
 }
 
 DeadLetter whole_copy(const notify::kafka::Message& m, const std::string& reason) {
+  namespace envelope = notify::envelope;
+  // A replay refused again keeps its first arrival, so that the next replay still has it.
+  Origin first{m.topic, m.partition, m.offset};
+  const auto named = origin_of(m.headers);
+  if (const auto* origin = std::get_if<Origin>(&named)) first = *origin;
   return DeadLetter{m.key,
                     m.value,
-                    {{"error", reason},
-                     {"original_topic", m.topic},
-                     {"original_partition", std::to_string(m.partition)},
-                     {"original_offset", std::to_string(m.offset)}}};
+                    {{envelope::kErrorHeader, reason},
+                     {envelope::kOriginalTopicHeader, first.topic},
+                     {envelope::kOriginalPartitionHeader, std::to_string(first.partition)},
+                     {envelope::kOriginalOffsetHeader, std::to_string(first.offset)}}};
 }
 
 bool too_large_to_copy_whole(const notify::kafka::Message& m, std::size_t max_event_bytes) {

@@ -24,7 +24,8 @@ struct DeadLetter {
   notify::kafka::Headers headers;
 };
 
-// The original with the reason (already shortened) and where it came from.
+// The original with the reason (already shortened) and where it first arrived: its own place,
+// or the first arrival its original_* headers name when it is a replay.
 DeadLetter whole_copy(const notify::kafka::Message& original, const std::string& reason);
 // Whether the original is too large to go whole (its value beyond MAX_EVENT_BYTES, its key
 // beyond 4 KiB).

@@ -75,6 +75,8 @@ void KafkaEventSource::store_offset(const notify::kafka::TopicPartition& tp,
 
 void KafkaEventSource::commit() { consumer_->commit(); }
 
+void KafkaEventSource::commit_async() { consumer_->commit_async(); }
+
 std::vector<notify::kafka::PartitionLag> KafkaEventSource::lag() const { return consumer_->lag(); }
 
 void KafkaEventSource::close() { consumer_->close(); }
@@ -85,6 +87,10 @@ void KafkaEventSource::on_assigned(const std::vector<notify::kafka::TopicPartiti
 
 void KafkaEventSource::on_revoked(const std::vector<notify::kafka::TopicPartition>& partitions) {
   if (listener_) listener_->on_revoked(partitions);
+}
+
+void KafkaEventSource::on_lost(const std::vector<notify::kafka::TopicPartition>& partitions) {
+  if (listener_) listener_->on_lost(partitions);
 }
 
 AuthDirectory::AuthDirectory(const EtlConfig& config) : client_(auth_options(config)) {}

@@ -29,12 +29,14 @@ class KafkaEventSource final : public EventSource, private notify::kafka::Rebala
   std::vector<notify::kafka::TopicPartition> assignment() const override;
   void store_offset(const notify::kafka::TopicPartition& tp, std::int64_t next_offset) override;
   void commit() override;
+  void commit_async() override;
   std::vector<notify::kafka::PartitionLag> lag() const override;
   void close() override;
 
  private:
   void on_assigned(const std::vector<notify::kafka::TopicPartition>& partitions) override;
   void on_revoked(const std::vector<notify::kafka::TopicPartition>& partitions) override;
+  void on_lost(const std::vector<notify::kafka::TopicPartition>& partitions) override;
 
   notify::kafka::RebalanceListener* listener_ = nullptr;
   std::unique_ptr<notify::kafka::Consumer> consumer_;  // calls back into this

@@ -3,9 +3,11 @@
 #include <algorithm>
 #include <array>
 #include <cctype>
+#include <limits>
 #include <set>
 #include <string_view>
 
+#include "notify/envelope.hpp"
 #include "notify/json.hpp"
 #include "notify/time.hpp"
 
@@ -200,10 +202,83 @@ std::optional<Rejection> decode_request(const json& doc, Event* event, const Int
   return std::nullopt;
 }
 
+// Kafka refuses longer topic names.
+constexpr std::size_t kMaxTopicBytes = 249;
+
+bool valid_topic(std::string_view topic) {
+  if (topic.empty() || topic.size() > kMaxTopicBytes || topic == "." || topic == "..") {
+    return false;
+  }
+  return std::all_of(topic.begin(), topic.end(), [](char c) {
+    return std::isalnum(static_cast<unsigned char>(c)) || c == '.' || c == '_' || c == '-';
+  });
+}
+
+// A canonical decimal ("0", "42"; not "", "+1", "-1", "007", "1e3", " 1") no larger than max.
+std::optional<std::int64_t> canonical_decimal(std::string_view text, std::int64_t max) {
+  if (text.empty() || text.size() > 19 || (text.size() > 1 && text[0] == '0')) return std::nullopt;
+  std::int64_t value = 0;
+  for (const char c : text) {
+    if (c < '0' || c > '9') return std::nullopt;
+    const int digit = c - '0';
+    if (value > (max - digit) / 10) return std::nullopt;
+    value = value * 10 + digit;
+  }
+  return value;
+}
+
 }  // namespace
 
+std::variant<std::monostate, Origin, Rejection> origin_of(const notify::kafka::Headers& headers) {
+  namespace envelope = notify::envelope;
+  const std::array<std::string_view, 3> names = {envelope::kOriginalTopicHeader,
+                                                 envelope::kOriginalPartitionHeader,
+                                                 envelope::kOriginalOffsetHeader};
+  std::array<const std::string*, 3> values{};
+  std::array<int, 3> seen{};
+  for (const auto& [key, value] : headers) {
+    for (std::size_t i = 0; i < names.size(); ++i) {
+      if (key != names[i]) continue;
+      ++seen[i];
+      values[i] = &value;
+    }
+  }
+  if (seen == std::array<int, 3>{}) return std::monostate{};
+  for (std::size_t i = 0; i < names.size(); ++i) {
+    if (seen[i] != 1) {
+      return Rejection{"header " + std::string(names[i]) +
+                       (seen[i] == 0 ? " is missing" : " appears more than once") +
+                       ": the first arrival of a replayed event is original_topic, "
+                       "original_partition and original_offset, once each"};
+    }
+  }
+  Origin origin;
+  if (!valid_topic(*values[0])) {
+    return Rejection{"header original_topic is not a Kafka topic name: " +
+                     notify::quote(*values[0])};
+  }
+  origin.topic = *values[0];
+  const auto partition = canonical_decimal(*values[1], std::numeric_limits<std::int32_t>::max());
+  if (!partition) {
+    return Rejection{"header original_partition is not a partition number: " +
+                     notify::quote(*values[1])};
+  }
+  origin.partition = static_cast<std::int32_t>(*partition);
+  const auto offset = canonical_decimal(*values[2], std::numeric_limits<std::int64_t>::max());
+  if (!offset) {
+    return Rejection{"header original_offset is not an offset: " + notify::quote(*values[2])};
+  }
+  origin.offset = *offset;
+  return origin;
+}
+
 std::string message_identity(const RawMessage& m) {
-  return m.topic + "/" + std::to_string(m.partition) + "/" + std::to_string(m.offset);
+  return identity_of(Origin{m.topic, m.partition, m.offset});
+}
+
+std::string identity_of(const Origin& origin) {
+  return origin.topic + "/" + std::to_string(origin.partition) + "/" +
+         std::to_string(origin.offset);
 }
 
 std::variant<Event, Rejection> decode_event(const RawMessage& message,
@@ -214,6 +289,9 @@ std::variant<Event, Rejection> decode_event(const RawMessage& message,
         "event of " + std::to_string(message.value.size()) +
         " bytes is larger than MAX_EVENT_BYTES=" + std::to_string(limits.max_event_bytes)};
   }
+  // Checked even when an event_id makes it unused: a malformed one is a mistake to show.
+  const auto origin = origin_of(message.headers);
+  if (const auto* rejection = std::get_if<Rejection>(&origin)) return *rejection;
   json doc;
   try {
     doc = notify::parse_json(message.value, notify::JsonLimits{limits.max_json_depth});
@@ -238,7 +316,13 @@ std::variant<Event, Rejection> decode_event(const RawMessage& message,
 
   auto event_id = string_at(doc, "event_id");
   if (event_id && event_id->size() > kMaxIdBytes) return too_long("event_id", kMaxIdBytes);
-  event.identity = event_id && !event_id->empty() ? *event_id : message_identity(message);
+  if (event_id && !event_id->empty()) {
+    event.identity = *event_id;
+  } else if (const auto* first = std::get_if<Origin>(&origin)) {
+    event.identity = identity_of(*first);  // a replay: the postings of the first time again
+  } else {
+    event.identity = message_identity(message);
+  }
 
   if (auto time = string_at(doc, "event_time")) {
     auto parsed = notify::parse_iso8601(*time);

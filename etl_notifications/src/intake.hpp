@@ -12,12 +12,14 @@
 
 #include <nlohmann/json.hpp>
 
+#include "notify/kafka.hpp"
 #include "notify/posting.hpp"
 
 namespace etl {
 
 struct Event {
-  std::string identity;  // event_id when the event has one, else topic/partition/offset
+  // event_id when the event has one, else topic/partition/offset of its first arrival (Origin)
+  std::string identity;
   std::string type;      // event_type
   std::string source;    // from_service
   std::string priority;  // immediate | high | normal | low (absent: depends on the type)
@@ -47,7 +49,25 @@ struct RawMessage {
   std::optional<std::string> key;
   std::string value;
   std::optional<std::int64_t> timestamp_ms;
+  notify::kafka::Headers headers;
 };
+
+// Where an event first arrived. A dead-lettered event sent back by notify_replay carries it in
+// the headers original_topic, original_partition and original_offset (the dead-letter copy's
+// own names), so that an event without an event_id keeps the identity of its first arrival, and
+// its postings their posting ids. The headers can name nothing an event_id could not: see
+// documentation/events.md.
+struct Origin {
+  std::string topic;
+  std::int32_t partition = 0;
+  std::int64_t offset = 0;
+};
+
+// The origin the headers name; std::monostate when they carry none of the three; a Rejection
+// when any is there but not all three exactly once, each well formed: a topic name Kafka allows
+// (1 to 249 of [A-Za-z0-9._-]), a partition and an offset in canonical decimal (no sign, no
+// leading zero) within int32 and int64.
+std::variant<std::monostate, Origin, Rejection> origin_of(const notify::kafka::Headers& headers);
 
 struct IntakeLimits {
   // Below librdkafka's default message.max.bytes (1,000,000), so that a refused event, with
@@ -61,8 +81,10 @@ std::variant<Event, Rejection> decode_event(const RawMessage& message,
                                             notify::TimePoint received_at,
                                             const IntakeLimits& limits = {});
 
-// topic/partition/offset: the identity of an event that carries no id of its own.
+// topic/partition/offset: the identity of an event that carries no id of its own, from where
+// it arrived (message_identity) or first arrived (identity_of an Origin).
 std::string message_identity(const RawMessage& message);
+std::string identity_of(const Origin& origin);
 
 // "120 sec", "1 hour", "2 days", "90 minutes", and ISO 8601 durations ("PT2H", "P2D",
 // "P1DT12H30M"). Nothing for anything else.

@@ -65,6 +65,12 @@ EtlMetrics::EtlMetrics(prometheus::Registry& registry)
                          .Help("Operations RabbitMQ refused (access refused, not found, "
                                "precondition failed...), by AMQP reply code")
                          .Register(registry)),
+      republished_(prometheus::BuildCounter()
+                       .Name("notify_etl_postings_republished_total")
+                       .Help("Postings published again after a lost RabbitMQ connection, their "
+                             "confirm not received: each may be a duplicate")
+                       .Register(registry)
+                       .Add({})),
       confirm_(confirm_seconds_.Add({}, kConfirmBuckets)) {
   // Known series start at zero, so rates and alerts see them before the first event.
   for (std::string_view type : kEventTypes) {
@@ -85,6 +91,10 @@ void EtlMetrics::amqp_refused(std::uint16_t reply_code) {
   // AMQP error codes are three digits; anything else from a broker is not a label value.
   const bool known = reply_code >= 300 && reply_code < 600;
   amqp_refusals_.Add({{"code", known ? std::to_string(reply_code) : "other"}}).Increment();
+}
+
+void EtlMetrics::postings_republished(std::size_t count) {
+  republished_.Increment(static_cast<double>(count));
 }
 
 void EtlMetrics::dead_lettered(std::string_view reason_class) {

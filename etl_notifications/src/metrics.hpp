@@ -8,6 +8,7 @@
 //   notify_etl_auth_errors_total{call,kind}          Auth calls that did not succeed
 //   notify_etl_consumer_lag{topic,partition}         messages past the consumer's position
 //   notify_etl_amqp_refusals_total{code}             RabbitMQ refusals (403, 404, 406, 530...)
+//   notify_etl_postings_republished_total            postings sent again after a reconnect
 // Label values are bounded: event types of the catalogue, channels, template names (files of
 // TEMPLATES_DIR), classes of refusal; never raw reasons or ids.
 
@@ -54,6 +55,10 @@ class EtlMetrics {
   void auth_call(std::string_view call, Duration took, std::string_view error_kind);
   // RabbitMQ refused an operation with this reply code (notify::amqp::Refused).
   void amqp_refused(std::uint16_t reply_code);
+  // After a lost connection, `count` postings whose confirm never came were published again
+  // (the broker may have stored them the first time: each is a possible duplicate, which the
+  // worker's delivery ledger recognises by its posting id).
+  void postings_republished(std::size_t count);
   // The lag of every assigned partition; partitions no longer assigned disappear.
   void consumer_lag(const std::vector<notify::kafka::PartitionLag>& lags);
 
@@ -66,6 +71,7 @@ class EtlMetrics {
   prometheus::Family<prometheus::Counter>& auth_errors_;
   prometheus::Family<prometheus::Gauge>& lag_;
   prometheus::Family<prometheus::Counter>& amqp_refusals_;
+  prometheus::Counter& republished_;
   prometheus::Histogram& confirm_;
   std::set<notify::kafka::TopicPartition> lag_partitions_;
 };

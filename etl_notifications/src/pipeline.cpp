@@ -24,7 +24,7 @@ nlohmann::json where(const notify::kafka::Message& m) {
 }
 
 RawMessage raw(const notify::kafka::Message& m) {
-  return RawMessage{m.topic, m.partition, m.offset, m.key, m.value, m.timestamp_ms};
+  return RawMessage{m.topic, m.partition, m.offset, m.key, m.value, m.timestamp_ms, m.headers};
 }
 
 TransformOptions transform_options(const EtlConfig& c) {
@@ -79,6 +79,7 @@ void Pipeline::run(const std::atomic<bool>& stop) {
   while (!stop.load()) {
     rabbitmq_ok_.store(ports_.publisher.connected());
     update_lag();
+    commit_if_due();
     if (!blocked_reason_.empty()) {
       const auto now = ports_.monotonic.now();
       if (now >= retry_at_) {
@@ -87,7 +88,8 @@ void Pipeline::run(const std::atomic<bool>& stop) {
       }
       // Partitions are paused: polling only serves the group (rebalances, liveness).
       auto wait = std::chrono::duration_cast<std::chrono::milliseconds>(retry_at_ - now);
-      if (auto m = ports_.events.poll(std::min<std::chrono::milliseconds>(wait, kIdlePoll))) {
+      if (auto m =
+              ports_.events.poll(poll_wait(std::min<std::chrono::milliseconds>(wait, kIdlePoll)))) {
         take(std::move(*m));
       }
       continue;
@@ -106,7 +108,7 @@ void Pipeline::run(const std::atomic<bool>& stop) {
     }
     const bool busy = job_ || !backlog_.empty() || publishing_.waiting() > 0 ||
                       ports_.publisher.outstanding() > 0;
-    if (auto m = ports_.events.poll(busy ? 0ms : kIdlePoll)) take(std::move(*m));
+    if (auto m = ports_.events.poll(busy ? 0ms : poll_wait(kIdlePoll))) take(std::move(*m));
     work();
   }
   shutdown();
@@ -121,6 +123,7 @@ void Pipeline::take(notify::kafka::Message message) {
 // Moves events forward while the postings waiting for the publisher stay under one window.
 void Pipeline::work() {
   while (blocked_reason_.empty() && publishing_.waiting() < config_.confirm_window) {
+    commit_if_due();  // a long audience walk must not hold back what is already confirmed
     if (!job_) {
       if (backlog_.empty()) break;
       Job job;
@@ -188,7 +191,30 @@ void Pipeline::seal(Job& job) {
 void Pipeline::finish(const Ticket& ticket) {
   if (auto next = tracker_.finish(ticket.tp, ticket.offset)) {
     ports_.events.store_offset(ticket.tp, *next);
+    commit_pending_ = true;
+    commit_if_due();
   }
+}
+
+void Pipeline::commit_if_due() {
+  // Inside a revoke the consumer commits synchronously right after the listener returns.
+  if (!commit_pending_ || rebalancing_) return;
+  const auto now = ports_.monotonic.now();
+  if (last_commit_ && now < *last_commit_ + config_.commit_interval) return;
+  last_commit_ = now;
+  try {
+    ports_.events.commit_async();
+    commit_pending_ = false;
+  } catch (const notify::kafka::Error& e) {
+    notify::log::warn("kafka commit not started", {{"error", e.what()}});
+  }
+}
+
+std::chrono::milliseconds Pipeline::poll_wait(std::chrono::milliseconds wanted) const {
+  if (!commit_pending_ || !last_commit_) return wanted;
+  const auto due = *last_commit_ + config_.commit_interval - ports_.monotonic.now();
+  // Rounded up: waking a fraction of a millisecond early would find the commit not yet due.
+  return std::clamp(std::chrono::ceil<std::chrono::milliseconds>(due), 0ms, wanted);
 }
 
 void Pipeline::block(const std::string& reason) {
@@ -228,9 +254,13 @@ void Pipeline::try_unblock() {
   const std::string before = blocked_reason_;
   blocked_reason_.clear();  // block() below sets it again if the trouble persists
   if (!ports_.publisher.connected()) {
+    // Everything unconfirmed goes out again on connect(): the broker may have stored some of
+    // it before the connection broke, so each one is a possible duplicate, counted.
+    const std::size_t unconfirmed = ports_.publisher.outstanding();
     try {
       ports_.publisher.connect();
-      notify::log::info("rabbitmq connected", {{"republished", ports_.publisher.outstanding()}});
+      metrics_.postings_republished(unconfirmed);
+      notify::log::info("rabbitmq connected", {{"republished", unconfirmed}});
     } catch (const notify::amqp::Error& e) {
       blocked_reason_ = before;
       block(e);
@@ -267,20 +297,36 @@ void Pipeline::on_assigned(const std::vector<TopicPartition>& partitions) {
 void Pipeline::on_revoked(const std::vector<TopicPartition>& partitions) {
   // Confirm what is in flight so that its offsets are stored before the commit that follows.
   if (ports_.publisher.connected()) {
+    rebalancing_ = true;
     try {
       ports_.publisher.flush(kRevokeFlush);
     } catch (const notify::amqp::Error& e) {
       notify::log::warn("flush on revoke failed", {{"error", e.what()}});
     }
+    rebalancing_ = false;
   }
-  auto revoked = [&](const TopicPartition& tp) {
+  drop(partitions);
+  notify::log::info("partitions revoked", {{"count", partitions.size()}});
+}
+
+// No flush, unlike a revoke: an offset stored now could not be committed any more (the group
+// has moved on without this member), and waiting for confirms would only delay the rejoin. What
+// was published for these partitions stays published; what was not is dropped; the new owner,
+// maybe this instance again, starts over from the last commit.
+void Pipeline::on_lost(const std::vector<TopicPartition>& partitions) {
+  drop(partitions);
+  notify::log::warn("partitions lost; their events in flight are left to the next owner",
+                    {{"count", partitions.size()}});
+}
+
+void Pipeline::drop(const std::vector<TopicPartition>& partitions) {
+  auto gone = [&](const TopicPartition& tp) {
     return std::find(partitions.begin(), partitions.end(), tp) != partitions.end();
   };
-  std::erase_if(backlog_, [&](const auto& m) { return revoked({m.topic, m.partition}); });
-  publishing_.drop(revoked);
-  if (job_ && revoked(job_->ticket->tp)) job_.reset();  // the new owner starts it again
+  std::erase_if(backlog_, [&](const auto& m) { return gone({m.topic, m.partition}); });
+  publishing_.drop(gone);
+  if (job_ && gone(job_->ticket->tp)) job_.reset();  // the new owner starts it again
   tracker_.forget(partitions);
-  notify::log::info("partitions revoked", {{"count", partitions.size()}});
 }
 
 // About once a second: the lag comes from watermarks the event source already has.

@@ -1,9 +1,9 @@
 #pragma once
 // The ETL's loop: events in, postings out, offsets stored only past events whose postings
-// RabbitMQ confirmed. One thread drives everything, so the poll loop is never starved: slow
-// or failing downstream work pauses the partitions and keeps polling (the group membership
-// and rebalances are served), then resumes where it stopped. A large audience is walked page by
-// page, with a bounded number of postings in memory.
+// RabbitMQ confirmed, and committed within KAFKA_COMMIT_INTERVAL of that. One thread drives
+// everything, so the poll loop is never starved: slow or failing downstream work pauses the
+// partitions and keeps polling (the group membership and rebalances are served), then resumes where
+// it stopped. A large audience is walked page by page, with a bounded number of postings in memory.
 //
 // The loop holds no broker client: it talks to the ports (ports.hpp) it is given, so its worst
 // cases are unit tests. main.cpp hands it the real ones (edges.hpp).
@@ -50,6 +50,7 @@ class Pipeline final : public notify::kafka::RebalanceListener {
 
   void on_assigned(const std::vector<notify::kafka::TopicPartition>& partitions) override;
   void on_revoked(const std::vector<notify::kafka::TopicPartition>& partitions) override;
+  void on_lost(const std::vector<notify::kafka::TopicPartition>& partitions) override;
 
  private:
   void take(notify::kafka::Message message);
@@ -57,6 +58,14 @@ class Pipeline final : public notify::kafka::RebalanceListener {
   Step advance(Job& job);
   void seal(Job& job);
   void finish(const Ticket& ticket);
+  // Starts a commit when offsets were stored since the last one and the last one is at least
+  // KAFKA_COMMIT_INTERVAL ago: stores in between wait for the next, so a busy partition costs
+  // one commit per interval and a quiet one a commit right after its confirm.
+  void commit_if_due();
+  // How long a poll may wait without making the pending commit late.
+  std::chrono::milliseconds poll_wait(std::chrono::milliseconds wanted) const;
+  // Forgets everything in hand for the partitions (they are no longer ours).
+  void drop(const std::vector<notify::kafka::TopicPartition>& partitions);
   void block(const std::string& reason);
   // RabbitMQ failed: pause and retry. A refusal (bad credentials, missing permission or queue)
   // is logged as an error with its reply code, counted, and shown on /readyz.
@@ -75,6 +84,9 @@ class Pipeline final : public notify::kafka::RebalanceListener {
   mutable std::mutex rabbitmq_problem_mutex_;
   std::string rabbitmq_problem_;  // the last connection failure or refusal, for /readyz
   std::chrono::steady_clock::time_point next_lag_update_{};
+  bool commit_pending_ = false;  // offsets stored since the last commit
+  bool rebalancing_ = false;     // inside on_revoked
+  std::optional<std::chrono::steady_clock::time_point> last_commit_;
   TemplateStore templates_;
   Transformer transformer_;
   OffsetTracker tracker_;

@@ -34,6 +34,9 @@ class EventSource {
   virtual void store_offset(const notify::kafka::TopicPartition& tp, std::int64_t next_offset) = 0;
   // Synchronous commit of the stored offsets. Throws notify::kafka::Error.
   virtual void commit() = 0;
+  // Sends a commit of the offsets stored since the last one, without waiting for it; a failed
+  // one is logged and its offsets go with the next. Throws notify::kafka::Error when closed.
+  virtual void commit_async() = 0;
   // Throws notify::kafka::Error when unknown.
   virtual std::vector<notify::kafka::PartitionLag> lag() const = 0;
   // Commits the stored offsets and leaves the group (revoking, through the listener).

@@ -86,6 +86,7 @@ std::vector<DeadLetter> dead_letter_records(const std::string& topic, std::size_
   struct Listener : notify::kafka::RebalanceListener {
     void on_assigned(const std::vector<notify::kafka::TopicPartition>&) override {}
     void on_revoked(const std::vector<notify::kafka::TopicPartition>&) override {}
+    void on_lost(const std::vector<notify::kafka::TopicPartition>&) override {}
   } listener;
   notify::kafka::Consumer::Options o;
   o.bootstrap_servers = Stack::get().value("KAFKA_BOOTSTRAP_SERVERS");

@@ -7,7 +7,8 @@ using namespace etl;
 
 namespace {
 RawMessage message(std::string value, std::optional<std::int64_t> ts = 1795000000000) {
-  return RawMessage{"notify_events", 2, 42, std::string("u1+user_signed_up"), std::move(value), ts};
+  return RawMessage{"notify_events",  2,  42, std::string("u1+user_signed_up"),
+                    std::move(value), ts, {}};
 }
 const notify::TimePoint kNow = *notify::parse_iso8601("2026-11-23T10:00:00Z");
 const char* kSignup =
@@ -228,5 +229,107 @@ TEST_CASE("hostile events are refused with a bounded reason, never crash") {
     e["expires_in"] = 4294967296LL + 60;
     CHECK(
         reason(decode_event(message(e.dump()), kNow)).starts_with("expires_in is not a duration"));
+  }
+}
+
+namespace {
+RawMessage replayed(notify::kafka::Headers headers, std::string value = kSignup) {
+  RawMessage m = message(std::move(value));
+  m.topic = "notify_events";
+  m.partition = 0;
+  m.offset = 9000;
+  m.headers = std::move(headers);
+  return m;
+}
+const notify::kafka::Headers kFirstArrival = {{"error", "auth: 404"},
+                                              {"original_topic", "notify_events"},
+                                              {"original_partition", "2"},
+                                              {"original_offset", "42"},
+                                              {"replayed_from", "notify_events.dlq[1]@7"}};
+}  // namespace
+
+TEST_CASE("a replayed event keeps the identity of its first arrival, from its headers") {
+  // Replayed at notify_events/0/9000; it first arrived at notify_events/2/42.
+  auto r = decode_event(replayed(kFirstArrival), kNow);
+  REQUIRE(std::holds_alternative<Event>(r));
+  CHECK(std::get<Event>(r).identity == "notify_events/2/42");
+  CHECK(std::get<Event>(r).identity == message_identity(message(kSignup)));
+
+  SUBCASE("without the headers it is a new event") {
+    CHECK(std::get<Event>(decode_event(replayed({{"replayed_from", "x"}}), kNow)).identity ==
+          "notify_events/0/9000");
+  }
+  SUBCASE("an event_id wins: it travels in the value and is the same on a replay anyway") {
+    auto with_id = nlohmann::json::parse(kSignup);
+    with_id["event_id"] = "evt-1";
+    CHECK(std::get<Event>(decode_event(replayed(kFirstArrival, with_id.dump()), kNow)).identity ==
+          "evt-1");
+  }
+  SUBCASE("the largest partition and offset there are") {
+    const auto origin = origin_of({{"original_topic", std::string(249, 'a')},
+                                   {"original_partition", "2147483647"},
+                                   {"original_offset", "9223372036854775807"}});
+    REQUIRE(std::holds_alternative<Origin>(origin));
+    CHECK(std::get<Origin>(origin).partition == 2147483647);
+    CHECK(std::get<Origin>(origin).offset == 9223372036854775807LL);
+    CHECK(std::holds_alternative<std::monostate>(origin_of({{"trace", "1"}})));
+  }
+}
+
+TEST_CASE("first-arrival headers are parsed strictly: a malformed one is refused with why") {
+  auto with = [](const std::string& name, const std::string& value) {
+    notify::kafka::Headers h;
+    for (const auto& [k, v] : kFirstArrival) h.emplace_back(k, k == name ? value : v);
+    return h;
+  };
+  auto without = [](const std::string& name) {
+    notify::kafka::Headers h;
+    for (const auto& [k, v] : kFirstArrival) {
+      if (k != name) h.emplace_back(k, v);
+    }
+    return h;
+  };
+  auto refused = [](const notify::kafka::Headers& h) {
+    return reason(decode_event(replayed(h), kNow));
+  };
+
+  CHECK(refused(without("original_offset")) ==
+        "header original_offset is missing: the first arrival of a replayed event is "
+        "original_topic, original_partition and original_offset, once each");
+  CHECK(refused({{"original_topic", "t"}}).starts_with("header original_partition is missing"));
+  auto twice = kFirstArrival;
+  twice.emplace_back("original_partition", "2");  // even the same value: which one is meant?
+  CHECK(refused(twice).starts_with("header original_partition appears more than once"));
+
+  for (const std::string& bad : std::vector<std::string>{"", "a/b", "a b", "..", ".", "t\n",
+                                                         std::string(250, 'a'), "caf\xc3\xa9"}) {
+    CAPTURE(bad);
+    CHECK(refused(with("original_topic", bad))
+              .starts_with("header original_topic is not a Kafka topic name: \""));
+  }
+  for (const std::string& bad :
+       std::vector<std::string>{"", "-1", "+1", "01", " 1", "1 ", "1.0", "0x10", "2147483648",
+                                "99999999999999999999", "１"}) {
+    CAPTURE(bad);
+    CHECK(refused(with("original_partition", bad))
+              .starts_with("header original_partition is not a partition number: \""));
+  }
+  for (const std::string& bad :
+       std::vector<std::string>{"", "-5", "007", "9223372036854775808", "18446744073709551616",
+                                "1e3", std::string("42\0", 3)}) {
+    CAPTURE(bad);
+    CHECK(refused(with("original_offset", bad))
+              .starts_with("header original_offset is not an offset: \""));
+  }
+  // A hostile value is quoted and cut in the reason.
+  const auto why = refused(with("original_topic", std::string(100'000, '\x01')));
+  CHECK(why.size() < 1000);
+  CHECK(why.find('\x01') == std::string::npos);
+
+  SUBCASE("checked even when an event_id makes the headers unused") {
+    auto with_id = nlohmann::json::parse(kSignup);
+    with_id["event_id"] = "evt-1";
+    CHECK(reason(decode_event(replayed(with("original_offset", "x"), with_id.dump()), kNow))
+              .starts_with("header original_offset is not an offset"));
   }
 }

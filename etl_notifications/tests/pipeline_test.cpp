@@ -6,6 +6,7 @@
 #include <doctest/doctest.h>
 
 #include <unistd.h>
+#include <chrono>
 #include <cstdio>
 #include <deque>
 #include <fstream>
@@ -14,6 +15,7 @@
 #include <set>
 #include <sstream>
 #include <string>
+#include <utility>
 #include <vector>
 
 #include <prometheus/registry.h>
@@ -55,6 +57,10 @@ struct FakeEvents final : EventSource {
   std::vector<TopicPartition> assigned;
   std::set<TopicPartition> paused;
   std::map<TopicPartition, std::int64_t> stored;
+  // When each store and each asynchronous commit happened, on the monotonic clock: the commit
+  // timing is checked apart from the timeline, which tells the order of things.
+  std::vector<std::chrono::steady_clock::time_point> store_times;
+  std::vector<std::chrono::steady_clock::time_point> commit_times;
   bool closed = false;
   std::function<void()> on_poll;  // the test's hand in the loop: stop, revoke, look
 
@@ -84,8 +90,10 @@ struct FakeEvents final : EventSource {
   void store_offset(const TopicPartition& tp, std::int64_t next) override {
     timeline.push_back("store " + name(tp) + " " + std::to_string(next));
     stored[tp] = next;
+    store_times.push_back(time.t);
   }
   void commit() override {}
+  void commit_async() override { commit_times.push_back(time.t); }
   std::vector<notify::kafka::PartitionLag> lag() const override { return {}; }
   void close() override {
     timeline.push_back("close");
@@ -103,8 +111,18 @@ struct FakeEvents final : EventSource {
     std::erase_if(assigned, gone);
     std::erase_if(queue, [&](const auto& m) { return gone({m.topic, m.partition}); });
   }
-  void add(const TopicPartition& tp, std::int64_t offset, const std::string& value) {
-    queue.push_back({tp.topic, tp.partition, offset, std::nullopt, value, std::nullopt, {}});
+  // The group took the partitions away while this member was cut off (ASSIGNMENT_LOST).
+  void lose(const std::vector<TopicPartition>& ps) {
+    timeline.push_back("lost");
+    listener->on_lost(ps);
+    auto gone = [&](const TopicPartition& tp) { return std::ranges::count(ps, tp) > 0; };
+    std::erase_if(assigned, gone);
+    std::erase_if(queue, [&](const auto& m) { return gone({m.topic, m.partition}); });
+  }
+  void add(const TopicPartition& tp, std::int64_t offset, const std::string& value,
+           notify::kafka::Headers headers = {}) {
+    queue.push_back(
+        {tp.topic, tp.partition, offset, std::nullopt, value, std::nullopt, std::move(headers)});
   }
 };
 
@@ -118,10 +136,12 @@ auth::User user(const std::string& id) {
   return u;
 }
 
-// Every user exists; a listing page n holds user "m<n>"; `unavailable` answers say so once.
+// Every user exists; a listing page n holds user "m<n>"; `unavailable` answers say so once;
+// Auth refuses the `refused_pages` with a 422, each time.
 struct FakeDirectory final : UserDirectory {
   std::vector<std::string> lookups;  // ids and page numbers, in order
   std::set<std::string> unavailable_once;
+  std::set<int> refused_pages;
   int pages = 1;
 
   auth::Lookup get_user(std::string_view id) override {
@@ -137,6 +157,9 @@ struct FakeDirectory final : UserDirectory {
     if (unavailable_once.erase("page " + std::to_string(n))) {
       return {auth::LookupStatus::kUnavailable, std::nullopt, "timeout", 3, 0};
     }
+    if (refused_pages.contains(n)) {
+      return {auth::LookupStatus::kUnavailable, std::nullopt, "422 from auth", 1, 422};
+    }
     auth::Page page;
     page.items = {user("m" + std::to_string(n))};
     page.page_number = n;
@@ -148,24 +171,44 @@ struct FakeDirectory final : UserDirectory {
 };
 
 // Confirms what it holds when pumped or flushed, as `answer` says: nothing means not yet.
+// `break_next_pump` makes the next pump lose the connection; connect() then republishes
+// everything unconfirmed, as notify::amqp::ConfirmedPublisher does.
 struct FakePublisher final : PostingPublisher {
   Timeline& timeline;
   std::function<std::optional<Result>(const notify::amqp::Message&, int published)> answer =
       [](const auto&, int) { return Result::kAcked; };
   std::vector<std::pair<notify::amqp::Message, OnConfirmed>> unconfirmed;
   std::map<std::string, int> published;  // posting id -> times
+  bool up = true;
+  bool break_next_pump = false;
+  int flushes = 0;
 
   explicit FakePublisher(Timeline& t) : timeline(t) {}
 
-  bool connected() const override { return true; }
-  void connect() override {}
+  bool connected() const override { return up; }
+  void connect() override {
+    if (up) return;
+    up = true;
+    for (const auto& [message, on_confirmed] : unconfirmed) {
+      timeline.push_back("republish " + message.headers.at(notify::envelope::kEventIdHeader));
+      ++published[message.message_id];
+    }
+  }
   void publish(notify::amqp::Message message, OnConfirmed on_confirmed) override {
     timeline.push_back("publish " + message.headers.at(notify::envelope::kEventIdHeader));
     ++published[message.message_id];
     unconfirmed.emplace_back(std::move(message), std::move(on_confirmed));
   }
-  void pump(std::chrono::milliseconds) override { confirm(); }
+  void pump(std::chrono::milliseconds) override {
+    if (std::exchange(break_next_pump, false)) {
+      up = false;
+      timeline.push_back("connection lost");
+      throw notify::amqp::Error("connection reset by peer");
+    }
+    confirm();
+  }
   bool flush(std::chrono::milliseconds) override {
+    ++flushes;
     confirm();
     return unconfirmed.empty();
   }
@@ -260,6 +303,14 @@ std::string mailing() {
          kAuth + R"(/api/v1/users/?is_active=true&page_number=1&page_size=1",
              "delivery_type": ["email"],
              "template_context": {"movies": [{"title": "Arrival"}]}})";
+}
+
+// The value of an unlabelled counter.
+double counter(prometheus::Registry& registry, const std::string& family) {
+  for (const auto& f : registry.Collect()) {
+    if (f.name == family && f.metric.size() == 1) return f.metric[0].counter.value;
+  }
+  return -1;
 }
 
 double counter(prometheus::Registry& registry, const std::string& family, const std::string& label,
@@ -508,4 +559,165 @@ TEST_CASE("pipeline: shutdown flushes postings in flight and stores only confirm
   CHECK(h.stored(kP0, 2));  // 0 and 1; 3 is confirmed but 2 is not
   CHECK(h.at("store notify_events/0 2") < h.at("close"));
   CHECK(h.publisher.outstanding() == 1);
+}
+
+TEST_CASE(
+    "pipeline: the confirmed prefix is committed within KAFKA_COMMIT_INTERVAL of its "
+    "confirm, by one commit per interval at most") {
+  using namespace std::chrono_literals;
+  using Time = std::chrono::steady_clock::time_point;
+  Harness h;
+  REQUIRE(h.config.commit_interval == 250ms);
+  const Time start = h.time.t;
+  SUBCASE("a quiet pipeline commits nothing") {
+    h.run_until([&] { return h.time.t - start > 2s; });
+    CHECK(h.events.commit_times.empty());
+  }
+  SUBCASE("confirms trickling in for two seconds") {
+    // Offset o is confirmed once 100 ms * o have passed; every turn of the loop takes 7 ms,
+    // which is how late the loop may notice that a commit is due.
+    constexpr auto kTurn = 7ms;
+    for (int o = 0; o < 20; ++o) h.events.add(kP0, o, signup("u" + std::to_string(o)));
+    h.publisher.answer = [&](const notify::amqp::Message& m, int) -> std::optional<Result> {
+      const std::string& id = m.headers.at("event_id");
+      const int offset = std::stoi(id.substr(id.rfind('/') + 1));
+      if (h.time.t - start < offset * 100ms) return std::nullopt;
+      return Result::kAcked;
+    };
+    h.run_until([&] { return h.stored(kP0, 20) && h.time.t > h.events.store_times.back() + 1s; },
+                [&] { h.time.t += kTurn; });
+    const auto& stores = h.events.store_times;
+    const auto& commits = h.events.commit_times;
+    REQUIRE(stores.size() == 20);
+    REQUIRE_FALSE(commits.empty());
+    // The first confirm after a quiet time is committed at once.
+    CHECK(commits.front() == stores.front());
+    // Every store is covered by a commit within the interval.
+    for (const Time stored : stores) {
+      const auto covering = std::ranges::lower_bound(commits, stored);
+      REQUIRE(covering != commits.end());
+      CHECK(*covering - stored <= 250ms + kTurn);
+    }
+    // Coalesced: never two commits within one interval, and nothing after the last store.
+    for (std::size_t i = 1; i < commits.size(); ++i) CHECK(commits[i] - commits[i - 1] >= 250ms);
+    CHECK(commits.back() - stores.back() <= 250ms + kTurn);
+    CHECK(commits.size() <= 10);  // 20 stores over 1.9 s
+  }
+}
+
+TEST_CASE(
+    "pipeline: partitions lost in an outage: no flush, nothing stored for them, the rest "
+    "goes on") {
+  Harness h;
+  h.users.pages = 5;
+  h.users.unavailable_once = {"page 3"};
+  h.events.add(kP0, 0, signup("u0"));  // published; its confirm comes only after the loss
+  h.events.add(kP0, 1, mailing());     // pages 1-2 rendered, page 3 unavailable: paused
+  h.events.add(kP0, 2, signup("u2"));  // not consumed before the loss: the new owner reads it
+  h.events.add(kP1, 0, signup("v0"));
+  bool lost = false;
+  int flushes_at_loss = -1;
+  h.publisher.answer = [&](const notify::amqp::Message& m, int) -> std::optional<Result> {
+    if (m.headers.at("event_id") == "notify_events/0/0" && !lost) return std::nullopt;
+    return Result::kAcked;
+  };
+  LogCapture log;
+  h.run_until([&] { return h.stored(kP1, 1) && h.publisher.outstanding() == 0; },
+              [&] {
+                if (!lost && h.count("pause") == 1) {
+                  h.events.lose({kP0});
+                  lost = true;
+                  flushes_at_loss = h.publisher.flushes;
+                }
+              });
+  CHECK(flushes_at_loss == 0);  // a revoke would have waited for confirms here
+  CHECK(h.users.lookups == std::vector<std::string>{"u0", "page 1", "page 2", "page 3", "v0"});
+  CHECK(h.count("publish notify_events/0/1") == 0);
+  CHECK(h.count("publish notify_events/0/2") == 0);
+  // The late ack stores nothing for a partition no longer ours: nothing stale to commit.
+  CHECK(h.at("lost") < h.at("ack notify_events/0/0"));
+  CHECK_FALSE(h.events.stored.contains(kP0));
+  CHECK(h.stored(kP1, 1));
+  const std::string text = log.text();
+  CHECK(text.find(R"({"count":1,"level":"warn","msg":"partitions lost; their events in flight )"
+                  R"(are left to the next owner")") != std::string::npos);
+}
+
+TEST_CASE("pipeline: postings republished after a lost RabbitMQ connection are counted") {
+  Harness h;
+  for (int o = 0; o < 3; ++o) h.events.add(kP0, o, signup("u" + std::to_string(o)));
+  bool broken = false;
+  // No confirm comes before the connection breaks, once all three postings are out.
+  h.publisher.answer = [&](const notify::amqp::Message&, int) -> std::optional<Result> {
+    if (!broken || !h.publisher.up) return std::nullopt;
+    return Result::kAcked;
+  };
+  LogCapture log;
+  h.run_until([&] { return h.stored(kP0, 3); },
+              [&] {
+                if (!broken && h.publisher.published.size() == 3) {
+                  h.publisher.break_next_pump = true;
+                  broken = true;
+                }
+              });
+  CHECK(h.count("connection lost") == 1);
+  CHECK(h.count("republish notify_events/0/0") == 1);
+  CHECK(h.count("republish notify_events/0/2") == 1);
+  CHECK(counter(*h.registry, "notify_etl_postings_republished_total") == 3);
+  CHECK(log.text().find(R"("msg":"rabbitmq connected","republished":3)") != std::string::npos);
+}
+
+TEST_CASE("pipeline: a mailing refused on page 37 and replayed makes the same posting ids again") {
+  // The first arrival: pages 1-36 published, page 37 refused by Auth, the event dead-lettered.
+  Harness first;
+  first.users.pages = 40;
+  first.users.refused_pages = {37};
+  first.events.add(kP0, 5, mailing());
+  first.run_until([&] { return first.stored(kP0, 6); });
+  REQUIRE(first.dead_letters.written.size() == 1);
+  const DeadLetter& dead = first.dead_letters.written[0];
+  CHECK(header(dead, "error").starts_with("receivers: 422 from auth"));
+  CHECK(first.publisher.published.size() == 36);
+
+  // notify_replay sends the dead letter back, much later, with its original_* headers; a new
+  // instance of the ETL reads it at another offset, and Auth answers every page this time.
+  notify::kafka::Headers replay_headers;
+  for (const auto& [key, value] : dead.headers) {
+    if (key.starts_with("original_")) replay_headers.emplace_back(key, value);
+  }
+  replay_headers.emplace_back("replayed_from", "notify_events.dlq[0]@0");
+  CHECK(replay_headers.size() == 4);
+  Harness again;
+  again.users.pages = 40;
+  again.events.add(kP0, 900, dead.value, replay_headers);
+  SUBCASE("the 36 postings of the first time have the same ids; the worker's ledger skips them") {
+    again.run_until([&] { return again.stored(kP0, 901); });
+    CHECK(again.publisher.published.size() == 40);
+    for (const auto& [posting_id, times] : first.publisher.published) {
+      CAPTURE(posting_id);
+      CHECK(again.publisher.published.contains(posting_id));
+    }
+    CHECK(again.count("publish notify_events/0/5") == 40);  // the event id of the first arrival
+    CHECK(again.count("publish notify_events/0/900") == 0);
+  }
+  SUBCASE("refused again, its dead letter still names the first arrival") {
+    again.users.refused_pages = {38};
+    again.run_until([&] { return again.stored(kP0, 901); });
+    REQUIRE(again.dead_letters.written.size() == 1);
+    CHECK(header(again.dead_letters.written[0], "original_offset") == "5");
+    CHECK(header(again.dead_letters.written[0], "original_partition") == "0");
+  }
+  SUBCASE("a malformed first-arrival header is refused into the dead-letter topic") {
+    Harness bad;
+    bad.events.add(kP0, 3, dead.value,
+                   {{"original_topic", "notify_events"},
+                    {"original_partition", "0"},
+                    {"original_offset", "-5"}});
+    bad.run_until([&] { return bad.stored(kP0, 4); });
+    REQUIRE(bad.dead_letters.written.size() == 1);
+    CHECK(header(bad.dead_letters.written[0], "error") ==
+          R"(header original_offset is not an offset: "-5")");
+    CHECK(header(bad.dead_letters.written[0], "original_offset") == "3");  // its own place
+    CHECK(bad.publisher.published.empty());
+  }
 }

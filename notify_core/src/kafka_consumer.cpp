@@ -91,6 +91,12 @@ struct Consumer::Impl {
       }
       if (err != RD_KAFKA_RESP_ERR__REVOKE_PARTITIONS) {
         log::warn("kafka rebalance error", {{"error", err_name(err)}});
+      } else if (rd_kafka_assignment_lost(rk) != 0) {
+        // Fenced: the group may have handed these partitions to someone else already. What was
+        // stored for them is not committed (librdkafka would refuse it now anyway, and the
+        // next assign() clears it): the new owner starts from the last commit.
+        log::warn("kafka partitions lost", {{"partitions", to_json(tps)}});
+        if (self->listener != nullptr) self->listener->on_lost(tps);
       } else {
         log::info("kafka partitions revoked", {{"partitions", to_json(tps)}});
         if (self->listener != nullptr) self->listener->on_revoked(tps);
@@ -152,11 +158,19 @@ Consumer::Consumer(Options options, RebalanceListener* listener) : impl_(std::ma
 
   ConfPtr conf = base_conf(o.bootstrap_servers);
   set(conf.get(), "group.id", o.group_id);
-  // Offsets advance only through store_offset(); what is stored is committed periodically.
+  // Offsets advance only through store_offset(), and are committed when the owner asks
+  // (commit_async() on its own schedule), on revoke and on close: librdkafka's timer would
+  // commit only every auto.commit.interval.ms, on a thread the owner cannot test or follow.
   set(conf.get(), "enable.auto.offset.store", "false");
-  set(conf.get(), "enable.auto.commit", "true");
+  set(conf.get(), "enable.auto.commit", "false");
   set(conf.get(), "auto.offset.reset", o.auto_offset_reset);
-  for (const auto& [name, value] : o.extra) set(conf.get(), name, value);
+  for (const auto& [name, value] : o.extra) {
+    if (name == "enable.auto.offset.store" || name == "enable.auto.commit") {
+      throw Error("kafka consumer: " + name + " cannot be set: offsets are stored and committed " +
+                  "by the consumer's owner");
+    }
+    set(conf.get(), name, value);
+  }
   rd_kafka_conf_set_opaque(conf.get(), impl_.get());
   rd_kafka_conf_set_error_cb(conf.get(), &Impl::error_cb);
   rd_kafka_conf_set_rebalance_cb(conf.get(), &Impl::rebalance_cb);
@@ -233,6 +247,12 @@ void Consumer::commit() {
   if (err != RD_KAFKA_RESP_ERR_NO_ERROR && err != RD_KAFKA_RESP_ERR__NO_OFFSET) {
     fail("kafka commit", err);
   }
+}
+
+void Consumer::commit_async() {
+  impl_->check_open();
+  // Asynchronous: only the enqueueing can fail here (no group), the outcome comes later.
+  if (const auto err = rd_kafka_commit(impl_->rk.get(), nullptr, 1)) fail("kafka commit", err);
 }
 
 void Consumer::pause(const std::vector<TopicPartition>& partitions) {

@@ -1,7 +1,8 @@
 #pragma once
 // The envelope of a posting on RabbitMQ, in one place for the ETL, the worker and
 // notify_replay: which routing key, id, priority and headers a posting travels with, and the
-// headers the worker keeps on it between attempts (documentation/postings.md).
+// headers the worker keeps on it between attempts (documentation/postings.md); also the Kafka
+// headers of a dead-lettered event and its replay.
 
 #include <optional>
 #include <string>
@@ -24,6 +25,17 @@ inline constexpr const char* kDeadReasonHeader = "x-dead-reason";
 // RabbitMQ's own, on what it dead-lettered or expired.
 inline constexpr const char* kDeathHeader = "x-death";
 inline constexpr const char* kFirstDeathReasonHeader = "x-first-death-reason";
+
+// Kafka headers of an event in the ETL's dead-letter topic, and of the same event sent back by
+// notify_replay (documentation/events.md): why it was refused, and where it first arrived.
+// An event carrying the original_* headers keeps the identity of its first arrival, so its
+// postings keep their posting ids.
+inline constexpr const char* kErrorHeader = "error";
+inline constexpr const char* kOriginalTopicHeader = "original_topic";
+inline constexpr const char* kOriginalPartitionHeader = "original_partition";
+inline constexpr const char* kOriginalOffsetHeader = "original_offset";
+// Set by notify_replay: the dead letter a replayed event came from ("topic[partition]@offset").
+inline constexpr const char* kReplayedFromHeader = "replayed_from";
 
 // The queue suffixes of every channel, for amqp::Topology::channels.
 std::vector<std::string> channel_names();

@@ -57,10 +57,16 @@ struct RebalanceListener {
   virtual void on_assigned(const std::vector<TopicPartition>& partitions) = 0;
   // Last chance to store offsets of these partitions: they are committed right after.
   virtual void on_revoked(const std::vector<TopicPartition>& partitions) = 0;
+  // The group took these partitions away while this member was cut off from it (its session
+  // expired in a broker outage, or it did not poll within max.poll.interval.ms): they may be
+  // someone else's already, so nothing of them is committed, and work in flight for them is to
+  // be dropped. Their new owner reads them again from the last commit.
+  virtual void on_lost(const std::vector<TopicPartition>& partitions) = 0;
 };
 
 // A group consumer with manual offset store: offsets advance only through store_offset, and
-// stored offsets are committed periodically, on revoke and on close.
+// stored offsets are committed when the owner asks (commit, commit_async), on revoke and on
+// close; never on a timer of librdkafka's, never for partitions that were lost.
 class Consumer {
  public:
   struct Options {
@@ -68,7 +74,9 @@ class Consumer {
     std::string group_id;
     std::vector<std::string> topics;
     std::string auto_offset_reset = "earliest";
-    std::map<std::string, std::string> extra;  // any librdkafka property
+    // Any librdkafka property but enable.auto.offset.store and enable.auto.commit (refused:
+    // they would commit offsets the owner did not store).
+    std::map<std::string, std::string> extra;
   };
 
   // listener may be null; it must outlive the consumer (close() revokes). Throws Error, naming
@@ -84,6 +92,12 @@ class Consumer {
   // Synchronous commit of stored offsets; nothing stored is fine. Throws Error when the group
   // refuses it (e.g. during a rebalance).
   void commit();
+  // Sends a commit of the offsets stored since the last one and returns at once. Partitions
+  // whose stored offset is already committed are left out; with none left, nothing is sent. A
+  // commit that fails is logged by librdkafka (its offsets go with the next commit); one the
+  // group cannot take now (no coordinator) is retried by librdkafka for up to
+  // session.timeout.ms. Throws Error only when the consumer is closed.
+  void commit_async();
   void pause(const std::vector<TopicPartition>& partitions);
   void resume(const std::vector<TopicPartition>& partitions);
   std::vector<TopicPartition> assignment() const;
