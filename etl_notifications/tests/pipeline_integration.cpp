@@ -4,7 +4,9 @@
 
 #include <doctest/doctest.h>
 
+#include <chrono>
 #include <fstream>
+#include <optional>
 #include <set>
 #include <thread>
 
@@ -123,4 +125,50 @@ TEST_CASE("etl: a RabbitMQ restart while running loses no posting") {
   for (const auto& id : expected) CHECK(seen.count(id) == 1);
   CHECK(etl->log().find("rabbitmq connected") != std::string::npos);
   CHECK(etl->terminate() == 0);
+}
+
+TEST_CASE(
+    "etl: killed (kill -9) a commit interval after its last confirm, it has committed "
+    "everything: a new instance publishes nothing again") {
+  Fixture f;
+  auto queue = f.postings();
+  auto etl = f.start_etl();
+  const auto event_ids = f.emit(30);
+  const auto seen = collect(*queue, event_ids.size(), 60s);
+  const auto last_seen = std::chrono::steady_clock::now();
+  INFO("etl log:\n" << etl->log());
+  REQUIRE(seen.size() == event_ids.size());
+  const std::string& last = event_ids.back();
+  const notify::kafka::TopicPartition tp{f.topic, std::stoi(last.substr(f.topic.size() + 1))};
+  const auto end = std::stoll(last.substr(last.rfind('/') + 1)) + 1;
+  auto committed = [&] {
+    return notify::kafka::committed_offset(Stack::get().value("KAFKA_BOOTSTRAP_SERVERS"), f.group,
+                                           tp);
+  };
+  // The last posting has just reached its queue, so its confirm is on its way to the ETL: give
+  // it KAFKA_COMMIT_INTERVAL (250 ms by default) and a margin for that confirm and the commit's
+  // round trip, then kill it. (librdkafka's 5 s timer used to leave up to 5 s of events
+  // uncommitted.) Meanwhile, watch when the end is committed.
+  std::optional<std::chrono::milliseconds> committed_after;
+  while (std::chrono::steady_clock::now() < last_seen + 250ms + 750ms) {
+    if (!committed_after && committed() == end) {
+      committed_after = std::chrono::duration_cast<std::chrono::milliseconds>(
+          std::chrono::steady_clock::now() - last_seen);
+    }
+    std::this_thread::sleep_for(10ms);
+  }
+  etl->kill();
+  REQUIRE(committed_after.has_value());
+  MESSAGE("the end was committed at most " << committed_after->count()
+                                           << " ms after the last posting reached its queue");
+  CHECK(committed() == end);
+
+  // A new instance of the same group starts at the end: not one posting again.
+  auto again = f.start_etl();
+  REQUIRE(wait_until([&] { return again->log().find("partitions assigned") != std::string::npos; },
+                     30s));
+  const auto republished = collect(*queue, 1, 5s);
+  INFO("second etl log:\n" << again->log());
+  CHECK(republished.empty());
+  CHECK(again->terminate() == 0);
 }

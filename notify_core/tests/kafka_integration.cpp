@@ -15,6 +15,7 @@
 #include <functional>
 #include <set>
 #include <string>
+#include <thread>
 #include <vector>
 
 #include "notify/kafka.hpp"
@@ -46,6 +47,7 @@ kafka::Consumer::Options options(const std::string& group, const std::string& to
 struct RecordingListener : kafka::RebalanceListener {
   std::vector<std::vector<kafka::TopicPartition>> assigned;
   std::vector<std::vector<kafka::TopicPartition>> revoked;
+  std::vector<std::vector<kafka::TopicPartition>> lost;
   std::function<void(const std::vector<kafka::TopicPartition>&)> on_revoke;
 
   void on_assigned(const std::vector<kafka::TopicPartition>& partitions) override {
@@ -54,6 +56,9 @@ struct RecordingListener : kafka::RebalanceListener {
   void on_revoked(const std::vector<kafka::TopicPartition>& partitions) override {
     revoked.push_back(partitions);
     if (on_revoke) on_revoke(partitions);
+  }
+  void on_lost(const std::vector<kafka::TopicPartition>& partitions) override {
+    lost.push_back(partitions);
   }
 };
 
@@ -140,6 +145,70 @@ TEST_CASE("kafka: offsets advance only through store_offset") {
   CHECK(rest[0].value == "m2");
   CHECK(rest[0].offset == 2);
   CHECK(again.poll(300ms) == std::nullopt);  // and nothing else
+}
+
+TEST_CASE("kafka: commit_async commits what was stored, without waiting and without a poll") {
+  const auto topic = notify::testing::unique_name("kafka_commit_async");
+  const auto group = notify::testing::unique_name("g_commit_async");
+  kafka::Producer producer(bootstrap());
+  for (int i = 0; i < 2; ++i) producer.produce(topic, std::string("k"), "m" + std::to_string(i));
+  kafka::Consumer consumer(options(group, topic), nullptr);
+  const auto messages = consume(consumer, 2);
+  REQUIRE(messages.size() == 2);
+  const kafka::TopicPartition tp{topic, messages[0].partition};
+  consumer.store_offset(tp, messages[0].offset + 1);
+  const auto started = std::chrono::steady_clock::now();
+  consumer.commit_async();
+  CHECK(std::chrono::steady_clock::now() - started < 50ms);  // it does not wait for the broker
+  CHECK(notify::testing::wait_until(
+      [&] { return kafka::committed_offset(bootstrap(), group, tp) == messages[0].offset + 1; },
+      5s));
+  consumer.commit_async();  // nothing new stored: nothing to send, no error
+  consumer.store_offset(tp, messages[1].offset + 1);
+  consumer.commit_async();
+  CHECK(notify::testing::wait_until(
+      [&] { return kafka::committed_offset(bootstrap(), group, tp) == messages[1].offset + 1; },
+      5s));
+}
+
+TEST_CASE("kafka: a member that stops polling loses its partitions: on_lost, nothing committed") {
+  const auto topic = notify::testing::unique_name("kafka_lost");
+  const auto group = notify::testing::unique_name("g_lost");
+  kafka::Producer producer(bootstrap());
+  for (int i = 0; i < 3; ++i) producer.produce(topic, std::string("k"), "m" + std::to_string(i));
+
+  auto o = options(group, topic);
+  // Fenced the quick way: no poll for longer than max.poll.interval.ms (which librdkafka wants
+  // at least session.timeout.ms; shorter, the first join times out on the mock) makes
+  // librdkafka leave the group and report the assignment lost, as a session that expired in a
+  // broker outage does.
+  o.extra["max.poll.interval.ms"] = "3000";
+  RecordingListener listener;
+  kafka::Consumer consumer(o, &listener);
+  const auto messages = consume(consumer, 3);
+  REQUIRE(messages.size() == 3);
+  const kafka::TopicPartition tp{topic, messages[0].partition};
+  consumer.store_offset(tp, messages[2].offset + 1);  // stored, not yet committed
+
+  std::this_thread::sleep_for(4500ms);
+  CHECK(notify::testing::wait_until(
+      [&] {
+        consumer.poll(100ms);
+        return !listener.lost.empty();
+      },
+      10s));
+  REQUIRE(listener.lost.size() == 1);
+  CHECK(std::find(listener.lost[0].begin(), listener.lost[0].end(), tp) != listener.lost[0].end());
+  CHECK(listener.revoked.empty());
+  // What was stored for a lost partition is not committed...
+  CHECK(kafka::committed_offset(bootstrap(), group, tp) == -1001);
+  // ...and the member, back in the group, reads the partition again from the last commit.
+  const auto again = consume(consumer, 3);
+  REQUIRE(again.size() == 3);
+  CHECK(again[0].offset == messages[0].offset);
+  CHECK(listener.assigned.size() == 2);
+  consumer.close();
+  CHECK(kafka::committed_offset(bootstrap(), group, tp) == -1001);  // nothing stored since
 }
 
 TEST_CASE("kafka: a second member triggers revoke and assign; offsets stored on revoke commit") {
