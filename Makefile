@@ -11,6 +11,8 @@
 #   make format        clang-format on the tracked C++ files (make format-check: CI's check)
 #   make lint          clang-tidy (.clang-tidy) over the build's translation units
 #   make fuzz          libFuzzer targets (clang) for FUZZ_SECONDS each (not part of make test)
+#   make chaos         the pipeline under kills and outages, RUNS=3 runs of N=10000 sign-ups
+#                      (not part of make test); writes documentation/reliability.md
 
 SHELL := /bin/bash
 BUILD_DIR := build
@@ -139,6 +141,20 @@ fuzz:
 	  -DNOTIFY_BENCH=OFF
 	cmake --build build-fuzz --target $(addprefix fuzz_,$(FUZZ_TARGETS)) -j2
 	FUZZ_SECONDS=$(FUZZ_SECONDS) FUZZ_TARGETS="$(FUZZ_TARGETS)" fuzz/run.sh build-fuzz
+
+# Chaos (not part of `make test`, not run by CI): the services killed and restarted, the brokers
+# restarted or unreachable while sign-ups flow, on a stack of its own in $(BUILD_DIR)/chaos-stack;
+# counts lost, duplicated and expired mail and writes documentation/reliability.md. N and RUNS
+# override the 10,000 sign-ups and the three runs; LEDGER=none runs the worker without its ledger.
+RUNS ?= 3
+LEDGER ?= auto
+.PHONY: chaos
+chaos: deps
+	cmake -S . -B $(BUILD_DIR) $(CMAKE_FLAGS)
+	cmake --build $(BUILD_DIR) -j2 --target etl_notifications worker_notifications \
+	  dev_auth_server dev_kafka_broker
+	python3 tests/chaos/chaos.py --build-dir $(BUILD_DIR) --runs $(RUNS) --ledger $(LEDGER) \
+	  $(if $(filter command line environment,$(origin N)),--n $(N))
 
 format:
 	@command -v clang-format >/dev/null || scripts/install-deps.sh clang-format
