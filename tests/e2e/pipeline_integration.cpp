@@ -54,9 +54,15 @@ std::map<std::string, std::string> etl_env(const Names& n) {
 
 std::map<std::string, std::string> worker_env(const Names& n) {
   const Stack& s = Stack::get();
-  return {{"RABBITMQ_URL", s.value("RABBITMQ_URL")},  {"RABBITMQ_EXCHANGE", n.exchange},
-          {"SMTP_HOST", s.value("SMTP_HOST")},        {"SMTP_PORT", s.value("SMTP_PORT")},
-          {"SMTP_FROM", "notifications@example.org"}, {"LOG_LEVEL", "debug"}};
+  // The stack's Redis as the delivery ledger, as in production: postings of different tests
+  // never share an id (each test has its own topic), so one database serves them all.
+  return {{"RABBITMQ_URL", s.value("RABBITMQ_URL")},
+          {"RABBITMQ_EXCHANGE", n.exchange},
+          {"SMTP_HOST", s.value("SMTP_HOST")},
+          {"SMTP_PORT", s.value("SMTP_PORT")},
+          {"SMTP_FROM", "notifications@example.org"},
+          {"LEDGER_URL", s.value("LEDGER_URL")},
+          {"LOG_LEVEL", "debug"}};
 }
 
 std::unique_ptr<Process> start(const std::string& binary,
@@ -293,14 +299,19 @@ TEST_CASE("the ETL killed after it consumed an event but before RabbitMQ confirm
   INFO("etl log:\n" << etl_again->log() << "\nworker log:\n" << worker->log());
   REQUIRE(arrived);
   // The restarted ETL reads the event again (its offset was never committed) and publishes it
-  // again; the broker may also have kept the first copy it read before the crash. At least
-  // once, and every copy carries the same Message-ID.
+  // again; the broker may also have kept the first copy it read before the crash. Every copy
+  // carries the same posting id, and the worker's delivery ledger lets one mail through.
   REQUIRE(wait_until([&] { return etl_again->log().find("posting rendered") != std::string::npos; },
                      60s));
-  REQUIRE(wait_until([&] { return mails_with(inbox, link).size() >= mails.size(); }, 30s));
-  for (const auto& m : mails_with(inbox, link)) CHECK(m["messageId"] == mails.front()["messageId"]);
   std::this_thread::sleep_for(500ms);  // the confirm
   CHECK(etl_again->terminate() == 0);
   CHECK(notify::kafka::committed_offset(bootstrap, names.group,
                                         {names.topic, delivery.partition}) == delivery.offset + 1);
+  // A second copy, if the broker kept the first, is on the queue by now: the worker takes it
+  // within moments.
+  wait_until([&] { return worker->log().find("posting already sent") != std::string::npos; }, 5s);
+  const auto all = mails_with(inbox, link);
+  CHECK(all.size() == 1);
+  for (const auto& m : all) CHECK(m["messageId"] == mails.front()["messageId"]);
+  CHECK(worker->terminate() == 0);
 }
