@@ -55,7 +55,7 @@ supervisord_pid() {
   pid=$(cat "$pidfile")
   kill -0 "$pid" 2>/dev/null || return 1
   # A pid file left from a previous boot may name an unrelated process now.
-  tr '\0' '\n' <"/proc/$pid/environ" 2>/dev/null | grep -qxF "NOTIFY_STACK_DIR=$1" || return 1
+  tr '\0' '\n' 2>/dev/null <"/proc/$pid/environ" | grep -qxF "NOTIFY_STACK_DIR=$1" || return 1
   echo "$pid"
 }
 
