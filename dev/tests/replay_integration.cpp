@@ -305,7 +305,8 @@ TEST_CASE(
   const auto second = postings(*queue, 40, 60s);
   REQUIRE(second.size() == 40);
   for (const auto& [posting_id, event_id] : second) CHECK(event_id == identity);
-  for (const auto& [posting_id, event_id] : first) {
+  for (const auto& entry : first) {
+    const std::string& posting_id = entry.first;  // CAPTURE cannot take a structured binding
     CAPTURE(posting_id);
     CHECK(second.count(posting_id) == 1);
   }

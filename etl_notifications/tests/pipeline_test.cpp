@@ -693,7 +693,8 @@ TEST_CASE("pipeline: a mailing refused on page 37 and replayed makes the same po
   SUBCASE("the 36 postings of the first time have the same ids; the worker's ledger skips them") {
     again.run_until([&] { return again.stored(kP0, 901); });
     CHECK(again.publisher.published.size() == 40);
-    for (const auto& [posting_id, times] : first.publisher.published) {
+    for (const auto& entry : first.publisher.published) {
+      const std::string& posting_id = entry.first;  // CAPTURE cannot take a structured binding
       CAPTURE(posting_id);
       CHECK(again.publisher.published.contains(posting_id));
     }
