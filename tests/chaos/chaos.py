@@ -613,7 +613,9 @@ class Run:
         queues = self.queues()
         if queues is None:
             return "queue depths unknown (rabbitmqctl)"
-        busy = {q: v for q, v in queues.items() if q.startswith(EXCHANGE) and any(v)}
+        # Dead letters stay where they are: a dead posting shows as a user not mailed.
+        busy = {q: v for q, v in queues.items()
+                if q.startswith(EXCHANGE) and not q.endswith(".dead") and any(v)}
         if busy:
             return "queues not empty: " + ", ".join(f"{q} {r}+{u}" for q, (r, u) in busy.items())
         lag = self.consumer_lag()
@@ -690,6 +692,15 @@ class Run:
             self.sink.stop()
 
     # -- the figures --
+
+    def dead_letters(self):
+        """Dead postings in RabbitMQ and refused events in the ETL's dead-letter topic."""
+        queues = self.queues() or {}
+        dead = sum(r + u for q, (r, u) in queues.items() if q.endswith(".dead"))
+        res = subprocess.run(["kcat", "-C", "-b", self.env["KAFKA_BOOTSTRAP_SERVERS"], "-t",
+                              TOPIC + ".dlq", "-o", "beginning", "-e", "-q", "-f", "."],
+                             capture_output=True, timeout=300)
+        return dead, len(res.stdout)
 
     def topic_offsets(self):
         """{user id: [(partition, offset), ...]} of every event in the topic."""
@@ -778,15 +789,22 @@ class Run:
                 self.crashes.append({"service": program, "life": program, "code": state,
                                      "at": self.finished})
         offsets = self.topic_offsets()
+        dead_postings, dead_events = self.dead_letters()
         processed = {}  # (partition, offset) -> [(etl incarnation, time)]
         for life, line in self.service_logs("etl"):
             if line.get("msg") == "event processed":
                 processed.setdefault((line.get("partition"), line.get("offset")), []).append(
                     (life, parse_ts(line["ts"])))
-        suppressed = 0
-        for life, line in self.service_logs("worker"):
-            if "duplicate" in str(line.get("msg", "")).lower():
-                suppressed += 1
+        # What the worker's delivery ledger did: second copies acknowledged unsent (by cause),
+        # and copies that waited for another worker's claim (a killed worker's lease).
+        suppressed, held = {}, 0
+        for _, line in self.service_logs("worker"):
+            msg = line.get("msg", "")
+            if msg.startswith("posting already sent"):
+                cause = line.get("cause", "unknown")
+                suppressed[cause] = suppressed.get(cause, 0) + 1
+            elif msg == "posting claimed by another worker":
+                held += 1
 
         records = self.sink.records()
         by_rcpt = {}
@@ -823,7 +841,8 @@ class Run:
             "delivered": delivered, "lost": self.args.n - delivered,
             "mails": len(records), "duplicates": len(duplicates), "duplicate_bound": bound,
             "duplicates_not_from_worker_kills": len(unexplained),
-            "duplicates_suppressed_logged": suppressed,
+            "ledger_suppressed": suppressed, "ledger_held": held,
+            "dead_postings": dead_postings, "dead_events": dead_events,
             "expired_sent": len(expired_sent), "mails_to_strangers": strangers,
             "events_in_topic": sum(len(v) for v in offsets.values()),
             "crashes": self.crashes,
@@ -876,7 +895,8 @@ def print_result(r):
         f"run {r['index']} (seed {r['seed']}, ledger {r['ledger']}): "
         f"{'TARGET MET' if r['target_met'] else 'TARGET MISSED'}",
         f"  delivered        {r['delivered']} of {r['n']}",
-        f"  lost             {r['lost']}",
+        f"  lost             {r['lost']} (dead postings {r['dead_postings']}, "
+        f"events refused by the ETL {r['dead_events']})",
         f"  duplicates       {r['duplicates']} (bound: worker kills x SMTP_CONCURRENCY = {bound}; "
         f"{r['duplicates_not_from_worker_kills']} not from a worker kill)",
         f"  expired sent     {r['expired_sent']} ({r['expired_controls']} expired sign-ups produced)",
@@ -884,7 +904,9 @@ def print_result(r):
         + "".join(f"\n    {c['life']}: exit {c['code']}" for c in r["crashes"]),
         f"  time to drain    {drain} after the last burst",
         f"  mails in all     {r['mails']}; events in Kafka {r['events_in_topic']}; "
-        f"worker log lines about duplicates {r['duplicates_suppressed_logged']}",
+        f"ledger: {sum(r['ledger_suppressed'].values())} second copies not sent "
+        f"({', '.join(f'{k} {v}' for k, v in r['ledger_suppressed'].items()) or 'none'}), "
+        f"{r['ledger_held']} waits for a held claim",
     ]
     for count, cause, kind, t, followed, example in duplicate_groups(r):
         lines.append(f"    {count} x {CAUSE_LABELS[cause]}: {fault_text(kind, t)} "
@@ -991,19 +1013,24 @@ def write_page(path, results, args, argv):
         f"Target met in **{met} of {len(results)}** runs.",
         "",
         "| run | delivered | lost | duplicates (bound) | expired sent | crashes | time to drain "
-        "| target |",
-        "|---|---|---|---|---|---|---|---|",
+        "| held back by the ledger | target |",
+        "|---|---|---|---|---|---|---|---|---|",
     ]
     for r in results:
         drain = f"{r['drain_s']:.0f} s" if r["drain_s"] is not None else "not drained"
+        held = (f"{sum(r['ledger_suppressed'].values()):,}" if r["ledger"] != "none"
+                else "(no ledger)")
         out.append(
             f"| {r['index']} | {r['delivered']:,} / {r['n']:,} | {r['lost']} | {r['duplicates']} "
             f"({r['duplicate_bound']}) | {r['expired_sent']} | {len(r['crashes'])} | {drain} | "
-            f"{'met' if r['target_met'] else '**missed**'} |")
+            f"{held} | {'met' if r['target_met'] else '**missed**'} |")
     out += [
         "",
-        "Time to drain counts from the last burst and the end of the last fault until "
-        "everything had drained. The bound is the worker's kills × `SMTP_CONCURRENCY`.",
+        "Time to drain counts from the last burst until everything had drained. The bound is "
+        "the worker's kills × `SMTP_CONCURRENCY`. *Held back by the ledger*: copies of postings "
+        "already mailed that reached the worker again (an event read again by the ETL, a "
+        "posting republished or redelivered) and were acknowledged without a mail, from the "
+        "worker's log (`posting already sent`).",
         "",
         "### Duplicates and the faults they followed",
         "",
