@@ -8,6 +8,7 @@
 #include <filesystem>
 #include <fstream>
 #include <map>
+#include <memory>
 #include <optional>
 #include <string>
 #include <thread>
@@ -18,6 +19,8 @@
 #include "notify/kafka.hpp"
 #include "notify/posting.hpp"
 #include "stack.hpp"
+
+#include <nlohmann/json.hpp>
 
 using namespace std::chrono_literals;
 using notify::testing::Process;
@@ -227,81 +230,123 @@ void write_file(const std::filesystem::path& path, const std::string& text) {
   std::ofstream(path) << text;
 }
 
+// How many lines of a service's log contain `text`.
+std::size_t count_lines(const std::string& log, const std::string& text) {
+  std::size_t n = 0;
+  for (std::size_t at = log.find(text); at != std::string::npos; at = log.find(text, at + 1)) ++n;
+  return n;
+}
+
+// A mailing to 40 users of an Auth service of its own (one user a page), with templates of its
+// own in which the new_movies subject for locale "xx" does not compile; user 37 reads "xx", so
+// the mailing is refused on page 37, after the postings of pages 1-36 were published.
+struct RefusedMailing {
+  const Stack& stack = Stack::get();
+  const std::string bootstrap = stack.value("KAFKA_BOOTSTRAP_SERVERS");
+  const std::filesystem::path dir =
+      std::filesystem::path(stack.value("STACK_DIR")) / unique_name("replay-identity");
+  const std::filesystem::path broken = dir / "templates/email/new_movies/xx/subject.mustache";
+  const std::string user_prefix = unique_name("replay");
+  std::string auth_url;
+  std::unique_ptr<Process> auth;
+  notify::testing::EtlNames names;
+  std::string dlq = names.topic + ".dlq";
+
+  RefusedMailing() {
+    namespace fs = std::filesystem;
+    fs::create_directories(dir);
+    fs::copy(fs::path(stack.value("SOURCE_DIR")) / "templates", dir / "templates",
+             fs::copy_options::recursive);
+    write_file(broken, "{{#movies}}New movies");
+    nlohmann::json users = nlohmann::json::array();
+    for (int i = 1; i <= 40; ++i) {
+      users.push_back({{"id", user_prefix + "-" + std::to_string(i)},
+                       {"email", address(i)},
+                       {"timezone", "UTC"},
+                       {"locale", i == 37 ? "xx" : "en"}});
+    }
+    write_file(dir / "users.json", users.dump());
+    const int port = notify::testing::free_port();
+    auth = std::make_unique<Process>(
+        stack.value("BIN_DIR") + "/dev_auth_server",
+        std::vector<std::string>{"--port", std::to_string(port), "--users",
+                                 (dir / "users.json").string()},
+        std::map<std::string, std::string>{}, log_path("replay-auth"));
+    REQUIRE(notify::testing::wait_until(
+        [&] { return notify::testing::http_status(port, "/healthz") == 200; }, 10s));
+    auth_url = "http://127.0.0.1:" + std::to_string(port);
+  }
+
+  std::string address(int user) const {
+    return user_prefix + "-" + std::to_string(user) + "@example.com";
+  }
+
+  std::unique_ptr<Process> start_etl() const {
+    return notify::testing::start_etl(
+        names, {{"AUTH_URL", auth_url}, {"TEMPLATES_DIR", (dir / "templates").string()}});
+  }
+
+  // Produces the mailing; returns the identity of its arrival (topic/partition/offset).
+  std::string produce() const {
+    const nlohmann::json mailing = {
+        {"event_type", "mailing"},
+        {"from_service", "mailing"},
+        {"template", "email/new_movies"},
+        {"receivers", auth_url + "/api/v1/users/?page_number=1&page_size=1"},
+        {"delivery_type", {"email"}},
+        {"template_context", {{"movies", {{{"title", "Arrival"}}}}}}};
+    notify::kafka::Producer producer(bootstrap);
+    const auto arrival = producer.produce(names.topic, std::string("mailing"), mailing.dump());
+    return names.topic + "/" + std::to_string(arrival.partition) + "/" +
+           std::to_string(arrival.offset);
+  }
+
+  // The dead letters of the mailing's topic, once there are any (30 s at most).
+  std::vector<notify::kafka::Message> dead_letters() const {
+    std::vector<notify::kafka::Message> dead;
+    notify::testing::wait_until(
+        [&] {
+          try {
+            dead = topic_messages(dlq);
+          } catch (const notify::kafka::Error&) {  // not created yet
+          }
+          return !dead.empty();
+        },
+        30s);
+    return dead;
+  }
+
+  // The cause fixed, the dead letter replayed by notify_replay.
+  void fix_and_replay() const {
+    write_file(broken, "New movies");
+    const auto out = replay({"events", "--bootstrap", bootstrap, "--topic", dlq});
+    CHECK(out.find("1 replayed") != std::string::npos);
+  }
+};
+
 }  // namespace
 
 TEST_CASE(
     "replay events: a mailing refused on page 37, replayed, gets the posting ids of its "
     "first arrival") {
-  namespace fs = std::filesystem;
-  const Stack& stack = Stack::get();
-  const auto bootstrap = stack.value("KAFKA_BOOTSTRAP_SERVERS");
-  const fs::path dir = fs::path(stack.value("STACK_DIR")) / unique_name("replay-identity");
-  // Templates of its own: the new_movies subject for locale "xx" does not compile, and user 37
-  // of 40 (one a page) reads "xx", so the mailing is refused on page 37.
-  fs::create_directories(dir);
-  fs::copy(fs::path(stack.value("SOURCE_DIR")) / "templates", dir / "templates",
-           fs::copy_options::recursive);
-  const fs::path broken = dir / "templates/email/new_movies/xx/subject.mustache";
-  write_file(broken, "{{#movies}}New movies");
-  nlohmann::json users = nlohmann::json::array();
-  for (int i = 1; i <= 40; ++i) {
-    const std::string id = "replay-" + std::to_string(i);
-    users.push_back({{"id", id},
-                     {"email", id + "@example.com"},
-                     {"timezone", "UTC"},
-                     {"locale", i == 37 ? "xx" : "en"}});
-  }
-  write_file(dir / "users.json", users.dump());
-  // An Auth service of its own, so the audience is exactly these users.
-  const int port = notify::testing::free_port();
-  Process auth(stack.value("BIN_DIR") + "/dev_auth_server",
-               {"--port", std::to_string(port), "--users", (dir / "users.json").string()}, {},
-               log_path("replay-auth"));
-  REQUIRE(notify::testing::wait_until(
-      [&] { return notify::testing::http_status(port, "/healthz") == 200; }, 10s));
-  const std::string auth_url = "http://127.0.0.1:" + std::to_string(port);
-
-  notify::testing::EtlNames names;
-  const std::string dlq = names.topic + ".dlq";
-  auto queue = notify::testing::postings_consumer(names, "email", 100);
-  auto etl = notify::testing::start_etl(
-      names, {{"AUTH_URL", auth_url}, {"TEMPLATES_DIR", (dir / "templates").string()}});
-  const nlohmann::json mailing = {
-      {"event_type", "mailing"},
-      {"from_service", "mailing"},
-      {"template", "email/new_movies"},
-      {"receivers", auth_url + "/api/v1/users/?page_number=1&page_size=1"},
-      {"delivery_type", {"email"}},
-      {"template_context", {{"movies", {{{"title", "Arrival"}}}}}}};
-  notify::kafka::Producer producer(bootstrap);
-  const auto arrival = producer.produce(names.topic, std::string("mailing"), mailing.dump());
-  const std::string identity =
-      names.topic + "/" + std::to_string(arrival.partition) + "/" + std::to_string(arrival.offset);
+  RefusedMailing m;
+  auto queue = notify::testing::postings_consumer(m.names, "email", 100);
+  auto etl = m.start_etl();
+  const std::string identity = m.produce();
 
   // The first time: pages 1-36 mailed, then the event dead-lettered with where it arrived.
   const auto first = postings(*queue, 36, 60s);
   INFO("etl log:\n" << etl->log());
   REQUIRE(first.size() == 36);
   for (const auto& [posting_id, event_id] : first) CHECK(event_id == identity);
-  std::vector<notify::kafka::Message> dead;
-  CHECK(notify::testing::wait_until(
-      [&] {
-        try {
-          dead = topic_messages(dlq);
-        } catch (const notify::kafka::Error&) {  // not created yet
-        }
-        return !dead.empty();
-      },
-      30s));
+  const auto dead = m.dead_letters();
   REQUIRE(dead.size() == 1);
   CHECK(header(dead[0], "error").find("xx/subject.mustache") != std::string::npos);
-  CHECK(header(dead[0], "original_offset") == std::to_string(arrival.offset));
+  CHECK(header(dead[0], "original_offset") == identity.substr(identity.rfind('/') + 1));
   CHECK(postings(*queue, 1, 2s).empty());  // pages 37-40 were not mailed
 
   // The cause fixed, the dead letter replayed: all 40 postings, the first 36 with their ids.
-  write_file(broken, "New movies");
-  const auto out = replay({"events", "--bootstrap", bootstrap, "--topic", dlq});
-  CHECK(out.find("1 replayed") != std::string::npos);
+  m.fix_and_replay();
   const auto second = postings(*queue, 40, 60s);
   REQUIRE(second.size() == 40);
   for (const auto& [posting_id, event_id] : second) CHECK(event_id == identity);
@@ -311,5 +356,71 @@ TEST_CASE(
     CHECK(second.count(posting_id) == 1);
   }
   CHECK(etl->terminate() == 0);
-  CHECK(auth.terminate() == 0);
+  CHECK(m.auth->terminate() == 0);
+}
+
+TEST_CASE(
+    "replay events: a mailing refused on page 37 and replayed mails only those who did not get "
+    "it") {
+  RefusedMailing m;
+  auto etl = m.start_etl();
+  // A worker on the mailing's exchange, mailing into the stack's inbox, with the stack's Redis
+  // as its delivery ledger; no quiet hours, whatever the time of day.
+  const Stack& stack = Stack::get();
+  Process worker(stack.value("BIN_DIR") + "/worker_notifications", {},
+                 {{"RABBITMQ_URL", stack.value("RABBITMQ_URL")},
+                  {"RABBITMQ_EXCHANGE", m.names.exchange},
+                  {"SMTP_HOST", stack.value("SMTP_HOST")},
+                  {"SMTP_PORT", stack.value("SMTP_PORT")},
+                  {"SMTP_FROM", "notifications@example.org"},
+                  {"QUIET_HOURS", "00:00-00:00"},
+                  {"LEDGER_URL", stack.value("LEDGER_URL")},
+                  {"LOG_LEVEL", "debug"}},
+                 log_path("replay-worker"));
+  const notify::testing::Inbox inbox(stack.value("INBOX_URL"));
+  // Mails per user of this mailing, by number.
+  const auto mails = [&] {
+    std::map<int, int> by_user;
+    for (const auto& mail : inbox.messages()) {
+      for (int i = 1; i <= 40; ++i) {
+        if (mail.dump().find("\"" + m.address(i) + "\"") != std::string::npos) ++by_user[i];
+      }
+    }
+    return by_user;
+  };
+  const auto total = [](const std::map<int, int>& by_user) {
+    int n = 0;
+    for (const auto& entry : by_user) n += entry.second;
+    return n;
+  };
+
+  INFO("etl log:\n" << etl->log());
+  INFO("worker log:\n" << worker.log());
+  // Its queue declared before the first posting is published.
+  REQUIRE(notify::testing::wait_until(
+      [&] { return count_lines(worker.log(), "rabbitmq connected") > 0; }, 20s));
+  m.produce();
+  REQUIRE(notify::testing::wait_until([&] { return total(mails()) == 36; }, 60s));
+  REQUIRE(m.dead_letters().size() == 1);
+
+  m.fix_and_replay();
+  REQUIRE(notify::testing::wait_until([&] { return total(mails()) >= 40; }, 60s));
+  // The 36 postings published again were found sent; wait for all of them, then no more mail.
+  REQUIRE(notify::testing::wait_until(
+      [&] {
+        return count_lines(worker.log(), "posting already sent: acknowledged without sending") ==
+               36;
+      },
+      30s));
+  std::this_thread::sleep_for(1s);
+  const auto by_user = mails();
+  CHECK(total(by_user) == 40);
+  for (int i = 1; i <= 40; ++i) {
+    CAPTURE(i);
+    CHECK(by_user.count(i) == 1);
+    CHECK((by_user.count(i) == 1 && by_user.at(i) == 1));
+  }
+  CHECK(worker.terminate() == 0);
+  CHECK(etl->terminate() == 0);
+  CHECK(m.auth->terminate() == 0);
 }
