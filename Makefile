@@ -73,6 +73,7 @@ up:
 	@echo "  Kafka bootstrap       127.0.0.1:9092"
 	@echo "  Auth                  http://127.0.0.1:8081"
 	@echo "  Prometheus            http://127.0.0.1:9090"
+	@echo "  Redis (ledger)        127.0.0.1:6379"
 	@echo "  Status / stop         docker compose ps / make down"
 
 down:
@@ -90,6 +91,7 @@ up: deps build
 	echo "  Auth                  $$AUTH_URL" && \
 	echo "  Prometheus            $$PROMETHEUS_URL" && \
 	echo "  SMTP                  $$SMTP_HOST:$$SMTP_PORT" && \
+	echo "  Redis (ledger)        $$LEDGER_URL" && \
 	echo "  Emit events           make emit N=5" && \
 	echo "  Dead letters          make replay-dlq / make replay-postings" && \
 	echo "  Logs                  $(RUN_DIR)/logs/" && \
