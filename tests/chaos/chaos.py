@@ -223,12 +223,15 @@ class Service:
             life["end"] = time.time()
             life["code"] = self.proc.returncode
 
-    def log_grew(self, window=0.1):
-        """Whether the current incarnation wrote to its log within `window` s (it is busy)."""
+    def logged(self, what, window=0.1):
+        """Whether the current incarnation logged `what` within `window` s (it is busy: start-up
+        lines alone do not count)."""
         path = self.current["log"]
         before = os.path.getsize(path)
         time.sleep(window)
-        return os.path.getsize(path) > before
+        with open(path, "rb") as f:
+            f.seek(before)
+            return what in f.read()
 
     def metrics_port(self):
         try:
@@ -515,7 +518,9 @@ class Run:
 
     def kill(self, name):
         service = self.services[name]
-        busy = self.wait_busy(self.sink.busy if name == "worker" else service.log_grew)
+        # The worker is busy when mails arrive, the ETL when it finishes events.
+        busy = self.wait_busy(self.sink.busy if name == "worker"
+                              else lambda: service.logged(b'"event processed"'))
 
         victim = service.current["name"]
 
@@ -795,12 +800,27 @@ class Run:
             if line.get("msg") == "event processed":
                 processed.setdefault((line.get("partition"), line.get("offset")), []).append(
                     (life, parse_ts(line["ts"])))
+        # Events an ETL processed again (a new incarnation after a kill, or the same one after
+        # losing its partitions), by the fault that explains it: the ledger's work to do.
+        rereads = {}
+        for runs in processed.values():
+            if len(runs) < 2:
+                continue
+            runs = sorted(runs, key=lambda x: x[1])
+            (life1, _), (life2, t2) = runs[0], runs[1]
+            fault = next((f for f in self.faults if f["victim"] == life1), None) \
+                if life1 != life2 else None
+            fault = fault or self.fault_before(t2)
+            key = fault_text(fault["kind"], fault["start"] - self.started) if fault else "none"
+            rereads[key] = rereads.get(key, 0) + 1
         # What the worker's delivery ledger did: second copies acknowledged unsent (by cause),
         # and copies that waited for another worker's claim (a killed worker's lease).
-        suppressed, held = {}, 0
+        suppressed, held, expired_dropped = {}, 0, 0
         for _, line in self.service_logs("worker"):
             msg = line.get("msg", "")
-            if msg.startswith("posting already sent"):
+            if msg == "posting dropped" and line.get("outcome") == "expired":
+                expired_dropped += 1
+            elif msg.startswith("posting already sent"):
                 cause = line.get("cause", "unknown")
                 suppressed[cause] = suppressed.get(cause, 0) + 1
             elif msg == "posting claimed by another worker":
@@ -842,6 +862,7 @@ class Run:
             "mails": len(records), "duplicates": len(duplicates), "duplicate_bound": bound,
             "duplicates_not_from_worker_kills": len(unexplained),
             "ledger_suppressed": suppressed, "ledger_held": held,
+            "etl_rereads": rereads, "expired_dropped": expired_dropped,
             "dead_postings": dead_postings, "dead_events": dead_events,
             "expired_sent": len(expired_sent), "mails_to_strangers": strangers,
             "events_in_topic": sum(len(v) for v in offsets.values()),
@@ -899,7 +920,8 @@ def print_result(r):
         f"events refused by the ETL {r['dead_events']})",
         f"  duplicates       {r['duplicates']} (bound: worker kills x SMTP_CONCURRENCY = {bound}; "
         f"{r['duplicates_not_from_worker_kills']} not from a worker kill)",
-        f"  expired sent     {r['expired_sent']} ({r['expired_controls']} expired sign-ups produced)",
+        f"  expired sent     {r['expired_sent']} ({r['expired_controls']} expired sign-ups produced, "
+        f"{r['expired_dropped']} dropped as expired by the worker)",
         f"  crashes          {len(r['crashes'])}"
         + "".join(f"\n    {c['life']}: exit {c['code']}" for c in r["crashes"]),
         f"  time to drain    {drain} after the last burst",
@@ -907,6 +929,8 @@ def print_result(r):
         f"ledger: {sum(r['ledger_suppressed'].values())} second copies not sent "
         f"({', '.join(f'{k} {v}' for k, v in r['ledger_suppressed'].items()) or 'none'}), "
         f"{r['ledger_held']} waits for a held claim",
+        f"  ETL re-reads     {sum(r['etl_rereads'].values())} events processed again"
+        + "".join(f"\n    {v} after {k}" for k, v in r["etl_rereads"].items()),
     ]
     for count, cause, kind, t, followed, example in duplicate_groups(r):
         lines.append(f"    {count} x {CAUSE_LABELS[cause]}: {fault_text(kind, t)} "
@@ -948,7 +972,7 @@ def machine():
     ]
 
 
-def write_page(path, results, args, argv):
+def write_page(path, results, args, argv, elapsed, machine_rows):
     def when(t):
         return datetime.datetime.fromtimestamp(t, datetime.timezone.utc).strftime(
             "%Y-%m-%d %H:%M UTC")
@@ -961,8 +985,9 @@ def write_page(path, results, args, argv):
         "What the pipeline does when its parts fail while it works: every figure on this page "
         "comes from `make chaos` (`tests/chaos/chaos.py`), which wrote this page; nothing here "
         "is edited by hand. Run it again after a change that touches delivery: "
-        "`make chaos` (three runs of 10,000 sign-ups, about a quarter of an hour), "
-        "`make chaos N=300 RUNS=1` to try it.",
+        f"`make chaos` (three runs of 10,000 sign-ups; those below took {elapsed / 60:.0f} "
+        "minutes with the stacks' start and stop), `make chaos N=300 RUNS=1` to try it. "
+        "It is not part of `make test` and CI does not run it.",
         "",
         "## The scenario",
         "",
@@ -1005,8 +1030,9 @@ def write_page(path, results, args, argv):
         "| | |",
         "|---|---|",
     ]
-    out += [f"| {k} | {v} |" for k, v in machine()]
-    out += [f"| date | {when(r0['started'])} |", f"| command | `{argv}` |", ""]
+    out += [f"| {k} | {v} |" for k, v in (machine_rows or machine())]
+    out += [f"| date | {when(r0['started'])} |", f"| command | `{argv}` |",
+            f"| duration | {elapsed / 60:.1f} min for {len(results)} run(s) |", ""]
     out += [
         "## Results",
         "",
@@ -1030,7 +1056,8 @@ def write_page(path, results, args, argv):
         "the worker's kills × `SMTP_CONCURRENCY`. *Held back by the ledger*: copies of postings "
         "already mailed that reached the worker again (an event read again by the ETL, a "
         "posting republished or redelivered) and were acknowledged without a mail, from the "
-        "worker's log (`posting already sent`).",
+        "worker's log (`posting already sent`). Without the ledger (`LEDGER_URL=none`, "
+        "`make chaos LEDGER=none`) each of them would have been a second mail.",
         "",
         "### Duplicates and the faults they followed",
         "",
@@ -1050,14 +1077,30 @@ def write_page(path, results, args, argv):
                    f"{after} | {example['user']}: {example['evidence']} |")
     if not rows:
         out.append("None.")
-    out += ["", "### Faults of each run", "",
-            "Seconds from the first burst; a kill names the incarnation it ended.", ""]
+    out += ["", "### Faults of each run, and what they caused", "",
+            "Seconds from the first burst; a kill names the incarnation it ended. Events processed "
+            "again come from the ETL's logs, attributed to the kill of the incarnation that "
+            "processed them first (or, within one incarnation, to the most recent fault); the "
+            "ledger's figures from the worker's logs (`posting already sent` by cause, "
+            "`posting claimed by another worker`).", ""]
     for r in results:
         items = "; ".join(f"+{f['t']:.0f} s {FAULT_LABELS[f['kind']]}"
                           + (f" ({f['victim']})" if f.get("victim") else "")
                           for f in r["faults"])
         crashes = ", ".join(f"{c['life']} (exit {c['code']})" for c in r["crashes"]) or "none"
-        out.append(f"- run {r['index']} (seed {r['seed']}): {items}. Crashes: {crashes}.")
+        rereads = sum(r["etl_rereads"].values())
+        reread_text = (f"the ETL processed {rereads:,} events again ("
+                       + ", ".join(f"{v:,} after {k}" for k, v in r["etl_rereads"].items()) + ")"
+                       if rereads else "the ETL processed no event twice")
+        held = r["ledger_suppressed"]
+        ledger_text = (f"the ledger held back {sum(held.values()):,} copies of postings already "
+                       "mailed (" + (", ".join(f"{k} {v:,}" for k, v in held.items()) or "none")
+                       + f"), {r['ledger_held']} copies waited for the claim of a killed worker"
+                       if r["ledger"] != "none" else "no ledger")
+        out.append(f"- run {r['index']} (seed {r['seed']}): {items}. Crashes: {crashes}. "
+                   f"Afterwards {reread_text}; {ledger_text}; the worker dropped "
+                   f"{r['expired_dropped']} postings as expired (of {r['expired_controls']} "
+                   f"expired sign-ups, and copies of them read again).")
     out.append("")
     with open(path, "w") as f:
         f.write("\n".join(out))
@@ -1076,9 +1119,11 @@ def main():
     if args.from_results:
         with open(args.from_results) as f:
             saved = json.load(f)
-        write_page(os.path.join(SOURCE_DIR, args.out), saved["results"], args, saved["argv"])
+        write_page(os.path.join(SOURCE_DIR, args.out), saved["results"], args, saved["argv"],
+                   saved.get("elapsed_s", 0.0), saved.get("machine"))
         return 0
     seed = args.seed if args.seed is not None else int(time.time())
+    began = time.monotonic()
     results = []
     run = None
     try:
@@ -1092,8 +1137,10 @@ def main():
                     run.stack("stop", run.stack_dir, check=False)
             print_result(results[-1])
             os.makedirs(os.path.dirname(results_path), exist_ok=True)
+            elapsed = time.monotonic() - began
             with open(results_path, "w") as f:
-                json.dump({"argv": argv, "results": results}, f, indent=1)
+                json.dump({"argv": argv, "elapsed_s": elapsed, "machine": machine(),
+                           "results": results}, f, indent=1)
     except ChaosError as e:
         log(f"error: {e}")
         return 1
@@ -1101,7 +1148,7 @@ def main():
         log("interrupted")
         return 130
     if args.out:
-        write_page(os.path.join(SOURCE_DIR, args.out), results, args, argv)
+        write_page(os.path.join(SOURCE_DIR, args.out), results, args, argv, elapsed, machine())
         log(f"wrote {args.out} (results in {os.path.relpath(results_path, SOURCE_DIR)})")
     met = sum(1 for r in results if r["target_met"])
     log(f"target met in {met} of {len(results)} runs")
