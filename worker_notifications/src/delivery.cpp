@@ -23,6 +23,9 @@ constexpr auto kFirstConnectPause = 500ms;
 constexpr auto kLongestConnectPause = 10s;
 // How long one wait for a delivery lasts: the loop looks at `stop` in between.
 constexpr auto kPollTimeout = 200ms;
+// An idle loop asks the ledger this often whether it still answers, so that readiness turns
+// false while Redis is gone, not only when the next delivery finds out.
+constexpr auto kLedgerIdleCheck = 1s;
 
 template <typename T>
 T& required(T* part, const char* name) {
@@ -133,7 +136,10 @@ void DeliveryLoop::run_connected(const std::atomic<bool>& stop) {
     }
     try {
       std::optional<notify::amqp::Delivery> delivery = source_->next(kPollTimeout);
-      if (!delivery) continue;
+      if (!delivery) {
+        check_ledger_when_idle();
+        continue;
+      }
       settled_ = false;
       try {
         handle(*delivery);
@@ -159,6 +165,16 @@ void DeliveryLoop::run_connected(const std::atomic<bool>& stop) {
       amqp_failed(e, "rabbitmq connection lost");
       reset_connections();
     }
+  }
+}
+
+void DeliveryLoop::check_ledger_when_idle() {
+  if (ledger_ == nullptr || steady_.now() - last_ledger_check_ < kLedgerIdleCheck) return;
+  last_ledger_check_ = steady_.now();
+  try {
+    ledger_->ping();
+  } catch (const LedgerError& e) {
+    ledger_failed(e, "delivery ledger unavailable: taking no deliveries");
   }
 }
 

@@ -72,6 +72,8 @@ class DeliveryLoop {
   void connect_with_backoff(const std::atomic<bool>& stop);
   // Everything the loop needs is up: both AMQP connections, and the ledger with no mark owed.
   bool ready_to_take() const;
+  // While no delivery comes: whether the ledger still answers, once a second.
+  void check_ledger_when_idle();
   // Claims the posting in the ledger before its send: nothing when this loop may send it, or
   // what to do instead (acknowledge a duplicate, postpone while another loop holds it). Throws
   // LedgerError: the delivery goes back to the queue unsent.
@@ -105,6 +107,7 @@ class DeliveryLoop {
   std::unique_ptr<DeliveryLedger> ledger_;  // none: LEDGER_URL=none
   std::chrono::milliseconds lease_;         // of this loop's claims
   std::optional<std::string> claimed_;      // the posting this loop holds a claim on
+  SteadyClock::TimePoint last_ledger_check_{};
   // A posting sent whose mark the ledger did not take: owed before the next delivery.
   std::optional<std::pair<std::string, notify::TimePoint>> unmarked_;
 };

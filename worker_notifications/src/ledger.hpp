@@ -46,11 +46,15 @@ class DeliveryLedger {
   // Throws LedgerError.
   virtual Claim claim(std::string_view posting_id, std::chrono::milliseconds lease) = 0;
   // Sent: kept until `keep_until`, after which no copy of the posting can be sent anyway (it
-  // has expired). Throws LedgerError.
+  // has expired). Throws LedgerError when it could not even be handed over; a ledger may
+  // confirm it later (at the next call), and must then record it again after reconnecting.
   virtual void mark_sent(std::string_view posting_id, notify::TimePoint keep_until) = 0;
   // Gives up this loop's claim (a transient failure: the retry claims again). A claim of
   // another loop is left alone. Throws LedgerError.
   virtual void release(std::string_view posting_id) = 0;
+  // Whether the ledger still answers, asked while the loop is idle so that readiness follows
+  // it. Throws LedgerError.
+  virtual void ping() = 0;
 };
 
 // How long a sent posting stays in the ledger: until its expiry (a copy arriving later is

@@ -17,8 +17,9 @@
 namespace worker {
 namespace {
 
-// KEYS[1] the posting's key, ARGV[1] the claimant's token, ARGV[2] the lease in ms.
-// 0: claimed (or renewed); -1: sent; n > 0: held by another for n more ms.
+// A claim when SET NX found the key taken (or it went in between). KEYS[1] the posting's key,
+// ARGV[1] the claimant's token, ARGV[2] the lease in ms. 0: claimed (or this loop's own claim
+// renewed); -1: sent; n > 0: held by another for n more ms.
 constexpr std::string_view kClaimScript = R"lua(
 local held = redis.call('GET', KEYS[1])
 if held == false or held == ARGV[1] then
@@ -51,6 +52,12 @@ std::string url_part(CURLU* url, CURLUPart part) {
   return text;
 }
 
+// A time as Redis's PXAT wants it: milliseconds since the epoch, at least 1.
+std::string epoch_ms(notify::TimePoint t) {
+  const auto ms = std::chrono::duration_cast<std::chrono::milliseconds>(t.time_since_epoch());
+  return std::to_string(std::max<std::int64_t>(1, ms.count()));
+}
+
 timeval to_timeval(std::chrono::milliseconds duration) {
   timeval tv{};
   tv.tv_sec = static_cast<time_t>(duration.count() / 1000);
@@ -58,18 +65,32 @@ timeval to_timeval(std::chrono::milliseconds duration) {
   return tv;
 }
 
-// One command, arguments binary-safe; null when the connection failed.
-Reply call(redisContext* context, std::initializer_list<std::string_view> args) {
+// A command's arguments as hiredis takes them, binary-safe.
+struct Args {
+  explicit Args(std::initializer_list<std::string_view> args) {
+    argv.reserve(args.size());
+    lengths.reserve(args.size());
+    for (const std::string_view arg : args) {
+      argv.push_back(arg.data());
+      lengths.push_back(arg.size());
+    }
+  }
+  int count() const { return static_cast<int>(argv.size()); }
   std::vector<const char*> argv;
   std::vector<std::size_t> lengths;
-  argv.reserve(args.size());
-  lengths.reserve(args.size());
-  for (const std::string_view arg : args) {
-    argv.push_back(arg.data());
-    lengths.push_back(arg.size());
-  }
+};
+
+// One command, waiting for its reply; null when the connection failed.
+Reply call(redisContext* context, std::initializer_list<std::string_view> args) {
+  Args a(args);
   return Reply(static_cast<redisReply*>(
-      redisCommandArgv(context, static_cast<int>(argv.size()), argv.data(), lengths.data())));
+      redisCommandArgv(context, a.count(), a.argv.data(), a.lengths.data())));
+}
+
+// One command into the output buffer, not waiting for its reply.
+bool append(redisContext* context, std::initializer_list<std::string_view> args) {
+  Args a(args);
+  return redisAppendCommandArgv(context, a.count(), a.argv.data(), a.lengths.data()) == REDIS_OK;
 }
 
 std::string random_hex(std::size_t bytes) {
@@ -181,13 +202,50 @@ void RedisLedger::connect() {
   if (address_.db != 0) {
     expect_ok(call(context_.get(), {"SELECT", std::to_string(address_.db)}), "SELECT refused");
   }
+  // Marks written before the connection failed, their replies never read: written again.
+  while (!unconfirmed_.empty()) {
+    mark_now(unconfirmed_.front().posting_id, unconfirmed_.front().keep_until);
+    unconfirmed_.pop_front();
+  }
+}
+
+void RedisLedger::mark_now(const std::string& posting_id, notify::TimePoint keep_until) {
+  const Reply reply =
+      call(context_.get(), {"SET", ledger_key(posting_id), kSent, "PXAT", epoch_ms(keep_until)});
+  if (!reply) fail("mark failed");
+  if (reply->type == REDIS_REPLY_ERROR) {
+    fail("mark refused: " + std::string(reply->str, reply->len));
+  }
+}
+
+void RedisLedger::settle_marks() {
+  while (!unconfirmed_.empty()) {
+    void* raw = nullptr;
+    if (redisGetReply(context_.get(), &raw) != REDIS_OK || raw == nullptr) {
+      fail("mark not confirmed");
+    }
+    const Reply reply(static_cast<redisReply*>(raw));
+    if (reply->type == REDIS_REPLY_ERROR) {
+      fail("mark refused: " + std::string(reply->str, reply->len));
+    }
+    unconfirmed_.pop_front();
+  }
 }
 
 DeliveryLedger::Claim RedisLedger::claim(std::string_view posting_id,
                                          std::chrono::milliseconds lease) {
   if (!context_) connect();
+  settle_marks();
   const std::string key = ledger_key(posting_id);
   const std::string lease_ms = std::to_string(std::max<std::int64_t>(1, lease.count()));
+  // The common case, a posting nobody has seen: one plain command.
+  const Reply first = call(context_.get(), {"SET", key, token_, "NX", "PX", lease_ms});
+  if (!first) fail("claim failed");
+  if (first->type == REDIS_REPLY_ERROR) {
+    fail("claim refused: " + std::string(first->str, first->len));
+  }
+  if (first->type != REDIS_REPLY_NIL) return {Claimed::kYes, {}};
+
   const Reply reply = call(context_.get(), {"EVAL", kClaimScript, "1", key, token_, lease_ms});
   if (!reply) fail("claim failed");
   if (reply->type != REDIS_REPLY_INTEGER) {
@@ -202,25 +260,38 @@ DeliveryLedger::Claim RedisLedger::claim(std::string_view posting_id,
 
 void RedisLedger::mark_sent(std::string_view posting_id, notify::TimePoint keep_until) {
   if (!context_) connect();
-  const std::string key = ledger_key(posting_id);
-  const auto until_ms =
-      std::chrono::duration_cast<std::chrono::milliseconds>(keep_until.time_since_epoch()).count();
-  const std::string until = std::to_string(std::max<std::int64_t>(1, until_ms));
-  const Reply reply = call(context_.get(), {"SET", key, kSent, "PXAT", until});
-  if (!reply) fail("mark failed");
-  if (reply->type == REDIS_REPLY_ERROR) {
-    fail("mark refused: " + std::string(reply->str, reply->len));
+  // Owed from here on: if the write or its reply fails, connect() writes it again.
+  unconfirmed_.push_back({std::string(posting_id), keep_until});
+  if (!append(context_.get(),
+              {"SET", ledger_key(posting_id), kSent, "PXAT", epoch_ms(keep_until)})) {
+    fail("mark failed");
+  }
+  // Written now, right after the transport accepted the mail; its reply is read with the next
+  // command, which saves a round trip per mail.
+  int done = 0;
+  while (done == 0) {
+    if (redisBufferWrite(context_.get(), &done) != REDIS_OK) fail("mark failed");
   }
 }
 
 void RedisLedger::release(std::string_view posting_id) {
   if (!context_) connect();
+  settle_marks();
   const std::string key = ledger_key(posting_id);
   const Reply reply = call(context_.get(), {"EVAL", kReleaseScript, "1", key, token_});
   if (!reply) fail("release failed");
   if (reply->type == REDIS_REPLY_ERROR) {
     fail("release refused: " + std::string(reply->str, reply->len));
   }
+}
+
+void RedisLedger::ping() {
+  if (!context_) connect();
+  settle_marks();
+  const Reply reply = call(context_.get(), {"PING"});
+  if (!reply) fail("no answer to PING");
+  if (reply->type == REDIS_REPLY_ERROR)
+    fail("PING refused: " + std::string(reply->str, reply->len));
 }
 
 }  // namespace worker

@@ -1,12 +1,18 @@
 #pragma once
 // The delivery ledger in Redis (hiredis), one connection per delivery loop. Each posting is one
 // key, notify:ledger:<posting id>: the holder's token with the lease as its expiry while a loop
-// sends it, then "sent" until the posting's expiry plus a margin. Claims and releases are Lua
-// scripts, so a claim is one atomic round trip and a release never drops another loop's claim.
-// Every key expires, so the ledger's memory follows the postings still alive
-// (documentation/delivery.md gives the measured size).
+// sends it, then "sent" until the posting's expiry plus a margin. Every key expires, so the
+// ledger's memory follows the postings still alive (documentation/delivery.md gives the
+// measured size).
+//
+// One round trip per mail on the common path: a claim is SET NX (a Lua script, atomic, only
+// when the key exists already), and a mark is written at once but its reply is read with the
+// next command. A mark whose reply never came is written again after reconnecting, so a mark
+// is never lost while the worker lives (SET is idempotent). A release is a Lua script, so it
+// never drops another loop's claim.
 
 #include <chrono>
+#include <deque>
 #include <memory>
 #include <string>
 
@@ -44,6 +50,7 @@ class RedisLedger final : public DeliveryLedger {
   Claim claim(std::string_view posting_id, std::chrono::milliseconds lease) override;
   void mark_sent(std::string_view posting_id, notify::TimePoint keep_until) override;
   void release(std::string_view posting_id) override;
+  void ping() override;
 
   const std::string& token() const { return token_; }
 
@@ -52,11 +59,20 @@ class RedisLedger final : public DeliveryLedger {
     void operator()(redisContext* context) const;
   };
   [[noreturn]] void fail(const std::string& what);
+  // Reads the replies of the marks written so far; throws LedgerError (they stay owed).
+  void settle_marks();
+  // Writes a mark and waits for its reply (reconnecting: the owed ones).
+  void mark_now(const std::string& posting_id, notify::TimePoint keep_until);
 
   RedisAddress address_;
   std::string token_;
   std::chrono::milliseconds timeout_;
   std::unique_ptr<redisContext, ContextFree> context_;
+  struct Mark {
+    std::string posting_id;
+    notify::TimePoint keep_until;
+  };
+  std::deque<Mark> unconfirmed_;  // written, reply not read yet; owed after a failure
 };
 
 // The ledger key of a posting.

@@ -39,6 +39,7 @@ struct Queue {
   int connects = 0;
   int failing_connects = 0;  // connect() throws this many times first
   int disconnects = 0;
+  int idle_polls = 0;  // empty polls before the empty queue stops the loop
   std::atomic<bool>* stop = nullptr;
 };
 
@@ -61,7 +62,11 @@ class FakeSource final : public DeliverySource {
   }
   std::optional<notify::amqp::Delivery> next(std::chrono::milliseconds) override {
     if (q_.waiting.empty()) {
-      q_.stop->store(true);
+      if (q_.idle_polls > 0) {
+        --q_.idle_polls;
+      } else {
+        q_.stop->store(true);
+      }
       return std::nullopt;
     }
     auto d = std::move(q_.waiting.front());
@@ -171,6 +176,8 @@ struct Book {
   int failing_claims = 0;
   int failing_marks = 0;
   int failing_releases = 0;
+  int failing_pings = 0;
+  int pings = 0;
 };
 
 class FakeLedger final : public DeliveryLedger {
@@ -206,6 +213,10 @@ class FakeLedger final : public DeliveryLedger {
     b_.calls.push_back("release " + std::string(id));
     fail_if(b_.failing_releases);
     if (b_.entries[std::string(id)] == owner_) b_.entries.erase(std::string(id));
+  }
+  void ping() override {
+    ++b_.pings;
+    fail_if(b_.failing_pings);
   }
 
  private:
@@ -771,4 +782,16 @@ TEST_CASE("ledger: an expired or deferred posting is never claimed") {
   h.queue.waiting.push_back(delivery_of(later, 2));
   h.run();
   CHECK(h.book->calls == std::vector<std::string>{"connect"});
+}
+
+TEST_CASE("ledger: an idle loop asks the ledger once a second and reconnects when it is gone") {
+  Harness h;
+  h.book.emplace();
+  h.book->failing_pings = 1;
+  h.queue.idle_polls = 3;
+  h.run();
+  // The first idle poll asks (and fails); the loop reconnects; time has not moved since, so the
+  // next idle polls do not ask again.
+  CHECK(h.book->pings == 1);
+  CHECK(std::count(h.book->calls.begin(), h.book->calls.end(), "connect") == 2);
 }

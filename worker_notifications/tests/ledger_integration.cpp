@@ -220,7 +220,7 @@ TEST_CASE("ledger: Redis restarted mid-run: nothing lost, no duplicate, marks ke
   CHECK(f.work_queue_empty());
 }
 
-TEST_CASE("ledger: Redis down: not ready, deliveries wait unsent, then flow by themselves") {
+TEST_CASE("ledger: Redis down: not ready (idle or not), deliveries wait unsent, then flow") {
   Fixture f;
   const int metrics_port = free_port();
   std::unique_ptr<Process> worker;
@@ -249,6 +249,13 @@ TEST_CASE("ledger: Redis down: not ready, deliveries wait unsent, then flow by t
   INFO("worker log:\n" << tail(worker->log()));
   REQUIRE(wait_until([&] { return f.mails_for(p.posting_id) == 1; }, 30s));
   CHECK(wait_until([&] { return http_status(metrics_port, "/readyz") == 200; }, 10s));
+
+  // Idle, with nothing to deliver: readiness still follows the ledger.
+  {
+    RedisStopped stopped;
+    CHECK(wait_until([&] { return http_status(metrics_port, "/readyz") == 503; }, 10s));
+  }
+  CHECK(wait_until([&] { return http_status(metrics_port, "/readyz") == 200; }, 20s));
   CHECK(worker->terminate() == 0);
   CHECK(f.work_queue_empty());
 }
@@ -269,6 +276,7 @@ TEST_CASE("ledger: 100,000 sent postings, measured in Redis's memory") {
     std::snprintf(id, sizeof id, "%08x-2222-5333-8444-%012x", i, i * 7919);
     ledger.mark_sent(id, keep_until);
   }
+  ledger.ping();  // reads the last mark's reply: all of them are in Redis now
   const long long after = redis.info("memory", "used_memory");
   CHECK(std::stoll(redis.command({"DBSIZE"})) == kPostings);
   const double per_posting = static_cast<double>(after - before) / kPostings;
