@@ -802,13 +802,17 @@ class Run:
                     (life, parse_ts(line["ts"])))
         # Events an ETL processed again (a new incarnation after a kill, or the same one after
         # losing its partitions), by the fault that explains it: the ledger's work to do.
-        # An event processed three times (read again after two kills) counts twice.
-        rereads = {}
+        # An event processed three times (read again after two kills) counts twice. For a kill,
+        # how long before it the re-read events had been processed shows how promptly the ETL
+        # commits: never longer ago than KAFKA_COMMIT_INTERVAL plus a confirm's round trip.
+        rereads, oldest = {}, 0.0
         for runs in processed.values():
             runs = sorted(runs, key=lambda x: x[1])
-            for (life1, _), (life2, t2) in zip(runs, runs[1:]):
+            for (life1, t1), (life2, t2) in zip(runs, runs[1:]):
                 fault = next((f for f in self.faults if f["victim"] == life1), None) \
                     if life1 != life2 else None
+                if fault is not None:
+                    oldest = max(oldest, fault["start"] - t1)
                 fault = fault or self.fault_before(t2)
                 key = fault_text(fault["kind"], fault["start"] - self.started) if fault else "none"
                 rereads[key] = rereads.get(key, 0) + 1
@@ -861,7 +865,8 @@ class Run:
             "mails": len(records), "duplicates": len(duplicates), "duplicate_bound": bound,
             "duplicates_not_from_worker_kills": len(unexplained),
             "ledger_suppressed": suppressed, "ledger_held": held,
-            "etl_rereads": rereads, "expired_dropped": expired_dropped,
+            "etl_rereads": rereads, "etl_reread_oldest_s": oldest,
+            "expired_dropped": expired_dropped,
             "dead_postings": dead_postings, "dead_events": dead_events,
             "expired_sent": len(expired_sent), "mails_to_strangers": strangers,
             "events_in_topic": sum(len(v) for v in offsets.values()),
@@ -928,7 +933,8 @@ def print_result(r):
         f"ledger: {sum(r['ledger_suppressed'].values())} second copies not sent "
         f"({', '.join(f'{k} {v}' for k, v in r['ledger_suppressed'].items()) or 'none'}), "
         f"{r['ledger_held']} waits for a held claim",
-        f"  ETL re-reads     events processed again {sum(r['etl_rereads'].values())} times"
+        f"  ETL re-reads     events processed again {sum(r['etl_rereads'].values())} times; "
+        f"after a kill none processed more than {r['etl_reread_oldest_s'] * 1000:.0f} ms before it"
         + "".join(f"\n    {v} after {k}" for k, v in r["etl_rereads"].items()),
     ]
     for count, cause, kind, t, followed, example in duplicate_groups(r):
@@ -1093,7 +1099,9 @@ def write_page(path, results, args, argv, elapsed, machine_rows):
         crashes = ", ".join(f"{c['life']} (exit {c['code']})" for c in r["crashes"]) or "none"
         rereads = sum(r["etl_rereads"].values())
         reread_text = (f"the ETL processed events again {rereads:,} times ("
-                       + ", ".join(f"{v:,} after {k}" for k, v in r["etl_rereads"].items()) + ")"
+                       + ", ".join(f"{v:,} after {k}" for k, v in r["etl_rereads"].items())
+                       + "; the oldest of those read again after a kill had been processed "
+                       f"{r['etl_reread_oldest_s'] * 1000:.0f} ms before it)"
                        if rereads else "the ETL processed no event twice")
         held = r["ledger_suppressed"]
         ledger_text = (f"the ledger held back {sum(held.values()):,} copies of postings already "
