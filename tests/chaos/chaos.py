@@ -223,16 +223,6 @@ class Service:
             life["end"] = time.time()
             life["code"] = self.proc.returncode
 
-    def logged(self, what, window=0.1):
-        """Whether the current incarnation logged `what` within `window` s (it is busy: start-up
-        lines alone do not count)."""
-        path = self.current["log"]
-        before = os.path.getsize(path)
-        time.sleep(window)
-        with open(path, "rb") as f:
-            f.seek(before)
-            return what in f.read()
-
     def metrics_port(self):
         try:
             with open(self.current["log"], "rb") as f:
@@ -273,11 +263,6 @@ class Sink:
     def stat(self):
         _, mails, recipients, refused = self.command("XSTAT")
         return int(mails), int(recipients), int(refused)
-
-    def busy(self, window=0.1):
-        before = self.stat()[0]
-        time.sleep(window)
-        return self.stat()[0] > before
 
     def crashed(self):
         return not self.stopped and self.proc.poll() is not None
@@ -508,26 +493,39 @@ class Run:
         self.faults.append({"kind": kind, "start": start, "end": end, "victim": victim,
                             "detail": (detail + (" " + extra if extra else "")).strip()})
 
-    def wait_busy(self, probe, limit=20.0):
-        """A random moment while the pipeline is busy: `probe` says whether it is."""
-        deadline = time.monotonic() + limit
-        while time.monotonic() < deadline:
-            if probe():
-                return True
-        return False
+    def progress(self, name):
+        """A counter of the work a service has done from now on: mails the sink accepted (the
+        worker), events the ETL finished (from its log; a new incarnation counts from 0)."""
+        if name == "worker":
+            base = self.sink.stat()[0]
+            return lambda: self.sink.stat()[0] - base
+        service = self.services["etl"]
+        life, base = service.current, os.path.getsize(service.current["log"])
 
-    def kill(self, name):
+        def count():
+            current = service.current
+            with open(current["log"], "rb") as f:
+                if current is life:
+                    f.seek(base)
+                return f.read().count(b'"event processed"')
+
+        return count
+
+    def kill(self, name, progress, after, limit=20.0):
+        """kill -9 once the service has done `after` units of work of this burst (a random
+        moment while it works), or after `limit` s if it does not get that far."""
         service = self.services[name]
-        # The worker is busy when mails arrive, the ETL when it finishes events.
-        busy = self.wait_busy(self.sink.busy if name == "worker"
-                              else lambda: service.logged(b'"event processed"'))
-
+        deadline = time.monotonic() + limit
+        while progress() < after and time.monotonic() < deadline:
+            time.sleep(0.02)
+        busy = progress() >= after
         victim = service.current["name"]
 
         def act():
             life = service.kill9()
-            return (f"({life['name']}, pid {life['pid']}{'' if busy else ', while idle'}; "
-                    f"restarted as {service.current['name']})")
+            return (f"({life['name']}, pid {life['pid']}, "
+                    + (f"after {after} {'mails' if name == 'worker' else 'events'} of the burst"
+                       if busy else "while idle") + f"; restarted as {service.current['name']})")
 
         self.fault(f"{name}_kill", act, victim=victim)
 
@@ -577,12 +575,7 @@ class Run:
         return plan
 
     def inject(self, kind):
-        if kind == "etl_kill":
-            self.kill("etl")
-        elif kind == "worker_kill":
-            self.kill("worker")
-        else:
-            getattr(self, kind)()
+        getattr(self, kind)()
 
     # -- draining --
 
@@ -670,11 +663,17 @@ class Run:
             users = self.users[i * len(self.users) // bursts:(i + 1) * len(self.users) // bursts]
             expired = self.expired_users[i * self.expired_n // bursts:
                                          (i + 1) * self.expired_n // bursts]
+            kind = plan[i] if i < len(plan) else None
+            victim = {"etl_kill": "etl", "worker_kill": "worker"}.get(kind)
+            progress = self.progress(victim) if victim else None
             producer = self.produce(users, expired)
             log(f"burst {i + 1}/{bursts}: {len(users)} sign-ups (+{len(expired)} expired)")
-            if i < len(plan):
+            if victim:
+                # A kill at a random point of the burst's work, so it always hits work in flight.
+                self.kill(victim, progress, self.rng.randint(1, max(1, len(users) // 2)))
+            elif kind:
                 time.sleep(self.rng.uniform(0.2, 1.5))
-                self.inject(plan[i])
+                self.inject(kind)
             self.finish_burst(producer)
             if i < len(plan):
                 time.sleep(self.rng.uniform(1.0, 3.0))
@@ -1004,7 +1003,9 @@ def write_page(path, results, args, argv, elapsed, machine_rows):
         f"live in a zone where it is daytime (quiet hours defer nothing), in "
         f"{len(r0['faults']) + 1} bursts, plus {r0['expired_controls']} sign-ups that expired "
         f"a day ago (a control group: none may be mailed). Right after each burst, at a random "
-        f"moment while the pipeline is busy (a kill waits until the service is working), one "
+        f"moment while the pipeline is busy (a kill comes once the service has done a random "
+        f"part, up to half, of the burst's work: events the ETL finished, mails the sink "
+        f"accepted; one that waited 20 s in vain is marked idle below), one "
         f"fault, in a random order:",
         "",
         f"- the ETL `kill -9`ed and restarted a second later, {kills(r0, 'etl_kill')} times;",
@@ -1094,7 +1095,8 @@ def write_page(path, results, args, argv, elapsed, machine_rows):
             "another worker`).", ""]
     for r in results:
         items = "; ".join(f"+{f['t']:.0f} s {FAULT_LABELS[f['kind']]}"
-                          + (f" ({f['victim']})" if f.get("victim") else "")
+                          + (f" ({f['victim']}{', idle' if 'while idle' in f['detail'] else ''})"
+                             if f.get("victim") else "")
                           for f in r["faults"])
         crashes = ", ".join(f"{c['life']} (exit {c['code']})" for c in r["crashes"]) or "none"
         rereads = sum(r["etl_rereads"].values())
