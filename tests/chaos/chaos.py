@@ -815,6 +815,17 @@ class Run:
                 fault = fault or self.fault_before(t2)
                 key = fault_text(fault["kind"], fault["start"] - self.started) if fault else "none"
                 rereads[key] = rereads.get(key, 0) + 1
+        # ETL incarnations that never got their partitions: nothing is lost (the next one reads
+        # the events), but the pipeline stood still while they lived.
+        assigned = {life for life, line in self.service_logs("etl")
+                    if line.get("msg") == "partitions assigned"}
+        unassigned = [{"life": l["name"], "seconds": (l["end"] or self.finished) - l["start"],
+                       "kafka_outage_t": next((f["start"] - self.started for f in self.faults
+                                               if f["kind"] == "kafka_outage"
+                                               and l["start"] <= f["start"] <= (l["end"] or 1e18)),
+                                              None)}
+                      for l in self.services["etl"].lives
+                      if l["name"] not in assigned and (l["end"] or self.finished) - l["start"] > 15]
         # What the worker's delivery ledger did: second copies acknowledged unsent (by cause),
         # and copies that waited for another worker's claim (a killed worker's lease).
         suppressed, held, expired_dropped = {}, 0, 0
@@ -864,7 +875,7 @@ class Run:
             "mails": len(records), "duplicates": len(duplicates), "duplicate_bound": bound,
             "duplicates_not_from_worker_kills": len(unexplained),
             "ledger_suppressed": suppressed, "ledger_held": held,
-            "etl_rereads": rereads, "etl_reread_oldest_s": oldest,
+            "etl_rereads": rereads, "etl_reread_oldest_s": oldest, "etl_unassigned": unassigned,
             "expired_dropped": expired_dropped,
             "dead_postings": dead_postings, "dead_events": dead_events,
             "expired_sent": len(expired_sent), "mails_to_strangers": strangers,
@@ -932,6 +943,10 @@ def print_result(r):
         f"ledger: {sum(r['ledger_suppressed'].values())} second copies not sent "
         f"({', '.join(f'{k} {v}' for k, v in r['ledger_suppressed'].items()) or 'none'}), "
         f"{r['ledger_held']} waits for a held claim",
+        "".join(f"  STALL            {u['life']} never got its partitions in its {u['seconds']:.0f} s"
+                + (f" (Kafka unreachable from +{u['kafka_outage_t']:.0f} s)"
+                   if u["kafka_outage_t"] is not None else "") + "\n"
+                for u in r["etl_unassigned"]) +
         f"  ETL re-reads     events processed again {sum(r['etl_rereads'].values())} times; "
         f"after a kill none processed more than {r['etl_reread_oldest_s'] * 1000:.0f} ms before it"
         + "".join(f"\n    {v} after {k}" for k, v in r["etl_rereads"].items()),
@@ -1110,7 +1125,13 @@ def write_page(path, results, args, argv, elapsed, machine_rows):
                        "mailed (" + (", ".join(f"{k} {v:,}" for k, v in held.items()) or "none")
                        + f"), {r['ledger_held']} copies waited for the claim of a killed worker"
                        if r["ledger"] != "none" else "no ledger")
-        out.append(f"- run {r['index']} (seed {r['seed']}): {items}. Crashes: {crashes}. "
+        stalls = "".join(
+            f" {u['life']} never got its partitions in its {u['seconds']:.0f} s"
+            + (f": Kafka became unreachable at +{u['kafka_outage_t']:.0f} s, during its group "
+               "join, and no assignment came until it ended (nothing is lost: the next "
+               "incarnation reads its events)" if u["kafka_outage_t"] is not None else "") + "."
+            for u in r.get("etl_unassigned", []))
+        out.append(f"- run {r['index']} (seed {r['seed']}): {items}. Crashes: {crashes}.{stalls} "
                    f"Afterwards {reread_text}; {ledger_text}; the worker dropped "
                    f"{r['expired_dropped']} postings as expired (of {r['expired_controls']} "
                    f"expired sign-ups, and copies of them read again).")
