@@ -168,7 +168,8 @@ class Session(asyncio.Protocol):
             except ValueError:
                 return b"501 usage: XFAULT CODE SECONDS\r\n"
             return b"250 fault set\r\n"
-        return b"502 5.5.2 not implemented\r\n"
+        # Anything else (VRFY, EXPN, ...) is not part of what libcurl sends: refused as unknown.
+        return b"500 5.5.1 command unrecognized\r\n"
 
     def connection_lost(self, exc):
         self.transport = None

@@ -227,25 +227,14 @@ std::optional<std::string> DeliveryLoop::not_ready_reason() const {
 std::optional<Action> DeliveryLoop::claim(const notify::amqp::Delivery& delivery,
                                           const notify::Posting& posting, int attempts) {
   const DeliveryLedger::Claim claim = ledger_->claim(posting.posting_id, lease_);
-  switch (claim.result) {
-    case DeliveryLedger::Claimed::kYes:
-      claimed_ = posting.posting_id;
-      return std::nullopt;
-    case DeliveryLedger::Claimed::kAlreadySent:
-      return Ack{AckOutcome::kDuplicate};
-    case DeliveryLedger::Claimed::kHeld:
-      break;
+  if (claim.result == DeliveryLedger::Claimed::kYes) claimed_ = posting.posting_id;
+  if (claim.result == DeliveryLedger::Claimed::kHeld) {
+    notify::log::info("posting claimed by another worker", {{"loop", name_},
+                                                            {"posting_id", posting.posting_id},
+                                                            {"message_id", delivery.message_id},
+                                                            {"held_ms", claim.held_for.count()}});
   }
-  // Another loop is sending it, or died while sending: back once that claim is marked,
-  // released or expired. Never sooner than a second, so a lease about to end is not polled.
-  notify::log::info("posting claimed by another worker", {{"loop", name_},
-                                                          {"posting_id", posting.posting_id},
-                                                          {"message_id", delivery.message_id},
-                                                          {"held_ms", claim.held_for.count()}});
-  return Postpone{clock_.now() + std::max<std::chrono::milliseconds>(claim.held_for, 1s),
-                  DeferReason::kClaimed,
-                  attempts,
-                  {}};
+  return after_claim(claim, clock_.now(), attempts);
 }
 
 void DeliveryLoop::record_sent(const notify::Posting& posting) {

@@ -1,5 +1,7 @@
 #include "outcomes.hpp"
 
+#include <algorithm>
+
 #include "notify/envelope.hpp"
 #include "notify/log.hpp"
 
@@ -106,6 +108,23 @@ std::variant<std::monostate, Action> before_send(const notify::Posting& posting,
     return Action{Postpone{defer->until, defer->reason, attempts, {}}};
   }
   return std::monostate{};
+}
+
+std::optional<Action> after_claim(const DeliveryLedger::Claim& claim, notify::TimePoint now,
+                                  int attempts) {
+  switch (claim.result) {
+    case DeliveryLedger::Claimed::kYes:
+      return std::nullopt;
+    case DeliveryLedger::Claimed::kAlreadySent:
+      return Ack{AckOutcome::kDuplicate};
+    case DeliveryLedger::Claimed::kHeld:
+      break;
+  }
+  return Postpone{
+      now + std::max<std::chrono::milliseconds>(claim.held_for, std::chrono::seconds(1)),
+      DeferReason::kClaimed,
+      attempts,
+      {}};
 }
 
 std::optional<Action> after_throttle(std::chrono::milliseconds wait, notify::TimePoint now,

@@ -11,6 +11,7 @@
 #include <variant>
 
 #include "ladder.hpp"
+#include "ledger.hpp"
 #include "notify/amqp.hpp"
 #include "notify/posting.hpp"
 #include "notify/time.hpp"
@@ -75,6 +76,12 @@ std::variant<std::monostate, Action> before_send(const notify::Posting& posting,
                                                  int attempts, notify::TimePoint now,
                                                  const PolicyOptions& policy,
                                                  const std::function<double()>& random01);
+
+// The ledger's answer to a claim: nothing when this loop may send; a duplicate acknowledged
+// unsent; or, held by another loop, postponed until that claim is marked, released or expired
+// (never sooner than a second, so a lease about to end is not polled).
+std::optional<Action> after_claim(const DeliveryLedger::Claim& claim, notify::TimePoint now,
+                                  int attempts);
 
 // Longer throttle waits go through the ladder: a held delivery would starve the heartbeats.
 inline constexpr std::chrono::milliseconds kLongestThrottleSleep{5000};

@@ -178,6 +178,13 @@ void RedisLedger::fail(const std::string& what) {
   throw LedgerError("ledger " + address_.display() + ": " + detail);
 }
 
+void RedisLedger::check(const redisReply* reply, const std::string& what) {
+  if (reply == nullptr) fail(what + " failed");
+  if (reply->type == REDIS_REPLY_ERROR) {
+    fail(what + " refused: " + std::string(reply->str, reply->len));
+  }
+}
+
 void RedisLedger::connect() {
   context_.reset();
   context_.reset(
@@ -187,20 +194,14 @@ void RedisLedger::connect() {
   if (redisSetTimeout(context_.get(), to_timeval(timeout_)) != REDIS_OK) fail("cannot set timeout");
   redisEnableKeepAlive(context_.get());
 
-  const auto expect_ok = [this](const Reply& reply, const char* what) {
-    if (!reply) fail(what);
-    if (reply->type == REDIS_REPLY_ERROR) {
-      fail(std::string(what) + ": " + std::string(reply->str, reply->len));
-    }
-  };
   if (!address_.password.empty()) {
-    expect_ok(address_.username.empty()
-                  ? call(context_.get(), {"AUTH", address_.password})
-                  : call(context_.get(), {"AUTH", address_.username, address_.password}),
-              "AUTH refused");
+    const Reply auth = address_.username.empty()
+                           ? call(context_.get(), {"AUTH", address_.password})
+                           : call(context_.get(), {"AUTH", address_.username, address_.password});
+    check(auth.get(), "AUTH");
   }
   if (address_.db != 0) {
-    expect_ok(call(context_.get(), {"SELECT", std::to_string(address_.db)}), "SELECT refused");
+    check(call(context_.get(), {"SELECT", std::to_string(address_.db)}).get(), "SELECT");
   }
   // Marks written before the connection failed, their replies never read: written again.
   while (!unconfirmed_.empty()) {
@@ -212,10 +213,7 @@ void RedisLedger::connect() {
 void RedisLedger::mark_now(const std::string& posting_id, notify::TimePoint keep_until) {
   const Reply reply =
       call(context_.get(), {"SET", ledger_key(posting_id), kSent, "PXAT", epoch_ms(keep_until)});
-  if (!reply) fail("mark failed");
-  if (reply->type == REDIS_REPLY_ERROR) {
-    fail("mark refused: " + std::string(reply->str, reply->len));
-  }
+  check(reply.get(), "mark");
 }
 
 void RedisLedger::settle_marks() {
@@ -225,9 +223,7 @@ void RedisLedger::settle_marks() {
       fail("mark not confirmed");
     }
     const Reply reply(static_cast<redisReply*>(raw));
-    if (reply->type == REDIS_REPLY_ERROR) {
-      fail("mark refused: " + std::string(reply->str, reply->len));
-    }
+    check(reply.get(), "mark");
     unconfirmed_.pop_front();
   }
 }
@@ -240,19 +236,12 @@ DeliveryLedger::Claim RedisLedger::claim(std::string_view posting_id,
   const std::string lease_ms = std::to_string(std::max<std::int64_t>(1, lease.count()));
   // The common case, a posting nobody has seen: one plain command.
   const Reply first = call(context_.get(), {"SET", key, token_, "NX", "PX", lease_ms});
-  if (!first) fail("claim failed");
-  if (first->type == REDIS_REPLY_ERROR) {
-    fail("claim refused: " + std::string(first->str, first->len));
-  }
+  check(first.get(), "claim");
   if (first->type != REDIS_REPLY_NIL) return {Claimed::kYes, {}};
 
   const Reply reply = call(context_.get(), {"EVAL", kClaimScript, "1", key, token_, lease_ms});
-  if (!reply) fail("claim failed");
-  if (reply->type != REDIS_REPLY_INTEGER) {
-    const std::string why =
-        reply->type == REDIS_REPLY_ERROR ? std::string(reply->str, reply->len) : "unexpected reply";
-    fail("claim refused: " + why);
-  }
+  check(reply.get(), "claim");
+  if (reply->type != REDIS_REPLY_INTEGER) fail("claim: unexpected reply");
   if (reply->integer == 0) return {Claimed::kYes, {}};
   if (reply->integer < 0) return {Claimed::kAlreadySent, {}};
   return {Claimed::kHeld, std::chrono::milliseconds(reply->integer)};
@@ -279,19 +268,14 @@ void RedisLedger::release(std::string_view posting_id) {
   settle_marks();
   const std::string key = ledger_key(posting_id);
   const Reply reply = call(context_.get(), {"EVAL", kReleaseScript, "1", key, token_});
-  if (!reply) fail("release failed");
-  if (reply->type == REDIS_REPLY_ERROR) {
-    fail("release refused: " + std::string(reply->str, reply->len));
-  }
+  check(reply.get(), "release");
 }
 
 void RedisLedger::ping() {
   if (!context_) connect();
   settle_marks();
   const Reply reply = call(context_.get(), {"PING"});
-  if (!reply) fail("no answer to PING");
-  if (reply->type == REDIS_REPLY_ERROR)
-    fail("PING refused: " + std::string(reply->str, reply->len));
+  check(reply.get(), "PING");
 }
 
 }  // namespace worker

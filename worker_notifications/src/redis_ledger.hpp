@@ -19,6 +19,7 @@
 #include "ledger.hpp"
 
 struct redisContext;
+struct redisReply;
 
 namespace worker {
 
@@ -59,6 +60,8 @@ class RedisLedger final : public DeliveryLedger {
     void operator()(redisContext* context) const;
   };
   [[noreturn]] void fail(const std::string& what);
+  // Fails with "<what> failed" (no reply: the connection broke) or "<what> refused: <error>".
+  void check(const redisReply* reply, const std::string& what);
   // Reads the replies of the marks written so far; throws LedgerError (they stay owed).
   void settle_marks();
   // Writes a mark and waits for its reply (reconnecting: the owed ones).

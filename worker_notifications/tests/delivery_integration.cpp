@@ -28,15 +28,6 @@
 #include "stack.hpp"
 #include "worker_fixture.hpp"
 
-using namespace std::chrono_literals;
-using notify::testing::Process;
-using notify::testing::SmtpSink;
-using notify::testing::SmtpStage;
-using notify::testing::Stack;
-using notify::testing::unique_name;
-using notify::testing::wait_until;
-using SysClock = std::chrono::system_clock;
-
 using namespace worker::testing;
 
 TEST_CASE("worker: a posting is sent as one multipart mail and acknowledged") {
