@@ -1,6 +1,10 @@
 #include <doctest/doctest.h>
 
+#include <algorithm>
 #include <map>
+#include <random>
+#include <string>
+#include <vector>
 
 #include <nlohmann/json.hpp>
 
@@ -48,6 +52,124 @@ TEST_CASE("a posting survives its JSON encoding") {
   REQUIRE(q.not_before);
   CHECK(*q.not_before == *p.not_before);
   CHECK_FALSE(decode_posting(encode(sample())).not_before.has_value());
+}
+
+namespace {
+// How encode() wrote a posting before it wrote without a tree: its bytes are the reference.
+std::string tree_encoded(const Posting& p) {
+  auto written = [](TimePoint t) {
+    return format_iso8601(std::clamp(t, kEarliestTime, kLatestTime));
+  };
+  nlohmann::json j = {
+      {"schema_version", kPostingSchemaVersion},
+      {"posting_id", p.posting_id},
+      {"event",
+       {{"id", p.event_id},
+        {"type", p.event_type},
+        {"source", p.source},
+        {"time", written(p.event_time)}}},
+      {"channel", to_string(p.channel)},
+      {"template", p.template_name},
+      {"recipient",
+       {{"user_id", p.recipient.user_id},
+        {"address", p.recipient.address},
+        {"name", p.recipient.name},
+        {"timezone", p.recipient.timezone},
+        {"locale", p.recipient.locale}}},
+      {"content",
+       {{"subject", p.content.subject}, {"text", p.content.text}, {"html", p.content.html}}},
+      {"priority", p.priority},
+      {"quiet_hours", to_string(p.quiet_hours)},
+      {"created_at", written(p.created_at)},
+      {"expires_at", written(p.expires_at)},
+  };
+  if (p.not_before) j["not_before"] = written(*p.not_before);
+  return j.dump();
+}
+
+// encode() and the reference agree: the same bytes, or both throw.
+void check_same_as_tree(const Posting& p) {
+  std::string reference;
+  bool reference_threw = false;
+  try {
+    reference = tree_encoded(p);
+  } catch (const nlohmann::json::exception&) {
+    reference_threw = true;
+  }
+  if (reference_threw) {
+    CHECK_THROWS_AS(encode(p), nlohmann::json::exception);
+  } else {
+    CHECK(encode(p) == reference);
+  }
+}
+}  // namespace
+
+TEST_CASE("a posting is encoded byte for byte as the JSON tree was serialised") {
+  Posting p = sample();
+  check_same_as_tree(p);
+  p.not_before = *parse_iso8601("2026-12-01T15:00:00Z");
+  p.channel = Channel::kWebhook;
+  p.quiet_hours = QuietHours::kRespect;
+  p.priority = 0;
+  p.expires_at = TimePoint::max();  // capped as written
+  check_same_as_tree(p);
+
+  SUBCASE("quotes, backslashes, control characters, DEL and Unicode") {
+    std::string every_ascii;
+    for (int c = 0; c < 0x80; ++c) every_ascii.push_back(static_cast<char>(c));
+    p.content.subject = every_ascii;
+    p.content.text = "\"quoted\" \\ back\\slash\n\r\t\b\f tab\x01\x1f end";
+    p.content.html = "<a href=\"x\">Zoë – 日本語 😀 \u2028 \xef\xbf\xbf</a>";
+    p.recipient.name = "O'Brien \"the\" \x7f";
+    check_same_as_tree(p);
+    const Posting q = decode_posting(encode(p));
+    CHECK(q.content.subject == p.content.subject);
+    CHECK(q.content.text == p.content.text);
+    CHECK(q.content.html == p.content.html);
+    CHECK(q.recipient.name == p.recipient.name);
+  }
+  SUBCASE("text that is not UTF-8 is refused as nlohmann refuses it") {
+    for (const char* bad : {"\xff", "a\xc3", "\xc0\x80", "\xed\xa0\x80", "\xf4\x90\x80\x80",
+                            "\xe0\x9f\xbf", "\xf0\x8f\xbf\xbf", "ok\xe2\x82"}) {
+      p.content.text = bad;
+      CHECK_THROWS_AS(encode(p), nlohmann::json::exception);
+      check_same_as_tree(p);
+    }
+  }
+  SUBCASE("random bytes: the same output, or the same refusal") {
+    std::mt19937 random(12);  // fixed: a failure can be replayed
+    const std::string alphabet = std::string("\x00\x1f\"\\aZ~\x7f", 8) +
+                                 "\x80\xbf\xc2\xdf\xe0\xed\xef\xf0\xf4\xf5\xa0\x9f\x8f\x90";
+    for (int round = 0; round < 5000; ++round) {
+      std::string text;
+      const int size = static_cast<int>(random() % 12);
+      for (int i = 0; i < size; ++i) text.push_back(alphabet[random() % alphabet.size()]);
+      p.content.html = text;
+      check_same_as_tree(p);
+    }
+  }
+}
+
+TEST_CASE("times are encoded as format_iso8601 writes them, within the readable range") {
+  Posting p = sample();
+  std::mt19937_64 random(7);
+  const auto span = (kLatestTime - kEarliestTime).count();
+  std::vector<TimePoint> times = {kEarliestTime,
+                                  kLatestTime,
+                                  TimePoint{},
+                                  TimePoint::min(),
+                                  TimePoint::max(),
+                                  *parse_iso8601("2024-02-29T23:59:59.999Z"),
+                                  *parse_iso8601("1969-12-31T23:59:59.001Z")};
+  for (int i = 0; i < 2000; ++i) {
+    times.push_back(kEarliestTime + milliseconds(static_cast<std::int64_t>(
+                                        random() % static_cast<std::uint64_t>(span + 1))));
+  }
+  for (const TimePoint t : times) {
+    p.created_at = p.event_time = p.expires_at = t;
+    p.not_before = t;
+    check_same_as_tree(p);
+  }
 }
 
 TEST_CASE("a bad posting is refused with the field it lacks") {
