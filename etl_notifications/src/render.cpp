@@ -94,6 +94,15 @@ std::string one_line(std::string s) {
   return out;
 }
 
+// What kainjow renders into in place of an ostringstream: straight into the result.
+struct StringSink {
+  std::string& out;
+  StringSink& operator<<(const std::string& piece) {
+    out += piece;
+    return *this;
+  }
+};
+
 using PartialLookup = std::function<const mustache::data*(const std::string&)>;
 
 // Values come from the context stack as usual; partials only from the files in _partials/.
@@ -116,18 +125,63 @@ class RenderContext : public mustache::basic_context<std::string> {
   PartialLookup partials_;
 };
 
+// Whether text changes kainjow's delimiters ({{=<% %>=}}): then tags cannot be found by
+// looking for braces, and a partial's own delimiters would leak into its surroundings.
+bool sets_delimiters(const std::string& text) { return text.find("{{=") != std::string::npos; }
+
+// text with each {{> name}} tag replaced by the text `partial(name)` gives (itself inlined, up
+// to a depth), found as kainjow's parser finds tags with the default delimiters. Rendering the
+// result is rendering the template with kainjow's partials: kainjow renders a partial's parts
+// in place, in the same context and line buffer, with the same escape. A tag whose partial
+// gives nothing (missing, refused, or setting delimiters) stays, to be looked up (and fail)
+// at render time as before.
+using PartialText = std::function<const std::string*(const std::string&)>;
+std::string inline_partials(const std::string& text, const PartialText& partial, int depth) {
+  constexpr int kMaxDepth = 8;  // deeper tags are left to kainjow, which recurses as it did
+  std::string out;
+  out.reserve(text.size());
+  std::size_t pos = 0;
+  while (true) {
+    const std::size_t begin = text.find("{{", pos);
+    if (begin == std::string::npos) break;
+    const bool triple = begin != text.size() - 2 && text[begin + 2] == '{';
+    const std::size_t contents = begin + (triple ? 3 : 2);
+    const std::string closer = triple ? "}}}" : "}}";
+    const std::size_t end = text.find(closer, contents);
+    if (end == std::string::npos) break;  // kainjow refuses the template anyway
+    const std::size_t after = end + closer.size();
+    const std::string tag = mustache::trim(text.substr(contents, end - contents));
+    const std::string* body = nullptr;
+    if (!triple && depth < kMaxDepth && !tag.empty() && tag[0] == '>') {
+      body = partial(mustache::trim(tag.substr(1)));
+    }
+    out.append(text, pos, body == nullptr ? after - pos : begin - pos);
+    if (body != nullptr) out += inline_partials(*body, partial, depth + 1);
+    pos = after;
+  }
+  out.append(text, pos, std::string::npos);
+  return out;
+}
+
 }  // namespace
 
 // Parsed once, rendered many times; the escape follows the part (HTML or verbatim).
 struct TemplateStore::Compiled {
   std::string name;  // path relative to the root, for messages
+  std::string text;
+  bool escape_html = true;
   mustache::mustache tmpl;
+  // The template with its partials' text put in place of their tags, parsed once per set of
+  // partial folders a locale uses ("de\x1f" for de and de-AT, "" for the default), since
+  // kainjow parses a partial's text again at every render. Null: nothing to inline (use tmpl).
+  std::map<std::string, std::unique_ptr<mustache::mustache>> inlined;
 };
 
 struct TemplateStore::Partials {
   struct Partial {
     mustache::data text;  // a string: kainjow parses it where {{> name}} stands
     std::string error;    // parse error naming the file; empty when the partial is fine
+    std::string source;   // the same text, to be inlined
   };
   std::map<std::string, std::map<std::string, Partial>> by_locale;  // "" = default
 };
@@ -166,7 +220,7 @@ TemplateStore::Compiled* TemplateStore::load(const std::string& path, bool escap
   }
   if (auto text = read_file(path)) {
     compiled = std::make_unique<Compiled>(
-        Compiled{path.substr(root_.size() + 1), mustache::mustache{*text}});
+        Compiled{path.substr(root_.size() + 1), *text, escape_html, mustache::mustache{*text}, {}});
     if (!compiled->tmpl.is_valid()) {
       throw TemplateError("template " + compiled->name + ": " + compiled->tmpl.error_message());
     }
@@ -194,16 +248,16 @@ const TemplateStore::Partials& TemplateStore::partials() {
     const std::string rel =
         "_partials/" + (locale.empty() ? "" : locale + "/") + file.filename().string();
     if (!inside(canonical_root_, file)) {  // only templates using it fail, with this error
-      loaded->by_locale[locale].emplace(file.stem().string(),
-                                        Partials::Partial{mustache::data{""}, outside_error(rel)});
+      loaded->by_locale[locale].emplace(
+          file.stem().string(), Partials::Partial{mustache::data{""}, outside_error(rel), ""});
       return;
     }
     auto text = read_file(file);
     if (!text) return;
     mustache::mustache parsed{*text};
     std::string error = parsed.is_valid() ? "" : "template " + rel + ": " + parsed.error_message();
-    loaded->by_locale[locale].emplace(file.stem().string(),
-                                      Partials::Partial{mustache::data{*text}, std::move(error)});
+    loaded->by_locale[locale].emplace(
+        file.stem().string(), Partials::Partial{mustache::data{*text}, std::move(error), *text});
   };
   std::error_code ec;  // no _partials folder: no partials
   for (const auto& entry : fs::directory_iterator(fs::path(root_) / "_partials", ec)) {
@@ -223,25 +277,64 @@ const TemplateStore::Partials& TemplateStore::partials() {
 std::string TemplateStore::render_one(Compiled& compiled, const std::string& locale,
                                       const Data& data, const Data* extra) {
   const Partials& all = partials();
+  // The partial folders this locale looks in, most specific first: what a partial's text
+  // depends on, and a bounded key whatever locale a user has.
+  std::vector<const std::map<std::string, Partials::Partial>*> folders;
+  std::string key;
   std::vector<std::string> locales = locale_chain(locale);
   locales.emplace_back();  // the default
+  for (const std::string& l : locales) {
+    auto in_locale = all.by_locale.find(l);
+    if (in_locale == all.by_locale.end()) continue;
+    folders.push_back(&in_locale->second);
+    key += l;
+    key += '\x1f';
+  }
+  auto find = [&](const std::string& name) -> const Partials::Partial* {
+    for (const auto* folder : folders) {
+      auto it = folder->find(name);
+      if (it != folder->end()) return &it->second;
+    }
+    return nullptr;
+  };
+
+  auto [slot, added] = compiled.inlined.try_emplace(key);
+  if (added && !sets_delimiters(compiled.text)) {
+    const std::string text = inline_partials(
+        compiled.text,
+        [&](const std::string& name) -> const std::string* {
+          const Partials::Partial* p = find(name);
+          if (p == nullptr || !p->error.empty() || sets_delimiters(p->source)) return nullptr;
+          return &p->source;
+        },
+        0);
+    if (text != compiled.text) {
+      auto inlined = std::make_unique<mustache::mustache>(text);
+      if (inlined->is_valid()) {
+        if (!compiled.escape_html) inlined->set_custom_escape(verbatim);
+        slot->second = std::move(inlined);
+      }  // else: rendered as written, where kainjow says what is wrong
+    }
+  }
+  mustache::mustache& tmpl = slot->second ? *slot->second : compiled.tmpl;
+
   const std::string& used_by = compiled.name;
   RenderContext ctx(&data, [&](const std::string& name) -> const mustache::data* {
-    for (const std::string& l : locales) {
-      auto in_locale = all.by_locale.find(l);
-      if (in_locale == all.by_locale.end()) continue;
-      auto it = in_locale->second.find(name);
-      if (it == in_locale->second.end()) continue;
-      if (!it->second.error.empty()) throw TemplateError(it->second.error);
-      return &it->second.text;
-    }
+    const Partials::Partial* p = find(name);
     // A misspelt partial would silently drop a footer or an unsubscribe link.
-    throw TemplateError("template " + used_by + ": no partial '" + name + "' in _partials/");
+    if (p == nullptr) {
+      throw TemplateError("template " + used_by + ": no partial '" + name + "' in _partials/");
+    }
+    if (!p->error.empty()) throw TemplateError(p->error);
+    return &p->text;
   });
   if (extra != nullptr) ctx.push(extra);
-  std::string out = compiled.tmpl.render(ctx);
-  if (!compiled.tmpl.is_valid()) {
-    const std::string message = "template " + compiled.name + ": " + compiled.tmpl.error_message();
+  std::string out;
+  out.reserve(compiled.text.size() * 2);
+  StringSink sink{out};
+  tmpl.render(ctx, sink);
+  if (!tmpl.is_valid()) {
+    const std::string message = "template " + compiled.name + ": " + tmpl.error_message();
     cache_.erase(root_ + "/" + compiled.name);  // kainjow keeps the error: parse it afresh
     throw TemplateError(message);
   }

@@ -1,9 +1,15 @@
 #include <doctest/doctest.h>
 
+#include <kainjow/mustache.hpp>
+
 #include <filesystem>
 #include <fstream>
+#include <memory>
+#include <optional>
 #include <random>
+#include <sstream>
 #include <string>
+#include <vector>
 
 #include "render.hpp"
 
@@ -382,4 +388,190 @@ TEST_CASE("a template file or folder that is a symlink out of the templates fold
                      fs::path(tree.root()) / "email/same/text.mustache");
   TemplateStore inside_store(tree.root());
   CHECK(inside_store.render("email/same", "", kAnn).text == "T");
+}
+
+namespace {
+
+// The store as it rendered before templates were compiled with their partials inlined: kainjow
+// looking each partial up, and parsing its text, where {{> name}} stands. The reference the
+// compiled templates must match byte for byte.
+class ReferenceRenderer {
+ public:
+  explicit ReferenceRenderer(std::string root) : root_(std::move(root)) {}
+
+  notify::Content render(const std::string& name, const std::string& locale,
+                         const nlohmann::json& context) const {
+    const auto data = to_data(context);
+    const auto slash = name.find('/');
+    const std::string layouts = name.substr(0, slash) + "/_layout";
+    notify::Content c;
+    auto wrap = [&](const std::string& part, const std::string& body) {
+      const auto layout = file(layouts, locale, part);
+      if (!layout) return body;
+      kainjow::mustache::data extra{kainjow::mustache::data::type::object};
+      extra.set("content", body);
+      extra.set("subject", c.subject);
+      return render_text(*layout, part == "html", locale, data, &extra);
+    };
+    c.subject = render_text(*file(name, locale, "subject"), false, locale, data, nullptr);
+    while (!c.subject.empty() && (c.subject.back() == '\n' || c.subject.back() == '\r')) {
+      c.subject.pop_back();
+    }
+    std::string line;
+    for (char ch : c.subject) {
+      if (ch != '\n' && ch != '\r') {
+        line.push_back(ch);
+      } else if (line.empty() || line.back() != ' ') {
+        line.push_back(' ');
+      }
+    }
+    c.subject = line;
+    c.text = wrap("text", render_text(*file(name, locale, "text"), false, locale, data, nullptr));
+    if (const auto html = file(name, locale, "html")) {
+      c.html = wrap("html", render_text(*html, true, locale, data, nullptr));
+    }
+    return c;
+  }
+
+ private:
+  static std::vector<std::string> chain(const std::string& locale) {
+    std::vector<std::string> out;
+    for (std::string l = locale; !l.empty();) {
+      out.push_back(l);
+      const auto dash = l.find_last_of("-_");
+      l = dash == std::string::npos ? "" : l.substr(0, dash);
+    }
+    out.emplace_back();
+    return out;
+  }
+  static std::optional<std::string> read(const fs::path& path) {
+    std::ifstream in(path, std::ios::binary);
+    if (!in) return std::nullopt;
+    std::ostringstream text;
+    text << in.rdbuf();
+    return text.str();
+  }
+  std::optional<std::string> file(const std::string& folder, const std::string& locale,
+                                  const std::string& part) const {
+    for (const std::string& l : chain(locale)) {
+      const fs::path dir = fs::path(root_) / folder / l;
+      if (auto text = read(dir / (part + ".mustache"))) return text;
+    }
+    return std::nullopt;
+  }
+  static kainjow::mustache::data to_data(const nlohmann::json& value) {
+    using kainjow::mustache::data;
+    if (value.is_object()) {
+      data out{data::type::object};
+      for (const auto& [key, item] : value.items()) out.set(key, to_data(item));
+      return out;
+    }
+    if (value.is_array()) {
+      data out{data::type::list};
+      for (const auto& item : value) out.push_back(to_data(item));
+      return out;
+    }
+    if (value.is_string()) return data{value.get<std::string>()};
+    if (value.is_boolean()) return data{value.get<bool>()};
+    if (value.is_null()) return data{false};
+    return data{value.dump()};
+  }
+
+  class Context : public kainjow::mustache::basic_context<std::string> {
+   public:
+    Context(const kainjow::mustache::data* data, const ReferenceRenderer& r, std::string locale)
+        : values_(data), renderer_(r), locale_(std::move(locale)) {}
+    void push(const kainjow::mustache::data* data) override { values_.push(data); }
+    void pop() override { values_.pop(); }
+    const kainjow::mustache::data* get(const std::string& name) const override {
+      return values_.get(name);
+    }
+    const kainjow::mustache::data* get_partial(const std::string& name) const override {
+      auto text = renderer_.file("_partials", locale_, name);
+      REQUIRE(text);
+      partials_.push_back(std::make_unique<kainjow::mustache::data>(*text));
+      return partials_.back().get();
+    }
+
+   private:
+    kainjow::mustache::context<std::string> values_;
+    const ReferenceRenderer& renderer_;
+    std::string locale_;
+    mutable std::vector<std::unique_ptr<kainjow::mustache::data>> partials_;
+  };
+
+  std::string render_text(const std::string& text, bool html, const std::string& locale,
+                          const kainjow::mustache::data& data,
+                          const kainjow::mustache::data* extra) const {
+    kainjow::mustache::mustache tmpl{text};
+    REQUIRE(tmpl.is_valid());
+    if (!html) tmpl.set_custom_escape([](const std::string& s) { return s; });
+    Context ctx(&data, *this, locale);
+    if (extra != nullptr) ctx.push(extra);
+    std::string out = tmpl.render(ctx);
+    REQUIRE(tmpl.is_valid());
+    return out;
+  }
+
+  std::string root_;
+};
+
+// The example context, with values that escaping and line handling must treat alike.
+nlohmann::json hostile(nlohmann::json context) {
+  context["user"]["first_name"] = "<b>Zoë</b> & \"O'Brien\"\n  {{x}}";
+  context["unsubscribe_url"] = "https://example.org/u?a=1&b=<2>";
+  return context;
+}
+
+}  // namespace
+
+TEST_CASE("compiled templates render every catalogue template as kainjow with partials did") {
+  const std::string root = NOTIFY_SOURCE_DIR "/templates";
+  TemplateStore store(root);
+  const ReferenceRenderer reference(root);
+  for (const auto& entry : fs::directory_iterator(root + "/email")) {
+    const std::string folder = entry.path().filename().string();
+    if (!entry.is_directory() || folder.front() == '_') continue;
+    const std::string name = "email/" + folder;
+    for (const char* locale : {"en", "de", "de-AT", "fr", ""}) {
+      for (const nlohmann::json& context : {example(name), hostile(example(name))}) {
+        CAPTURE(name);
+        CAPTURE(locale);
+        const notify::Content want = reference.render(name, locale, context);
+        for (int again = 0; again < 2; ++again) {  // compiled on first use, then reused
+          const notify::Content got = store.render(name, locale, context);
+          CHECK(got.subject == want.subject);
+          CHECK(got.text == want.text);
+          CHECK(got.html == want.html);
+        }
+      }
+    }
+  }
+}
+
+TEST_CASE("inlined partials keep kainjow's lines, sections, comments and delimiters") {
+  TemplateTree t;
+  t.file("_partials/line.mustache", "  {{#items}}\n  - {{.}}\n  {{/items}}\n")
+      .file("_partials/nested.mustache", "[{{> line}}]{{! {{> nope}} }}")
+      .file("_partials/delims.mustache", "{{=<% %>=}}<% who %>")
+      .file("_partials/de/line.mustache", "DE {{#items}}{{.}},{{/items}}\n");
+  t.parts("email/a", "{{> nested}}\n",
+          "Hi\n{{> line}}\n{{#flag}}\n{{> nested}}\n{{/flag}}\n{{^flag}}{{> nope}}{{/flag}}",
+          "<p>{{{ > line}}}</p>\n {{> line }} \n{{> delims}}")
+      .parts("email/b", "x", "{{=[[ ]]=}}[[> line]] [[who]]", "{{> nested}}");
+  TemplateStore store(t.root());
+  const ReferenceRenderer reference(t.root());
+  const nlohmann::json context = {
+      {"items", {"a<b", "c&d"}}, {"flag", true}, {"who", "<you>"}, {">line", "v"}};
+  for (const char* name : {"email/a", "email/b"}) {
+    for (const char* locale : {"en", "de"}) {
+      CAPTURE(name);
+      CAPTURE(locale);
+      const notify::Content want = reference.render(name, locale, context);
+      const notify::Content got = store.render(name, locale, context);
+      CHECK(got.subject == want.subject);
+      CHECK(got.text == want.text);
+      CHECK(got.html == want.html);
+    }
+  }
 }
