@@ -1,14 +1,22 @@
 // bench_amqp: the bare rabbitmq-c side of the benchmarks (bench/run.py drives it).
 //
-//   bench_amqp URL publish EXCHANGE ROUTING_KEY COUNT WINDOW BODY_FILE PRIORITY [RATE]
-//       the ceiling of the ETL: COUNT persistent, mandatory messages with BODY_FILE's bytes,
-//       publisher confirms with at most WINDOW unconfirmed; prints {"seconds": …}. With RATE
-//       (messages/s), paced to it: what the broker costs at a service's pace.
+//   bench_amqp URL publish EXCHANGE ROUTING_KEY COUNT WINDOW BODY_FILE PRIORITY [RATE] [id-at=N]
+//       the publisher-only reference of the ETL: COUNT persistent, mandatory messages with
+//       BODY_FILE's bytes, publisher confirms with at most WINDOW unconfirmed; prints
+//       {"seconds": …}. With RATE (messages/s, 0: unpaced), paced to it: what the broker costs at
+//       a service's pace. With id-at=N, the 12 bytes at offset N of the body are replaced by the
+//       message's sequence number (12 digits), so that every message is another posting.
+//   bench_amqp URL republish QUEUE EXCHANGE ROUTING_KEY COUNT WINDOW PREFETCH CONNECTIONS
+//       the ceiling of the worker's deferrals: CONNECTIONS threads, each with its own connection,
+//       consume QUEUE (PREFETCH unacknowledged each), publish a persistent copy of each message
+//       (body and properties) to EXCHANGE/ROUTING_KEY with at most WINDOW unconfirmed, and
+//       acknowledge the original once its copy is confirmed (multiple). Stops after COUNT copies
+//       are confirmed; prints {"seconds": …}.
 //   bench_amqp URL watch QUEUE COUNT TIMEOUT_S [PID]
 //       polls the queue's depth until it reaches COUNT; prints the steady-clock times (seconds,
 //       CLOCK_MONOTONIC, as Python's time.monotonic()) of the first message and of the COUNTth.
 //       Fails after TIMEOUT_S, or as soon as process PID has ended.
-//   bench_amqp URL count|purge|delete QUEUE
+//   bench_amqp URL count|purge|delete|exists QUEUE
 //   bench_amqp URL sample QUEUE BODY_FILE    takes one message, writes its body; prints
 //                                           {"bytes": …, "priority": …}
 //
@@ -19,9 +27,11 @@
 #include <amqp_tcp_socket.h>
 #include <signal.h>
 
+#include <atomic>
 #include <chrono>
 #include <cstdio>
 #include <cstring>
+#include <deque>
 #include <fstream>
 #include <iostream>
 #include <iterator>
@@ -141,17 +151,23 @@ bool process_alive(long pid) {
   return paren != std::string::npos && paren + 2 < line.size() && line[paren + 2] != 'Z';
 }
 
-int publish(Link& link, const std::vector<std::string>& a) {
+int publish(Link& link, std::vector<std::string> a) {
+  long long id_at = -1;
+  if (!a.empty() && a.back().rfind("id-at=", 0) == 0) {
+    id_at = number(a.back().substr(6), "id-at");
+    a.pop_back();
+  }
   if (a.size() != 6 && a.size() != 7) {
-    fail("publish EXCHANGE ROUTING_KEY COUNT WINDOW BODY_FILE PRIORITY [RATE]");
+    fail("publish EXCHANGE ROUTING_KEY COUNT WINDOW BODY_FILE PRIORITY [RATE] [id-at=N]");
   }
   const std::string& exchange = a[0];
   const std::string& routing_key = a[1];
   const long long count = number(a[2], "COUNT");
   const long long window = std::max(1LL, number(a[3], "WINDOW"));
-  const std::string body = read_file(a[4]);
+  std::string body = read_file(a[4]);
   const auto priority = static_cast<std::uint8_t>(number(a[5], "PRIORITY"));
   const double rate = a.size() == 7 ? static_cast<double>(number(a[6], "RATE")) : 0.0;
+  if (id_at >= 0 && static_cast<std::size_t>(id_at) + 12 > body.size()) fail("id-at past the body");
   amqp_connection_state_t state = link.state();
   const amqp_channel_t channel = link.channel();
 
@@ -206,6 +222,11 @@ int publish(Link& link, const std::vector<std::string>& a) {
     }
     id = "bench-" + std::to_string(sent);
     props.message_id = bytes_of(id);
+    if (id_at >= 0) {
+      char digits[13];
+      std::snprintf(digits, sizeof digits, "%012lld", sent % 1000000000000LL);
+      body.replace(static_cast<std::size_t>(id_at), 12, digits, 12);
+    }
     const int status =
         amqp_basic_publish(state, channel, amqp_cstring_bytes(exchange.c_str()),
                            amqp_cstring_bytes(routing_key.c_str()), 1, 0, &props, bytes_of(body));
@@ -219,6 +240,108 @@ int publish(Link& link, const std::vector<std::string>& a) {
       "\"nacked\": %lld, \"returned\": %lld}\n",
       start, end, end - start, count, body.size(), nacked, returned);
   return nacked == 0 && returned == 0 ? 0 : 1;
+}
+
+// One connection of the republisher: consumes, copies, acknowledges after the copy's confirm.
+void republish_one(const std::string& url, const std::vector<std::string>& a, long long count,
+                   std::atomic<long long>& done) {
+  const std::string& queue = a[0];
+  const std::string& exchange = a[1];
+  const std::string& routing_key = a[2];
+  const long long window = std::max(1LL, number(a[4], "WINDOW"));
+  const auto prefetch = static_cast<std::uint16_t>(number(a[5], "PREFETCH"));
+  Link link(url);
+  amqp_connection_state_t state = link.state();
+  const amqp_channel_t channel = link.channel();
+  amqp_confirm_select(state, channel);
+  check_reply(amqp_get_rpc_reply(state), "confirm.select");
+  amqp_basic_qos(state, channel, 0, prefetch, 0);
+  check_reply(amqp_get_rpc_reply(state), "basic.qos");
+  amqp_basic_consume(state, channel, bytes_of(queue), amqp_empty_bytes, 0, 0, 0, amqp_empty_table);
+  check_reply(amqp_get_rpc_reply(state), "basic.consume " + queue);
+
+  struct Copy {
+    std::uint64_t delivery_tag;
+    std::uint64_t publish_tag;
+    bool confirmed;
+  };
+  std::deque<amqp_message_t> waiting;  // received, not yet published (the window is full)
+  std::deque<std::uint64_t> waiting_tags;
+  std::deque<Copy> unconfirmed;
+  std::uint64_t next_publish_tag = 1;
+
+  auto publish_waiting = [&] {
+    while (!waiting.empty() && static_cast<long long>(unconfirmed.size()) < window) {
+      amqp_message_t& m = waiting.front();
+      const int status =
+          amqp_basic_publish(state, channel, amqp_cstring_bytes(exchange.c_str()),
+                             amqp_cstring_bytes(routing_key.c_str()), 0, 0, &m.properties, m.body);
+      if (status != AMQP_STATUS_OK) fail(std::string("publish: ") + amqp_error_string2(status));
+      unconfirmed.push_back({waiting_tags.front(), next_publish_tag++, false});
+      amqp_destroy_message(&m);
+      waiting.pop_front();
+      waiting_tags.pop_front();
+    }
+  };
+  while (done.load() < count) {
+    publish_waiting();
+    amqp_maybe_release_buffers(state);
+    amqp_frame_t frame;
+    timeval wait{0, 100000};
+    const int status = amqp_simple_wait_frame_noblock(state, &frame, &wait);
+    if (status == AMQP_STATUS_TIMEOUT) continue;
+    if (status != AMQP_STATUS_OK) fail(std::string("republish: ") + amqp_error_string2(status));
+    if (frame.frame_type != AMQP_FRAME_METHOD) continue;
+    const amqp_method_number_t id = frame.payload.method.id;
+    if (id == AMQP_BASIC_DELIVER_METHOD) {
+      const auto* deliver = static_cast<amqp_basic_deliver_t*>(frame.payload.method.decoded);
+      const std::uint64_t tag = deliver->delivery_tag;
+      amqp_message_t message;
+      check_reply(amqp_read_message(state, channel, &message, 0), "read message");
+      waiting.push_back(message);
+      waiting_tags.push_back(tag);
+    } else if (id == AMQP_BASIC_ACK_METHOD || id == AMQP_BASIC_NACK_METHOD) {
+      if (id == AMQP_BASIC_NACK_METHOD) fail("the broker refused a copy (nack)");
+      const auto* ack = static_cast<amqp_basic_ack_t*>(frame.payload.method.decoded);
+      for (auto& c : unconfirmed) {
+        if (c.publish_tag > ack->delivery_tag) break;
+        if (ack->multiple != 0 || c.publish_tag == ack->delivery_tag) c.confirmed = true;
+      }
+      std::uint64_t ack_up_to = 0;
+      long long confirmed = 0;
+      while (!unconfirmed.empty() && unconfirmed.front().confirmed) {
+        ack_up_to = unconfirmed.front().delivery_tag;
+        unconfirmed.pop_front();
+        ++confirmed;
+      }
+      if (ack_up_to != 0) {
+        amqp_basic_ack(state, channel, ack_up_to, 1);
+        done += confirmed;
+      }
+    } else if (id == AMQP_CHANNEL_CLOSE_METHOD) {
+      fail("the broker closed the channel (does the queue exist?)");
+    }
+  }
+  for (auto& m : waiting) amqp_destroy_message(&m);
+}
+
+int republish(const std::string& url, const std::vector<std::string>& a) {
+  if (a.size() != 7) {
+    fail("republish QUEUE EXCHANGE ROUTING_KEY COUNT WINDOW PREFETCH CONNECTIONS");
+  }
+  const long long count = number(a[3], "COUNT");
+  const long long connections = std::max(1LL, number(a[6], "CONNECTIONS"));
+  std::atomic<long long> done{0};
+  const double start = seconds_now();
+  std::vector<std::thread> threads;
+  for (long long i = 0; i < connections; ++i) {
+    threads.emplace_back(republish_one, std::cref(url), std::cref(a), count, std::ref(done));
+  }
+  for (auto& t : threads) t.join();
+  const double end = seconds_now();
+  std::printf("{\"start\": %.6f, \"end\": %.6f, \"seconds\": %.6f, \"messages\": %lld}\n", start,
+              end, end - start, done.load());
+  return 0;
 }
 
 int watch(Link& link, const std::vector<std::string>& a) {
@@ -283,10 +406,15 @@ int main(int argc, char** argv) {
   }
   const std::string command = argv[2];
   const std::vector<std::string> args(argv + 3, argv + argc);
+  if (command == "republish") return republish(argv[1], args);
   Link link(argv[1]);
   if (command == "publish") return publish(link, args);
   if (command == "watch") return watch(link, args);
   if (command == "sample") return sample(link, args);
+  if (command == "exists") {
+    std::printf("%s\n", link.depth(args.at(0)) ? "yes" : "no");
+    return 0;
+  }
   if (command == "count") {
     std::printf("%u\n", link.depth(args.at(0)).value_or(0));
     return 0;

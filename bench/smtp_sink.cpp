@@ -2,7 +2,7 @@
 // benchmark of a sender measures the sender (maildev parses and stores each mail and tops out
 // near 1,000 mails/s).
 //
-//   bench_smtp_sink [--port N] [--sample PATH]
+//   bench_smtp_sink [--port N] [--sample PATH] [--mark PREFIX]
 //
 // Prints "listening on 127.0.0.1:PORT" once it listens (--port 0, the default, picks a free
 // port). One thread per connection; replies go out per read, so a pipelining client (RFC 2920)
@@ -14,6 +14,10 @@
 //   XSTAT   -> "250 <mails> <first> <last>": mails accepted since start or XRESET, and the
 //              CLOCK_MONOTONIC seconds (Python's time.monotonic()) of the first and last
 //   XRESET  -> "250 reset"
+//   XMARK T -> "250 <time>": with --mark PREFIX, every accepted mail is searched for PREFIX and
+//              the letters and digits after it (quoted-printable soft breaks skipped); XMARK
+//              answers when the mail carrying PREFIX+T was accepted (CLOCK_MONOTONIC seconds),
+//              or "550 not seen". For latency runs of single mails: the search costs time.
 
 #include <arpa/inet.h>
 #include <netinet/in.h>
@@ -29,6 +33,7 @@
 #include <cstring>
 #include <fstream>
 #include <iostream>
+#include <map>
 #include <mutex>
 #include <string>
 #include <string_view>
@@ -91,8 +96,43 @@ struct Sample {
   }
 };
 
+// When each marked mail was accepted, by its mark (--mark).
+struct Marks {
+  std::string prefix;
+  std::mutex mu;
+  std::map<std::string, std::int64_t, std::less<>> accepted;
+
+  void offer(std::string_view data, std::int64_t t) {
+    if (prefix.empty()) return;
+    for (auto at = data.find(prefix); at != std::string_view::npos;
+         at = data.find(prefix, at + 1)) {
+      std::string token;
+      for (std::size_t i = at + prefix.size(); i < data.size();) {
+        if (data.compare(i, 3, "=\r\n") == 0) {
+          i += 3;
+        } else if (std::isalnum(static_cast<unsigned char>(data[i]))) {
+          token += data[i++];
+        } else {
+          break;
+        }
+      }
+      if (token.empty()) continue;
+      std::lock_guard lock(mu);
+      accepted.emplace(token, t);
+      return;
+    }
+  }
+
+  std::int64_t when(std::string_view token) {
+    std::lock_guard lock(mu);
+    const auto it = accepted.find(token);
+    return it == accepted.end() ? 0 : it->second;
+  }
+};
+
 Counters g_counters;
 Sample g_sample;
+Marks g_marks;
 
 bool starts_with_nocase(std::string_view line, std::string_view word) {
   if (line.size() < word.size()) return false;
@@ -159,6 +199,8 @@ void serve(int fd) {
         }
         g_sample.offer(from, to, std::string_view(in).substr(pos, body_end - pos));
         g_counters.accepted();
+        if (!g_marks.prefix.empty())
+          g_marks.offer(std::string_view(in).substr(pos, body_end - pos), now_ns());
         out += "250 2.0.0 accepted\r\n";
         pos = next;
         in_data = false;
@@ -193,6 +235,11 @@ void serve(int fd) {
                       static_cast<double>(g_counters.first_ns.load()) / 1e9,
                       static_cast<double>(g_counters.last_ns.load()) / 1e9);
         out += stat;
+      } else if (starts_with_nocase(line, "XMARK ")) {
+        const std::int64_t t = g_marks.when(line.substr(6));
+        char reply[64];
+        std::snprintf(reply, sizeof reply, "250 %.6f\r\n", static_cast<double>(t) / 1e9);
+        out += t == 0 ? std::string("550 not seen\r\n") : std::string(reply);
       } else if (starts_with_nocase(line, "XRESET")) {
         g_counters.reset();
         out += "250 reset\r\n";
@@ -224,6 +271,8 @@ int main(int argc, char** argv) {
     }
     if (flag == "--port") {
       port = std::atoi(argv[++i]);
+    } else if (flag == "--mark" && i + 1 < argc) {
+      g_marks.prefix = argv[++i];
     } else if (flag == "--sample") {
       g_sample.path = argv[++i];
     } else {
