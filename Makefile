@@ -126,10 +126,11 @@ replay-postings:
 	@$(if $(APPLY),true,echo && echo "Dry run: nothing was replayed. To replay: make replay-postings APPLY=1 [CHANNEL=webhook] [MATCH=text]")
 
 # Benchmarks (not part of `make test`): a Release build of its own in build-bench/, its own broker
-# stack, and the results in documentation/benchmarks.md (bench/run.py).
+# stack, each service against a bare relay of its own in the same run, and the results in
+# documentation/benchmarks.md (bench/run.py; valgrind counts the ETL's instructions per event).
 bench: deps
 	cmake -S . -B build-bench -DCMAKE_BUILD_TYPE=Release -DNOTIFY_BENCH=ON
-	cmake --build build-bench --target bench_programs -j2
+	cmake --build build-bench --target bench_programs -j$$(nproc)
 	python3 bench/run.py --build-dir build-bench --out documentation/benchmarks.md
 
 # Fuzzing (not part of `make test`, which replays the seeds and reproducers): a clang build of
