@@ -71,7 +71,7 @@ def parse_args():
     p.add_argument("--build-dir", default="build-bench", help="a Release build with bench_programs")
     p.add_argument("--out", default="documentation/benchmarks.md")
     p.add_argument("--runs", type=int, default=3, help="runs per scenario (at least 3)")
-    p.add_argument("--signups", type=int, default=50_000, help="scenario 1: events")
+    p.add_argument("--signups", type=int, default=30_000, help="scenario 1: events")
     p.add_argument("--signup-users", type=int, default=0,
                    help="scenario 1: distinct users (0: the fixture users of dev/users.json)")
     p.add_argument("--mailing", type=int, nargs="+", default=[10_000, 100_000],
@@ -946,7 +946,6 @@ class Bench:
             # than that has parked only part of them by the end: its rate is what it parked by
             # then, an upper bound.
             quiet = max(30, -(-n // max(1, int(ceiling_rate * 0.5))))
-            quiet = quiet if quiet < 60 else -(-quiet // 60) * 60
             if quiet > self.args.timeout:
                 raise BenchError(f"{name}: the ceiling ({ceiling_rate:.0f}/s) is too slow for "
                                  f"{n:,} postings in {self.args.timeout} s")
