@@ -151,12 +151,13 @@ std::optional<Delivery> Consumer::next(std::chrono::milliseconds timeout) {
   });
 }
 
-void Consumer::ack(std::uint64_t delivery_tag) {
+void Consumer::ack(std::uint64_t delivery_tag, bool multiple) {
   // A delivery of a closed connection went back to the queue when that connection closed.
   const std::optional<std::uint64_t> tag = impl_->broker_tag(delivery_tag);
   if (!tag) return;
   Connection::Impl& c = impl_->conn();
-  impl_->guarded([&] { c.check(amqp_basic_ack(c.state, kChannel, *tag, 0), "ack"); });
+  impl_->guarded(
+      [&] { c.check(amqp_basic_ack(c.state, kChannel, *tag, multiple ? 1 : 0), "ack"); });
 }
 
 void Consumer::reject(std::uint64_t delivery_tag, bool requeue) {

@@ -195,11 +195,14 @@ class Consumer {
   bool connected() const;
   void connect();     // throws Error
   void disconnect();  // unacked deliveries return to the queue
-  // The next delivery, or nothing when none arrives within timeout. Throws Error.
+  // The next delivery, or nothing when none arrives within timeout. A timeout of 0 never
+  // waits: only a delivery already received (or readable from the socket at once). Throws Error.
   std::optional<Delivery> next(std::chrono::milliseconds timeout);
   // Throw Error. A delivery of an earlier, closed connection is ignored: the broker already
   // returned it to the queue (its tag must not ack another message of the new channel).
-  void ack(std::uint64_t delivery_tag);
+  // With `multiple`, every earlier delivery of this connection not yet acked or rejected is
+  // acknowledged too (basic.ack multiple=true): the caller vouches that all of them are done.
+  void ack(std::uint64_t delivery_tag, bool multiple = false);
   void reject(std::uint64_t delivery_tag, bool requeue);
 
  private:
