@@ -4,7 +4,8 @@
 
 #include <algorithm>
 #include <array>
-#include <charconv>
+#include <cstdint>
+#include <cstring>
 
 #include <nlohmann/json.hpp>
 
@@ -130,18 +131,40 @@ std::size_t utf8_sequence(std::string_view s, std::size_t i) {
   return 0;
 }
 
+// Whether any of the 8 bytes in `word` needs a look (a control character, '"', '\\', or
+// not ASCII): the bit tricks of "Bit Twiddling Hacks" (haszero, hasless), one word at a time.
+bool needs_look(std::uint64_t word) {
+  constexpr std::uint64_t kOnes = 0x0101010101010101ull;
+  constexpr std::uint64_t kHigh = 0x8080808080808080ull;
+  const auto has_zero = [](std::uint64_t v) { return (v - kOnes) & ~v & kHigh; };
+  const std::uint64_t below_space = (word - kOnes * 0x20) & ~word & kHigh;
+  return ((below_space | has_zero(word ^ (kOnes * '"')) | has_zero(word ^ (kOnes * '\\')) |
+           (word & kHigh)) != 0);
+}
+
+// The end of the run of bytes from s[i] that are written as they are.
+std::size_t plain_prefix(std::string_view s, std::size_t i) {
+  while (i + 8 <= s.size()) {
+    std::uint64_t word;
+    std::memcpy(&word, s.data() + i, 8);
+    if (needs_look(word)) break;
+    i += 8;
+  }
+  while (i < s.size()) {
+    const auto c = static_cast<unsigned char>(s[i]);
+    if (c >= 0x80 || kEscapes[c] != 0) break;
+    ++i;
+  }
+  return i;
+}
+
 // Appends s as a JSON string, byte for byte what nlohmann's dump() writes for it. Text that is
 // not UTF-8 is left to nlohmann, which throws its type_error as encode() always did.
 void append_string(std::string& out, std::string_view s) {
   out.push_back('"');
   std::size_t i = 0;
   while (i < s.size()) {
-    std::size_t run = i;
-    while (run < s.size()) {
-      const auto c = static_cast<unsigned char>(s[run]);
-      if (c >= 0x80 || kEscapes[c] != 0) break;
-      ++run;
-    }
+    std::size_t run = plain_prefix(s, i);
     out.append(s.data() + i, run - i);
     i = run;
     if (i == s.size()) break;
@@ -178,9 +201,9 @@ class ObjectWriter {
   }
   ObjectWriter& integer(std::string_view key, int value) {
     this->key(key);
-    char digits[16];
-    const auto end = std::to_chars(digits, digits + sizeof digits, value).ptr;
-    out_.append(digits, end);
+    // Not to_chars into a buffer: GCC 12's -O3 then warns of a memcpy overlap (-Wrestrict)
+    // that cannot happen. Short enough for the string's own buffer: no allocation.
+    out_ += std::to_string(value);
     return *this;
   }
   ObjectWriter& object(std::string_view key) {  // the caller writes the value
