@@ -11,9 +11,11 @@
 // is the one in production; tests give fakes.
 
 #include <chrono>
+#include <span>
 #include <stdexcept>
 #include <string>
 #include <string_view>
+#include <vector>
 
 #include "notify/time.hpp"
 
@@ -45,6 +47,11 @@ class DeliveryLedger {
   // Claims posting_id for `lease`. Claiming again what this loop holds renews the lease.
   // Throws LedgerError.
   virtual Claim claim(std::string_view posting_id, std::chrono::milliseconds lease) = 0;
+  // Claims of several distinct postings, one answer per id in their order, in one round trip
+  // where the ledger can (a batch of deliveries costs one wait, not one per mail). By default
+  // one claim() after the other. Throws LedgerError: none of them may be sent.
+  virtual std::vector<Claim> claim_all(std::span<const std::string_view> posting_ids,
+                                       std::chrono::milliseconds lease);
   // Sent: kept until `keep_until`, after which no copy of the posting can be sent anyway (it
   // has expired). Throws LedgerError when it could not even be handed over; a ledger may
   // confirm it later (at the next call), and must then record it again after reconnecting.

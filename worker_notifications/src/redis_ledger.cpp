@@ -9,6 +9,7 @@
 #include <cstdio>
 #include <initializer_list>
 #include <random>
+#include <span>
 #include <stdexcept>
 #include <vector>
 
@@ -218,11 +219,8 @@ void RedisLedger::mark_now(const std::string& posting_id, notify::TimePoint keep
 
 void RedisLedger::settle_marks() {
   while (!unconfirmed_.empty()) {
-    void* raw = nullptr;
-    if (redisGetReply(context_.get(), &raw) != REDIS_OK || raw == nullptr) {
-      fail("mark not confirmed");
-    }
-    const Reply reply(static_cast<redisReply*>(raw));
+    const Reply reply(read_reply());
+    if (!reply) fail("mark not confirmed");
     check(reply.get(), "mark");
     unconfirmed_.pop_front();
   }
@@ -230,21 +228,65 @@ void RedisLedger::settle_marks() {
 
 DeliveryLedger::Claim RedisLedger::claim(std::string_view posting_id,
                                          std::chrono::milliseconds lease) {
-  if (!context_) connect();
-  settle_marks();
-  const std::string key = ledger_key(posting_id);
-  const std::string lease_ms = std::to_string(std::max<std::int64_t>(1, lease.count()));
-  // The common case, a posting nobody has seen: one plain command.
-  const Reply first = call(context_.get(), {"SET", key, token_, "NX", "PX", lease_ms});
-  check(first.get(), "claim");
-  if (first->type != REDIS_REPLY_NIL) return {Claimed::kYes, {}};
+  return claim_all(std::span<const std::string_view>(&posting_id, 1), lease).front();
+}
 
-  const Reply reply = call(context_.get(), {"EVAL", kClaimScript, "1", key, token_, lease_ms});
-  check(reply.get(), "claim");
-  if (reply->type != REDIS_REPLY_INTEGER) fail("claim: unexpected reply");
-  if (reply->integer == 0) return {Claimed::kYes, {}};
-  if (reply->integer < 0) return {Claimed::kAlreadySent, {}};
-  return {Claimed::kHeld, std::chrono::milliseconds(reply->integer)};
+void RedisLedger::flush_output(const std::string& what) {
+  int done = 0;
+  while (done == 0) {
+    if (redisBufferWrite(context_.get(), &done) != REDIS_OK) fail(what + " failed");
+  }
+}
+
+redisReply* RedisLedger::read_reply() {
+  void* raw = nullptr;
+  if (redisGetReply(context_.get(), &raw) != REDIS_OK) return nullptr;
+  return static_cast<redisReply*>(raw);
+}
+
+std::vector<DeliveryLedger::Claim> RedisLedger::claim_all(
+    std::span<const std::string_view> posting_ids, std::chrono::milliseconds lease) {
+  if (!context_) connect();
+  std::vector<Claim> claims(posting_ids.size());
+  if (posting_ids.empty()) return claims;
+  const std::string lease_ms = std::to_string(std::max<std::int64_t>(1, lease.count()));
+  std::vector<std::string> keys;
+  keys.reserve(posting_ids.size());
+  // The common case, postings nobody has seen: one plain command each, all written together
+  // behind the marks whose replies are still to be read.
+  for (const std::string_view id : posting_ids) {
+    keys.push_back(ledger_key(id));
+    if (!append(context_.get(), {"SET", keys.back(), token_, "NX", "PX", lease_ms})) {
+      fail("claim failed");
+    }
+  }
+  flush_output("claim");
+  settle_marks();
+  std::vector<std::size_t> taken;  // keys that exist already: the script decides
+  for (std::size_t i = 0; i < keys.size(); ++i) {
+    const Reply reply(read_reply());
+    check(reply.get(), "claim");
+    if (reply->type == REDIS_REPLY_NIL) taken.push_back(i);
+  }
+  if (taken.empty()) return claims;
+
+  for (const std::size_t i : taken) {
+    if (!append(context_.get(), {"EVAL", kClaimScript, "1", keys[i], token_, lease_ms})) {
+      fail("claim failed");
+    }
+  }
+  flush_output("claim");
+  for (const std::size_t i : taken) {
+    const Reply reply(read_reply());
+    check(reply.get(), "claim");
+    if (reply->type != REDIS_REPLY_INTEGER) fail("claim: unexpected reply");
+    if (reply->integer < 0) {
+      claims[i] = {Claimed::kAlreadySent, {}};
+    } else if (reply->integer > 0) {
+      claims[i] = {Claimed::kHeld, std::chrono::milliseconds(reply->integer)};
+    }
+  }
+  return claims;
 }
 
 void RedisLedger::mark_sent(std::string_view posting_id, notify::TimePoint keep_until) {
@@ -257,10 +299,7 @@ void RedisLedger::mark_sent(std::string_view posting_id, notify::TimePoint keep_
   }
   // Written now, right after the transport accepted the mail; its reply is read with the next
   // command, which saves a round trip per mail.
-  int done = 0;
-  while (done == 0) {
-    if (redisBufferWrite(context_.get(), &done) != REDIS_OK) fail("mark failed");
-  }
+  flush_output("mark");
 }
 
 void RedisLedger::release(std::string_view posting_id) {

@@ -5,11 +5,11 @@
 // ledger's memory follows the postings still alive (documentation/delivery.md gives the
 // measured size).
 //
-// One round trip per mail on the common path: a claim is SET NX (a Lua script, atomic, only
-// when the key exists already), and a mark is written at once but its reply is read with the
-// next command. A mark whose reply never came is written again after reconnecting, so a mark
-// is never lost while the worker lives (SET is idempotent). A release is a Lua script, so it
-// never drops another loop's claim.
+// One round trip per batch of deliveries on the common path: the batch's claims are SET NX,
+// pipelined (a Lua script, atomic, only for a key that exists already), and a mark is written
+// at once but its reply is read with the next command. A mark whose reply never came is
+// written again after reconnecting, so a mark is never lost while the worker lives (SET is
+// idempotent). A release is a Lua script, so it never drops another loop's claim.
 
 #include <chrono>
 #include <deque>
@@ -49,6 +49,10 @@ class RedisLedger final : public DeliveryLedger {
   void connect() override;
   void disconnect() override;
   Claim claim(std::string_view posting_id, std::chrono::milliseconds lease) override;
+  // Every SET NX of the batch written at once behind the marks still owed a reply, all replies
+  // read in one go; the rare keys that exist already get their scripts in a second one.
+  std::vector<Claim> claim_all(std::span<const std::string_view> posting_ids,
+                               std::chrono::milliseconds lease) override;
   void mark_sent(std::string_view posting_id, notify::TimePoint keep_until) override;
   void release(std::string_view posting_id) override;
   void ping() override;
@@ -66,6 +70,9 @@ class RedisLedger final : public DeliveryLedger {
   void settle_marks();
   // Writes a mark and waits for its reply (reconnecting: the owed ones).
   void mark_now(const std::string& posting_id, notify::TimePoint keep_until);
+  // Writes what hiredis buffered; reads one reply (null: the connection failed).
+  void flush_output(const std::string& what);
+  redisReply* read_reply();
 
   RedisAddress address_;
   std::string token_;

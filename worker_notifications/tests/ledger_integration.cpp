@@ -289,3 +289,33 @@ TEST_CASE("ledger: 100,000 sent postings, measured in Redis's memory") {
   CHECK(after - before < 32LL * 1024 * 1024);
   redis.command({"FLUSHDB"});
 }
+
+TEST_CASE("ledger: a batch's claims in one round trip answer each posting as one claim would") {
+  auto address = worker::RedisAddress::parse(Stack::get().value("LEDGER_URL"));
+  address.db = 14;
+  RedisProbe redis;
+  redis.command({"SELECT", "14"});
+  redis.command({"FLUSHDB"});
+  worker::RedisLedger mine(address, "batch-test#0", 2s);
+  worker::RedisLedger other(address, "batch-test#1", 2s);
+  mine.mark_sent("sent-before", now_ms() + 1h);
+  CHECK(other.claim("held-by-other", 30s).result == worker::DeliveryLedger::Claimed::kYes);
+  CHECK(mine.claim("mine-already", 30s).result == worker::DeliveryLedger::Claimed::kYes);
+  mine.mark_sent("marked-just-now", now_ms() + 1h);  // its reply read with the batch's
+
+  const std::vector<std::string_view> ids = {"fresh-1",      "sent-before", "held-by-other",
+                                             "mine-already", "fresh-2",     "marked-just-now"};
+  const auto claims = mine.claim_all(ids, 30s);
+  REQUIRE(claims.size() == ids.size());
+  using worker::DeliveryLedger;
+  CHECK(claims[0].result == DeliveryLedger::Claimed::kYes);
+  CHECK(claims[1].result == DeliveryLedger::Claimed::kAlreadySent);
+  CHECK(claims[2].result == DeliveryLedger::Claimed::kHeld);
+  CHECK(claims[2].held_for > 25s);
+  CHECK(claims[3].result == DeliveryLedger::Claimed::kYes);  // its own claim, renewed
+  CHECK(claims[4].result == DeliveryLedger::Claimed::kYes);
+  CHECK(claims[5].result == DeliveryLedger::Claimed::kAlreadySent);
+  CHECK(redis.command({"GET", worker::ledger_key("fresh-1")}) == mine.token());
+  CHECK(mine.claim_all({}, 30s).empty());
+  redis.command({"FLUSHDB"});
+}
