@@ -1,5 +1,6 @@
 #include "amqp_edges.hpp"
 
+#include <algorithm>
 #include <chrono>
 #include <string>
 
@@ -33,29 +34,45 @@ AmqpDeliverySource::AmqpDeliverySource(const WorkerConfig& config, notify::Chann
                                           config.prefetch, topology_of(config)}) {}
 
 AmqpRepublisher::AmqpRepublisher(const WorkerConfig& config, notify::Channel channel, int index)
-    : options_{connection_of(config, channel, index), "", 64, std::nullopt, kMaxNacks},
+    : options_{connection_of(config, channel, index), "",
+               std::max<std::size_t>(64, config.prefetch), std::nullopt, kMaxNacks},
       publisher_(std::make_unique<notify::amqp::ConfirmedPublisher>(options_)) {}
 
 void AmqpRepublisher::forget() {
   publisher_ = std::make_unique<notify::amqp::ConfirmedPublisher>(options_);
 }
 
-Republisher::Result AmqpRepublisher::publish(notify::amqp::Message message) {
+void AmqpRepublisher::publish(notify::amqp::Message message) {
   using Confirm = notify::amqp::ConfirmedPublisher::Result;
-  Result result = Result::kUnconfirmed;
+  if (!answers_) answers_ = std::make_shared<std::vector<Result>>();
+  const std::size_t index = answers_->size();
+  answers_->push_back(Result::kUnconfirmed);
   try {
-    publisher_->publish(std::move(message), [&result](Confirm r) {
-      result = r == Confirm::kAcked      ? Result::kAcked
-               : r == Confirm::kReturned ? Result::kReturned
-                                         : Result::kNacked;
+    publisher_->publish(std::move(message), [answers = answers_, index](Confirm r) {
+      (*answers)[index] = r == Confirm::kAcked      ? Result::kAcked
+                          : r == Confirm::kReturned ? Result::kReturned
+                                                    : Result::kNacked;
     });
-    if (publisher_->flush(kConfirmTimeout)) return result;
+  } catch (const notify::amqp::Error&) {
+    answers_.reset();
+    forget();
+    throw;
+  }
+}
+
+std::vector<Republisher::Result> AmqpRepublisher::await_confirms() {
+  if (!answers_) return {};
+  const std::shared_ptr<std::vector<Result>> answers = std::move(answers_);
+  answers_.reset();
+  try {
+    if (publisher_->flush(kConfirmTimeout)) return *answers;
   } catch (const notify::amqp::Error&) {
     forget();
     throw;
   }
+  // Copies still without their confirm are forgotten (kUnconfirmed): their originals stay.
   forget();
-  return Result::kUnconfirmed;
+  return *answers;
 }
 
 }  // namespace worker

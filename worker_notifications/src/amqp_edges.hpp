@@ -22,7 +22,12 @@ class AmqpDeliverySource final : public DeliverySource {
   std::optional<notify::amqp::Delivery> next(std::chrono::milliseconds timeout) override {
     return consumer_.next(timeout);
   }
-  void ack(std::uint64_t delivery_tag) override { consumer_.ack(delivery_tag); }
+  std::optional<notify::amqp::Delivery> next_received() override {
+    return consumer_.next(std::chrono::milliseconds(0));
+  }
+  void ack(std::uint64_t delivery_tag, bool multiple) override {
+    consumer_.ack(delivery_tag, multiple);
+  }
   void reject(std::uint64_t delivery_tag, bool requeue) override {
     consumer_.reject(delivery_tag, requeue);
   }
@@ -31,15 +36,19 @@ class AmqpDeliverySource final : public DeliverySource {
   notify::amqp::Consumer consumer_;
 };
 
-// One copy at a time through the default exchange (routing key = queue name), waiting up to
-// 10 s for its confirm.
+// Copies through the default exchange (routing key = queue name), pipelined; their confirms
+// awaited together, up to 10 s.
 class AmqpRepublisher final : public Republisher {
  public:
   AmqpRepublisher(const WorkerConfig& config, notify::Channel channel, int index);
   bool connected() const override { return publisher_->connected(); }
   void connect() override { publisher_->connect(); }
-  void disconnect() override { forget(); }
-  Result publish(notify::amqp::Message message) override;
+  void disconnect() override {
+    answers_.reset();
+    forget();
+  }
+  void publish(notify::amqp::Message message) override;
+  std::vector<Result> await_confirms() override;
 
  private:
   // A copy without its confirm stays in ConfirmedPublisher, which would send it again after
@@ -49,6 +58,9 @@ class AmqpRepublisher final : public Republisher {
 
   notify::amqp::ConfirmedPublisher::Options options_;
   std::unique_ptr<notify::amqp::ConfirmedPublisher> publisher_;
+  // One answer per copy published since the last await_confirms(); kUnconfirmed until its
+  // confirm comes. Shared with the callbacks, which a forgotten publisher may still hold.
+  std::shared_ptr<std::vector<Result>> answers_;
 };
 
 }  // namespace worker

@@ -1,5 +1,6 @@
 #include "delivery.hpp"
 
+#include <algorithm>
 #include <stdexcept>
 
 #include "moves.hpp"
@@ -26,6 +27,9 @@ constexpr auto kPollTimeout = 200ms;
 // An idle loop asks the ledger this often whether it still answers, so that readiness turns
 // false while Redis is gone, not only when the next delivery finds out.
 constexpr auto kLedgerIdleCheck = 1s;
+// A decision about a delivery of the batch (expired? quiet hours?) taken longer ago than this
+// is taken again before its send.
+constexpr auto kDecisionKept = 1s;
 
 template <typename T>
 T& required(T* part, const char* name) {
@@ -135,26 +139,13 @@ void DeliveryLoop::run_connected(const std::atomic<bool>& stop) {
       continue;
     }
     try {
-      std::optional<notify::amqp::Delivery> delivery = source_->next(kPollTimeout);
-      if (!delivery) {
+      std::optional<notify::amqp::Delivery> first = source_->next(kPollTimeout);
+      if (!first) {
         check_ledger_when_idle();
         continue;
       }
-      settled_ = false;
-      try {
-        handle(*delivery);
-      } catch (const notify::amqp::Error&) {
-        throw;
-      } catch (const LedgerError& e) {
-        // Nothing was sent: the delivery waits in the queue until the ledger is back.
-        ledger_failed(e, "delivery ledger unavailable: delivery returned unsent");
-        if (!settled_) source_->reject(delivery->delivery_tag, /*requeue=*/true);
-        settled_ = true;
-      } catch (const std::exception& e) {
-        recover(*delivery, e.what());
-      } catch (...) {
-        recover(*delivery, "unknown exception");
-      }
+      take_batch(std::move(*first));
+      handle_batch(stop);
       if (failed_moves_ > 0) {
         const auto pause = kFirstMovePause * (1 << std::min(failed_moves_ - 1, 5));
         pause_for(std::min<std::chrono::milliseconds>(pause, kLongestMovePause), stop);
@@ -162,10 +153,174 @@ void DeliveryLoop::run_connected(const std::atomic<bool>& stop) {
     } catch (const notify::amqp::Error& e) {
       // Unacknowledged deliveries return to the queue on the broker's side; reconnect both
       // connections (the republisher's is most likely gone too).
+      batch_.clear();
+      window_.clear();
       amqp_failed(e, "rabbitmq connection lost");
       reset_connections();
     }
   }
+}
+
+void DeliveryLoop::take_batch(notify::amqp::Delivery first) {
+  batch_.clear();
+  window_.clear();
+  batch_.reserve(config_.prefetch);
+  batch_.emplace_back(std::move(first));
+  // Only what has arrived already: waiting to fill a batch would cost every mail latency.
+  while (batch_.size() < config_.prefetch) {
+    std::optional<notify::amqp::Delivery> more = source_->next_received();
+    if (!more) break;
+    batch_.emplace_back(std::move(*more));
+  }
+}
+
+void DeliveryLoop::handle_batch(const std::atomic<bool>& stop) {
+  for (Item& item : batch_) decide(item);
+  if (ledger_ != nullptr) claim_batch();
+  for (Item& item : batch_) {
+    if (item.settle != Settle::kNone) continue;
+    // Stopping (SIGTERM) sends nothing more: the rest of the batch goes back to the queue.
+    if (stop.load()) break;
+    // A ledger or a broker connection lost by an earlier delivery of the batch: back first, as
+    // between two deliveries. Left undecided (requeued) if the loop stops meanwhile.
+    if (!ready_to_take()) connect_with_backoff(stop);
+    if (!ready_to_take()) break;
+    try {
+      act(item);
+    } catch (const notify::amqp::Error&) {
+      throw;
+    } catch (const LedgerError& e) {
+      // Nothing was sent: the delivery waits in the queue until the ledger is back.
+      ledger_failed(e, "delivery ledger unavailable: delivery returned unsent");
+      if (item.settle == Settle::kNone) item.settle = Settle::kRequeue;
+    } catch (const std::exception& e) {
+      recover(item, e.what());
+    } catch (...) {
+      recover(item, "unknown exception");
+    }
+  }
+  // Claims of deliveries left undecided (the loop stopping) go now, not with their lease.
+  if (ledger_ != nullptr && ledger_->connected()) {
+    for (Item& item : batch_) release_claim(item);
+  }
+  confirm_copies();
+  settle_batch();
+  batch_.clear();
+}
+
+void DeliveryLoop::decide(Item& item) {
+  try {
+    try {
+      item.posting = notify::decode_posting(item.delivery.body, {config_.max_json_depth});
+    } catch (const notify::PostingError& e) {
+      item.action = undecodable(e.what());
+      return;
+    }
+    item.attempts = notify::envelope::attempts_of(item.delivery);
+    item.decided_at = steady_.now();
+    auto early = before_send(*item.posting, notify::envelope::deliver_at_of(item.delivery),
+                             item.attempts, clock_.now(), config_.policy, random01_);
+    if (auto* action = std::get_if<Action>(&early)) item.action = std::move(*action);
+  } catch (const std::exception& e) {
+    recover(item, e.what());
+  } catch (...) {
+    recover(item, "unknown exception");
+  }
+}
+
+void DeliveryLoop::claim_batch() {
+  std::vector<std::string_view> ids;
+  std::vector<Item*> claiming;
+  ids.reserve(batch_.size());
+  claiming.reserve(batch_.size());
+  for (Item& item : batch_) {
+    if (item.action || item.settle != Settle::kNone || !item.posting) continue;
+    const std::string_view id = item.posting->posting_id;
+    // A second copy of a posting in the same batch asks after the first one's mark.
+    if (std::find(ids.begin(), ids.end(), id) != ids.end()) continue;
+    ids.push_back(id);
+    claiming.push_back(&item);
+  }
+  if (ids.empty()) return;
+  std::vector<DeliveryLedger::Claim> claims;
+  try {
+    claims = ledger_->claim_all(ids, lease_);
+  } catch (const LedgerError& e) {
+    // Nothing was sent: these deliveries wait in the queue until the ledger is back.
+    ledger_failed(e, "delivery ledger unavailable: deliveries returned unsent");
+    for (Item* item : claiming) item->settle = Settle::kRequeue;
+    return;
+  }
+  const auto now = steady_.now();
+  for (std::size_t i = 0; i < claiming.size() && i < claims.size(); ++i) {
+    Item& item = *claiming[i];
+    item.claimed_at = now;
+    item.action = after_claim_of(item, claims[i]);
+  }
+}
+
+std::optional<Action> DeliveryLoop::after_claim_of(Item& item, const DeliveryLedger::Claim& claim) {
+  item.claimed = claim.result == DeliveryLedger::Claimed::kYes;
+  if (claim.result == DeliveryLedger::Claimed::kHeld) {
+    notify::log::info("posting claimed by another worker",
+                      {{"loop", name_},
+                       {"posting_id", item.posting->posting_id},
+                       {"message_id", item.delivery.message_id},
+                       {"held_ms", claim.held_for.count()}});
+  }
+  return after_claim(claim, clock_.now(), item.attempts);
+}
+
+void DeliveryLoop::act(Item& item) {
+  if (item.action) {
+    apply(item, *item.action);
+    return;
+  }
+  const notify::Posting& posting = *item.posting;
+  auto now = clock_.now();
+  // Slow sends earlier in the batch (throttle waits): expiry and quiet hours asked again.
+  if (steady_.now() - item.decided_at > kDecisionKept) {
+    auto early = before_send(posting, notify::envelope::deliver_at_of(item.delivery), item.attempts,
+                             now, config_.policy, random01_);
+    if (auto* action = std::get_if<Action>(&early)) {
+      release_claim(item);
+      apply(item, *action);
+      return;
+    }
+  }
+  const auto wait = throttle_ != nullptr ? throttle_->reserve(steady_.now()) : 0ms;
+  if (auto throttled = after_throttle(wait, now, item.attempts)) {
+    release_claim(item);
+    apply(item, *throttled);
+    return;
+  }
+  if (wait > 0ms) steady_.sleep_for(wait);
+
+  if (ledger_ != nullptr) {
+    // Not claimed with the batch (a second copy in it), or the claim is half through its lease
+    // (slow sends before it): asked now, so no claim runs out before its mail is sent.
+    if (!item.claimed || steady_.now() - item.claimed_at > lease_ / 2) {
+      const DeliveryLedger::Claim claim = ledger_->claim(posting.posting_id, lease_);
+      item.claimed_at = steady_.now();
+      if (auto instead = after_claim_of(item, claim)) {
+        apply(item, *instead);
+        return;
+      }
+    }
+  }
+  const auto started = steady_.now();
+  const SendResult result = sender_->send(posting);
+  if (metrics_ != nullptr) metrics_->send_took(channel_, steady_.now() - started);
+  if (ledger_ != nullptr) {
+    // Marked before the ack: a copy of it arriving from now on is not sent.
+    if (result.status == SendStatus::kSent) {
+      record_sent(item);
+    } else {
+      release_claim(item);
+    }
+  }
+  now = clock_.now();
+  apply(item, after_send(result, posting, item.attempts, now, config_.retry, random01_));
 }
 
 void DeliveryLoop::check_ledger_when_idle() {
@@ -224,191 +379,217 @@ std::optional<std::string> DeliveryLoop::not_ready_reason() const {
   return name_ + ": " + (problem_.empty() ? "rabbitmq: not connected" : problem_);
 }
 
-std::optional<Action> DeliveryLoop::claim(const notify::amqp::Delivery& delivery,
-                                          const notify::Posting& posting, int attempts) {
-  const DeliveryLedger::Claim claim = ledger_->claim(posting.posting_id, lease_);
-  if (claim.result == DeliveryLedger::Claimed::kYes) claimed_ = posting.posting_id;
-  if (claim.result == DeliveryLedger::Claimed::kHeld) {
-    notify::log::info("posting claimed by another worker", {{"loop", name_},
-                                                            {"posting_id", posting.posting_id},
-                                                            {"message_id", delivery.message_id},
-                                                            {"held_ms", claim.held_for.count()}});
-  }
-  return after_claim(claim, clock_.now(), attempts);
-}
-
-void DeliveryLoop::record_sent(const notify::Posting& posting) {
-  claimed_.reset();
+void DeliveryLoop::record_sent(Item& item) {
+  item.claimed = false;
+  const notify::Posting& posting = *item.posting;
   const notify::TimePoint keep_until = ledger_keep_until(posting.expires_at, clock_.now());
   try {
     ledger_->mark_sent(posting.posting_id, keep_until);
   } catch (const LedgerError& e) {
-    // Sent all the same: acknowledged now (a redelivery would send it again), marked before
-    // this loop takes anything else. Until then the claim's lease keeps other loops away.
+    // Sent all the same: acknowledged (a redelivery would send it again), marked before this
+    // loop takes anything else. Until then the claim's lease keeps other loops away.
     unmarked_.emplace(posting.posting_id, keep_until);
     ledger_failed(e, "delivery ledger unavailable: mark owed for a sent posting");
   }
 }
 
-void DeliveryLoop::release_claim() {
-  if (!claimed_) return;
-  const std::string posting_id = std::move(*claimed_);
-  claimed_.reset();
+void DeliveryLoop::release_claim(Item& item) {
+  if (!item.claimed) return;
+  item.claimed = false;
   try {
-    ledger_->release(posting_id);
+    ledger_->release(item.posting->posting_id);
   } catch (const LedgerError& e) {
     // The claim ends with its lease; the retry waits for that.
     ledger_failed(e, "delivery ledger unavailable: claim left to its lease");
   }
 }
 
-// The delivery's handling threw. Its posting is retried (or dead-lettered once that keeps
+// The item's handling threw. Its posting is retried (or dead-lettered once that keeps
 // happening) like after a transient failure, through apply() like any other outcome.
-void DeliveryLoop::recover(const notify::amqp::Delivery& delivery, std::string_view what) {
+void DeliveryLoop::recover(Item& item, std::string_view what) {
   if (metrics_ != nullptr) metrics_->handling_error(channel_);
   const std::string text(what);
+  const bool settled = item.settle != Settle::kNone;
   notify::log::error("handling a delivery threw", {{"loop", name_},
-                                                   {"message_id", delivery.message_id},
+                                                   {"message_id", item.delivery.message_id},
                                                    {"error", notify::mask_addresses(text)},
-                                                   {"settled", settled_}});
-  if (settled_) return;  // already acked or rejected: nothing is left to decide
-  release_claim();
+                                                   {"settled", settled}});
+  if (settled) return;  // already decided: nothing is left to do
+  if (ledger_ != nullptr) release_claim(item);
   try {
-    std::optional<notify::Posting> posting;
-    try {
-      posting = notify::decode_posting(delivery.body, {config_.max_json_depth});
-    } catch (const std::exception&) {
+    if (!item.posting) {
+      try {
+        item.posting = notify::decode_posting(item.delivery.body, {config_.max_json_depth});
+      } catch (const std::exception&) {
+      }
     }
-    const notify::Posting* p = posting ? &*posting : nullptr;
-    apply(delivery, p,
-          after_exception(text, p, notify::envelope::attempts_of(delivery), clock_.now(),
-                          config_.retry, random01_));
+    const notify::Posting* p = item.posting ? &*item.posting : nullptr;
+    apply(item, after_exception(text, p, notify::envelope::attempts_of(item.delivery), clock_.now(),
+                                config_.retry, random01_));
   } catch (const notify::amqp::Error&) {
     throw;
   } catch (...) {
-    if (settled_) return;
+    if (item.settle != Settle::kNone) return;
     // Even the way out failed: the broker dead-letters it (its x-death header says so) rather
     // than the loop seeing it again and again.
     notify::log::error("could not retry or dead-letter the delivery: rejected without requeue",
-                       {{"loop", name_}, {"message_id", delivery.message_id}});
-    source_->reject(delivery.delivery_tag, /*requeue=*/false);
-    settled_ = true;
+                       {{"loop", name_}, {"message_id", item.delivery.message_id}});
+    item.settle = Settle::kDrop;
   }
 }
 
-void DeliveryLoop::handle(const notify::amqp::Delivery& delivery) {
-  notify::Posting posting;
-  try {
-    posting = notify::decode_posting(delivery.body, {config_.max_json_depth});
-  } catch (const notify::PostingError& e) {
-    apply(delivery, nullptr, undecodable(e.what()));
-    return;
-  }
-  const int attempts = notify::envelope::attempts_of(delivery);
-  auto now = clock_.now();
-  auto early = before_send(posting, notify::envelope::deliver_at_of(delivery), attempts, now,
-                           config_.policy, random01_);
-  if (auto* action = std::get_if<Action>(&early)) {
-    apply(delivery, &posting, *action);
-    return;
-  }
-
-  const auto wait = throttle_ != nullptr ? throttle_->reserve(steady_.now()) : 0ms;
-  if (auto throttled = after_throttle(wait, now, attempts)) {
-    apply(delivery, &posting, *throttled);
-    return;
-  }
-  if (wait > 0ms) steady_.sleep_for(wait);
-
-  if (ledger_ != nullptr) {
-    if (auto instead = claim(delivery, posting, attempts)) {
-      apply(delivery, &posting, *instead);
-      return;
-    }
-  }
-  const auto started = steady_.now();
-  const SendResult result = sender_->send(posting);
-  if (metrics_ != nullptr) metrics_->send_took(channel_, steady_.now() - started);
-  if (ledger_ != nullptr) {
-    // Marked before the ack: a copy of it arriving from now on is not sent.
-    if (result.status == SendStatus::kSent) {
-      record_sent(posting);
-    } else {
-      release_claim();
-    }
-  }
-  now = clock_.now();
-  apply(delivery, &posting, after_send(result, posting, attempts, now, config_.retry, random01_));
-}
-
-void DeliveryLoop::apply(const notify::amqp::Delivery& delivery, const notify::Posting* posting,
-                         const Action& action) {
-  nlohmann::json fields = {{"message_id", delivery.message_id}};
-  if (posting != nullptr) {
-    fields["posting_id"] = posting->posting_id;
-    fields["event_id"] = posting->event_id;
-    fields["template"] = posting->template_name;
-    fields["priority"] = posting->priority;
-  }
-
-  std::optional<Move> move = move_for(delivery, action, clock_.now(), topology_, channel_);
+void DeliveryLoop::apply(Item& item, const Action& action) {
+  std::optional<Move> move = move_for(item.delivery, action, clock_.now(), topology_, channel_);
+  item.outcome = action;
   if (!move) {
-    const auto& ack = std::get<Ack>(action);
-    source_->ack(delivery.delivery_tag);
-    settled_ = true;
-    fields["outcome"] = to_string(ack.outcome);
-    if (ack.outcome == AckOutcome::kDuplicate) {
-      const std::string_view cause = duplicate_cause(delivery);
-      fields["cause"] = cause;
-      notify::log::info("posting already sent: acknowledged without sending", fields);
-      if (metrics_ != nullptr) metrics_->duplicate_suppressed(channel_, cause);
-    } else {
-      notify::log::info(ack.outcome == AckOutcome::kSent ? "posting sent" : "posting dropped",
-                        fields);
-    }
-    count(posting, action);
+    item.settle = Settle::kAck;
     return;
   }
-
-  const auto* later = std::get_if<Postpone>(&action);
-  const auto* dead = std::get_if<DeadLetter>(&action);
-  const std::string& last_error = later != nullptr ? later->last_error : dead->last_error;
-  if (later != nullptr) {
-    fields["reason"] = to_string(later->reason);
-    fields["until"] = notify::format_iso8601(later->until);
-    fields["tier"] = notify::format_duration(move->tier);
-    fields["attempts"] = later->attempts;
-  } else {
-    fields["reason"] = dead_reason_text(*dead);
-  }
-  // A transport's reply may quote the recipient's address: not in the logs.
-  if (!last_error.empty()) fields["last_error"] = notify::mask_addresses(last_error);
-
-  // The copy must be safe in RabbitMQ before the original goes.
-  auto confirmed = Republisher::Result::kUnconfirmed;
+  item.tier = move->tier;
+  // The copy must be safe in RabbitMQ before the original goes: published now, its confirm
+  // awaited with the batch's other copies (confirm_copies).
   try {
-    confirmed = republisher_->publish(std::move(move->copy));
+    if (!republisher_->connected()) republisher_->connect();
+    republisher_->publish(std::move(move->copy));
+    item.settle = Settle::kCopy;
+    window_.push_back(static_cast<std::size_t>(&item - batch_.data()));
   } catch (const notify::amqp::Error& e) {
     amqp_failed(e, "rabbitmq failed while moving a posting");
-    fields["error"] = e.what();
+    // Every copy not yet confirmed is forgotten with the connection: their originals stay.
+    for (const std::size_t i : window_) {
+      batch_[i].settle = Settle::kRequeue;
+      batch_[i].copy_error = e.what();
+    }
+    window_.clear();
+    item.settle = Settle::kRequeue;
+    item.copy_error = e.what();
   }
-  if (confirmed != Republisher::Result::kAcked) {
-    // Nacked, returned, not confirmed in time or the connection lost: the original is the copy.
-    notify::log::error("could not move posting, it stays in the queue", fields);
-    source_->reject(delivery.delivery_tag, /*requeue=*/true);
-    settled_ = true;
-    ++failed_moves_;
-    return;
+}
+
+void DeliveryLoop::confirm_copies() {
+  std::vector<Republisher::Result> answers;
+  std::string error;
+  if (!window_.empty()) {
+    try {
+      answers = republisher_->await_confirms();
+    } catch (const notify::amqp::Error& e) {
+      amqp_failed(e, "rabbitmq failed while moving a posting");
+      error = e.what();
+    }
   }
-  source_->ack(delivery.delivery_tag);
-  settled_ = true;
-  failed_moves_ = 0;
-  count(posting, action);
-  if (dead != nullptr) {
-    notify::log::error("posting dead-lettered", fields);
-  } else {
-    notify::log::info("posting deferred", fields);
+  for (std::size_t n = 0; n < window_.size(); ++n) {
+    Item& item = batch_[window_[n]];
+    if (n < answers.size() && answers[n] == Republisher::Result::kAcked) {
+      item.settle = Settle::kAck;
+    } else {
+      // Nacked, returned, not confirmed in time or the connection lost: the original is the
+      // copy.
+      item.settle = Settle::kRequeue;
+      item.copy_error = error;
+    }
   }
+  window_.clear();
+  // Pauses follow the copies in order, as if confirmed one by one.
+  for (const Item& item : batch_) {
+    if (!item.outcome || std::holds_alternative<Ack>(*item.outcome)) continue;
+    if (item.settle == Settle::kAck) {
+      failed_moves_ = 0;
+    } else if (item.settle == Settle::kRequeue) {
+      ++failed_moves_;
+    }
+  }
+}
+
+void DeliveryLoop::settle_batch() {
+  // Acks wait in a run and go as one basic.ack multiple; a reject (or a delivery left
+  // undecided) first sends the run before it, so a multiple ack never covers it.
+  std::size_t run = 0;
+  std::uint64_t last_tag = 0;
+  const auto send_run = [&] {
+    if (run > 0) source_->ack(last_tag, run > 1);
+    run = 0;
+  };
+  for (const Item& item : batch_) {
+    switch (item.settle) {
+      case Settle::kAck:
+        last_tag = item.delivery.delivery_tag;
+        ++run;
+        break;
+      case Settle::kDrop:
+        send_run();
+        source_->reject(item.delivery.delivery_tag, /*requeue=*/false);
+        break;
+      case Settle::kNone:
+      case Settle::kCopy:  // not confirmed: cannot remain after confirm_copies
+      case Settle::kRequeue:
+        send_run();
+        source_->reject(item.delivery.delivery_tag, /*requeue=*/true);
+        break;
+    }
+  }
+  send_run();
+  for (const Item& item : batch_) log_settled(item);
+}
+
+void DeliveryLoop::log_settled(const Item& item) {
+  if (!item.outcome) return;  // requeued before anything was decided: logged where it failed
+  const Action& action = *item.outcome;
+  const notify::Posting* posting = item.posting ? &*item.posting : nullptr;
+  const auto* ack = std::get_if<Ack>(&action);
+  const bool duplicate = ack != nullptr && ack->outcome == AckOutcome::kDuplicate;
+  const std::string_view cause = duplicate ? duplicate_cause(item.delivery) : std::string_view{};
+  if (duplicate && item.settle == Settle::kAck && metrics_ != nullptr) {
+    metrics_->duplicate_suppressed(channel_, cause);
+  }
+  const bool moved = ack == nullptr;
+  const bool failed_move = moved && item.settle != Settle::kAck;
+  const bool dead = std::holds_alternative<DeadLetter>(action);
+  // Fields are built only for a line that will be written: a sent mail logs at info level.
+  const bool logged = failed_move || (dead && item.settle == Settle::kAck) ||
+                      notify::log::enabled(notify::log::Level::kInfo);
+  if (logged) {
+    nlohmann::json fields = {{"message_id", item.delivery.message_id}};
+    if (posting != nullptr) {
+      fields["posting_id"] = posting->posting_id;
+      fields["event_id"] = posting->event_id;
+      fields["template"] = posting->template_name;
+      fields["priority"] = posting->priority;
+    }
+    if (ack != nullptr) {
+      fields["outcome"] = to_string(ack->outcome);
+      if (duplicate) {
+        fields["cause"] = cause;
+        notify::log::info("posting already sent: acknowledged without sending", fields);
+      } else {
+        notify::log::info(ack->outcome == AckOutcome::kSent ? "posting sent" : "posting dropped",
+                          fields);
+      }
+    } else {
+      const auto* later = std::get_if<Postpone>(&action);
+      const auto* dead_letter = std::get_if<DeadLetter>(&action);
+      const std::string& last_error =
+          later != nullptr ? later->last_error : dead_letter->last_error;
+      if (later != nullptr) {
+        fields["reason"] = to_string(later->reason);
+        fields["until"] = notify::format_iso8601(later->until);
+        fields["tier"] = notify::format_duration(item.tier);
+        fields["attempts"] = later->attempts;
+      } else {
+        fields["reason"] = dead_reason_text(*dead_letter);
+      }
+      // A transport's reply may quote the recipient's address: not in the logs.
+      if (!last_error.empty()) fields["last_error"] = notify::mask_addresses(last_error);
+      if (!item.copy_error.empty()) fields["error"] = item.copy_error;
+      if (failed_move) {
+        notify::log::error("could not move posting, it stays in the queue", fields);
+      } else if (dead) {
+        notify::log::error("posting dead-lettered", fields);
+      } else {
+        notify::log::info("posting deferred", fields);
+      }
+    }
+  }
+  if (item.settle == Settle::kAck) count(posting, action);
 }
 
 // Counted once the original is acknowledged: a posting left in the queue is counted when it is

@@ -8,6 +8,7 @@
 #include <cstdint>
 #include <functional>
 #include <optional>
+#include <vector>
 
 #include "notify/amqp.hpp"
 
@@ -24,14 +25,19 @@ class DeliverySource {
   virtual void disconnect() = 0;
   // The next delivery, or nothing when none arrives within timeout.
   virtual std::optional<notify::amqp::Delivery> next(std::chrono::milliseconds timeout) = 0;
-  virtual void ack(std::uint64_t delivery_tag) = 0;
+  // A delivery already received, or nothing: never waits. The loop takes its batch with it.
+  virtual std::optional<notify::amqp::Delivery> next_received() = 0;
+  // With `multiple`, every earlier delivery not yet acked or rejected is acknowledged too: the
+  // caller vouches that all of them are done.
+  virtual void ack(std::uint64_t delivery_tag, bool multiple) = 0;
   virtual void reject(std::uint64_t delivery_tag, bool requeue) = 0;
 };
 
-// Publishes one copy of a delivery and waits for the broker's confirm. Only kAcked means the
-// copy is stored; any other result leaves the copy forgotten, so the original (still in the
-// work queue) is the one that counts. Throws notify::amqp::Error when the connection fails
-// (the copy is forgotten then too).
+// Publishes copies of deliveries without waiting, then waits once for the broker's confirms of
+// all of them (a window per batch, not a round trip per copy). Only kAcked means a copy is
+// stored; any other result leaves it forgotten, so the original (still in the work queue) is
+// the one that counts. Throws notify::amqp::Error when the connection fails: every copy not
+// yet answered by await_confirms() is forgotten then.
 class Republisher {
  public:
   enum class Result {
@@ -44,7 +50,10 @@ class Republisher {
   virtual bool connected() const = 0;
   virtual void connect() = 0;
   virtual void disconnect() = 0;
-  virtual Result publish(notify::amqp::Message message) = 0;
+  // Sends one copy; its confirm is awaited by the next await_confirms().
+  virtual void publish(notify::amqp::Message message) = 0;
+  // The answers of the copies published since the last call, in their order.
+  virtual std::vector<Result> await_confirms() = 0;
 };
 
 // Monotonic time and waiting: the throttle, send durations and every pause of the loop

@@ -11,6 +11,7 @@
 #include <map>
 #include <memory>
 #include <optional>
+#include <span>
 #include <stdexcept>
 #include <string>
 #include <utility>
@@ -34,8 +35,18 @@ const notify::TimePoint kNoon = at("2026-11-23T12:00:00Z");
 
 struct Queue {
   std::deque<notify::amqp::Delivery> waiting;
+  // Arrive only while the loop waits (next with a timeout), never as already received.
+  std::deque<notify::amqp::Delivery> arriving;
   std::vector<std::uint64_t> acked;
   std::vector<std::pair<std::uint64_t, bool>> rejected;  // tag, requeue
+  // What the broker was told, in order: "ack 3", "ack 5 multiple", "reject 4 requeue"...
+  std::vector<std::string> settles;
+  // How the loop asked: "wait" (next with a timeout) or "received" (next_received).
+  std::vector<std::string> takes;
+  // Takes and settles together, in the order they happened.
+  std::vector<std::string> events;
+  std::vector<std::uint64_t> outstanding;  // handed out, neither acked nor rejected
+  std::vector<std::string> errors;         // a settle of a delivery not outstanding
   int connects = 0;
   int failing_connects = 0;  // connect() throws this many times first
   int disconnects = 0;
@@ -61,6 +72,12 @@ class FakeSource final : public DeliverySource {
     connected_ = false;
   }
   std::optional<notify::amqp::Delivery> next(std::chrono::milliseconds) override {
+    q_.takes.emplace_back("wait");
+    q_.events.emplace_back("wait");
+    if (q_.waiting.empty() && !q_.arriving.empty()) {
+      q_.waiting.push_back(std::move(q_.arriving.front()));
+      q_.arriving.pop_front();
+    }
     if (q_.waiting.empty()) {
       if (q_.idle_polls > 0) {
         --q_.idle_polls;
@@ -69,14 +86,46 @@ class FakeSource final : public DeliverySource {
       }
       return std::nullopt;
     }
-    auto d = std::move(q_.waiting.front());
-    q_.waiting.pop_front();
-    return d;
+    return hand_out();
   }
-  void ack(std::uint64_t tag) override { q_.acked.push_back(tag); }
-  void reject(std::uint64_t tag, bool requeue) override { q_.rejected.emplace_back(tag, requeue); }
+  std::optional<notify::amqp::Delivery> next_received() override {
+    q_.takes.emplace_back("received");
+    q_.events.emplace_back("received");
+    if (q_.waiting.empty()) return std::nullopt;
+    return hand_out();
+  }
+  // As RabbitMQ: a multiple ack covers every outstanding delivery up to the tag.
+  void ack(std::uint64_t tag, bool multiple) override {
+    q_.settles.push_back("ack " + std::to_string(tag) + (multiple ? " multiple" : ""));
+    q_.events.push_back(q_.settles.back());
+    const auto it = std::find(q_.outstanding.begin(), q_.outstanding.end(), tag);
+    if (it == q_.outstanding.end()) {
+      q_.errors.push_back("ack of " + std::to_string(tag) + ", not outstanding");
+      return;
+    }
+    const auto from = multiple ? q_.outstanding.begin() : it;
+    q_.acked.insert(q_.acked.end(), from, it + 1);
+    q_.outstanding.erase(from, it + 1);
+  }
+  void reject(std::uint64_t tag, bool requeue) override {
+    q_.settles.push_back("reject " + std::to_string(tag) + (requeue ? " requeue" : ""));
+    q_.events.push_back(q_.settles.back());
+    q_.rejected.emplace_back(tag, requeue);
+    const auto it = std::find(q_.outstanding.begin(), q_.outstanding.end(), tag);
+    if (it == q_.outstanding.end()) {
+      q_.errors.push_back("reject of " + std::to_string(tag) + ", not outstanding");
+      return;
+    }
+    q_.outstanding.erase(it);
+  }
 
  private:
+  notify::amqp::Delivery hand_out() {
+    auto d = std::move(q_.waiting.front());
+    q_.waiting.pop_front();
+    q_.outstanding.push_back(d.delivery_tag);
+    return d;
+  }
   Queue& q_;
   bool connected_ = false;
 };
@@ -88,6 +137,7 @@ struct Copies {
   std::deque<std::string> answers;
   int connects = 0;
   int disconnects = 0;
+  std::vector<std::size_t> windows;  // copies per await_confirms()
 };
 
 class FakeRepublisher final : public Republisher {
@@ -101,8 +151,9 @@ class FakeRepublisher final : public Republisher {
   void disconnect() override {
     ++c_.disconnects;
     connected_ = false;
+    window_.clear();
   }
-  Result publish(notify::amqp::Message message) override {
+  void publish(notify::amqp::Message message) override {
     c_.published.push_back(std::move(message));
     std::string answer = "acked";
     if (!c_.answers.empty()) {
@@ -111,17 +162,23 @@ class FakeRepublisher final : public Republisher {
     }
     if (answer == "lost") {
       connected_ = false;
+      window_.clear();
       throw notify::amqp::Error("connection lost");
     }
-    if (answer == "returned") return Result::kReturned;
-    if (answer == "nacked") return Result::kNacked;
-    if (answer == "unconfirmed") return Result::kUnconfirmed;
-    return Result::kAcked;
+    window_.push_back(answer == "returned"      ? Result::kReturned
+                      : answer == "nacked"      ? Result::kNacked
+                      : answer == "unconfirmed" ? Result::kUnconfirmed
+                                                : Result::kAcked);
+  }
+  std::vector<Result> await_confirms() override {
+    c_.windows.push_back(window_.size());
+    return std::exchange(window_, {});
   }
 
  private:
   Copies& c_;
   bool connected_ = false;
+  std::vector<Result> window_;
 };
 
 struct Transport {
@@ -178,6 +235,7 @@ struct Book {
   int failing_releases = 0;
   int failing_pings = 0;
   int pings = 0;
+  int round_trips = 0;  // claim() and claim_all() calls: one wait for Redis each
 };
 
 class FakeLedger final : public DeliveryLedger {
@@ -193,16 +251,18 @@ class FakeLedger final : public DeliveryLedger {
     connected_ = true;
   }
   void disconnect() override { connected_ = false; }
-  Claim claim(std::string_view id, std::chrono::milliseconds) override {
-    b_.calls.push_back("claim " + std::string(id));
+  Claim claim(std::string_view id, std::chrono::milliseconds lease) override {
+    ++b_.round_trips;
     fail_if(b_.failing_claims);
-    auto& entry = b_.entries[std::string(id)];
-    if (entry.empty() || entry == owner_) {
-      entry = owner_;
-      return {Claimed::kYes, {}};
-    }
-    if (entry == "sent") return {Claimed::kAlreadySent, {}};
-    return {Claimed::kHeld, b_.held_for[std::string(id)]};
+    return claim_one(id, lease);
+  }
+  std::vector<Claim> claim_all(std::span<const std::string_view> ids,
+                               std::chrono::milliseconds lease) override {
+    ++b_.round_trips;
+    fail_if(b_.failing_claims);
+    std::vector<Claim> claims;
+    for (const std::string_view id : ids) claims.push_back(claim_one(id, lease));
+    return claims;
   }
   void mark_sent(std::string_view id, notify::TimePoint) override {
     b_.calls.push_back("mark " + std::string(id));
@@ -220,6 +280,16 @@ class FakeLedger final : public DeliveryLedger {
   }
 
  private:
+  Claim claim_one(std::string_view id, std::chrono::milliseconds) {
+    b_.calls.push_back("claim " + std::string(id));
+    auto& entry = b_.entries[std::string(id)];
+    if (entry.empty() || entry == owner_) {
+      entry = owner_;
+      return {Claimed::kYes, {}};
+    }
+    if (entry == "sent") return {Claimed::kAlreadySent, {}};
+    return {Claimed::kHeld, b_.held_for[std::string(id)]};
+  }
   void fail_if(int& failing) {
     if (failing == 0) return;
     --failing;
@@ -761,10 +831,15 @@ TEST_CASE("ledger: a mark that fails is owed: acknowledged, then recorded before
   CHECK(h.queue.acked == std::vector<std::uint64_t>{1, 2});
   CHECK(h.book->entries[p.posting_id] == "sent");
   CHECK(h.book->entries[q.posting_id] == "sent");
-  // The owed mark came before the next claim.
-  const std::vector<std::string> expected = {
-      "connect", "claim " + p.posting_id, "mark " + p.posting_id,  "connect",
-      "connect", "mark " + p.posting_id,  "claim " + q.posting_id, "mark " + q.posting_id};
+  // Both claimed with their batch; the owed mark came before the next mark.
+  const std::vector<std::string> expected = {"connect",
+                                             "claim " + p.posting_id,
+                                             "claim " + q.posting_id,
+                                             "mark " + p.posting_id,
+                                             "connect",
+                                             "connect",
+                                             "mark " + p.posting_id,
+                                             "mark " + q.posting_id};
   std::string calls;
   for (const auto& call : h.book->calls) calls += call + "; ";
   INFO(calls);
@@ -794,4 +869,129 @@ TEST_CASE("ledger: an idle loop asks the ledger once a second and reconnects whe
   // next idle polls do not ask again.
   CHECK(h.book->pings == 1);
   CHECK(std::count(h.book->calls.begin(), h.book->calls.end(), "connect") == 2);
+}
+
+TEST_CASE("batch: the claims of a batch go to the ledger in one round trip") {
+  Harness h;
+  h.book.emplace();
+  const auto a = posting("a");
+  const auto b = posting("b");
+  const auto c = posting("c");
+  h.queue.waiting = {delivery_of(a, 1), delivery_of(b, 2), delivery_of(c, 3)};
+  h.run();
+  CHECK(h.transport.sent.size() == 3);
+  CHECK(h.book->round_trips == 1);
+  CHECK(h.book->calls == std::vector<std::string>{"connect", "claim a", "claim b", "claim c",
+                                                  "mark a", "mark b", "mark c"});
+  // Acknowledged together, once all three were marked.
+  CHECK(h.queue.settles == std::vector<std::string>{"ack 3 multiple"});
+  CHECK(h.queue.acked == std::vector<std::uint64_t>{1, 2, 3});
+  CHECK(h.queue.errors.empty());
+}
+
+TEST_CASE("batch: a second copy of a posting in the batch is claimed after the first's mark") {
+  Harness h;
+  h.book.emplace();
+  const auto a = posting("a");
+  h.queue.waiting = {delivery_of(a, 1), delivery_of(a, 2)};
+  h.run();
+  CHECK(h.transport.sent.size() == 1);
+  CHECK(h.book->calls == std::vector<std::string>{"connect", "claim a", "mark a", "claim a"});
+  CHECK(h.queue.settles == std::vector<std::string>{"ack 2 multiple"});
+}
+
+TEST_CASE("batch: a multiple ack covers only the settled prefix; a reject in the middle alone") {
+  Harness h;
+  h.transport.answer = [](const notify::Posting& p) {
+    if (p.posting_id == "b") return SendResult{SendStatus::kTransient, 451, "451 later"};
+    if (p.posting_id == "e") return SendResult{SendStatus::kPermanent, 550, "550 no such user"};
+    return SendResult{SendStatus::kSent, 250, "250 ok"};
+  };
+  h.copies.answers = {"nacked"};  // b's retry copy is not stored: b stays in the queue
+  h.queue.waiting = {delivery_of(posting("a"), 1), delivery_of(posting("b"), 2),
+                     delivery_of(posting("c"), 3), delivery_of(posting("d"), 4),
+                     delivery_of(posting("e"), 5)};
+  h.run();
+  CHECK(h.transport.sent.size() == 5);
+  // b's and e's copies awaited together, once.
+  CHECK(h.copies.windows == std::vector<std::size_t>{2});
+  CHECK(h.queue.settles == std::vector<std::string>{"ack 1", "reject 2 requeue", "ack 5 multiple"});
+  CHECK(h.queue.acked == std::vector<std::uint64_t>{1, 3, 4, 5});
+  CHECK(h.queue.rejected == std::vector<std::pair<std::uint64_t, bool>>{{2, true}});
+  CHECK(h.queue.errors.empty());
+}
+
+TEST_CASE("batch: deferral copies confirmed once per batch; an unconfirmed copy's original stays") {
+  Harness h;
+  h.clock.now_ = at("2026-11-23T22:30:00Z");  // quiet hours in Berlin: every posting is parked
+  h.copies.answers = {"acked", "unconfirmed", "acked", "returned"};
+  h.queue.waiting = {delivery_of(posting("a"), 1), delivery_of(posting("b"), 2),
+                     delivery_of(posting("c"), 3), delivery_of(posting("d"), 4)};
+  h.run();
+  CHECK(h.transport.sent.empty());
+  CHECK(h.copies.published.size() == 4);
+  CHECK(h.copies.windows == std::vector<std::size_t>{4});
+  CHECK(h.queue.settles ==
+        std::vector<std::string>{"ack 1", "reject 2 requeue", "ack 3", "reject 4 requeue"});
+  CHECK(h.queue.errors.empty());
+  CHECK(h.steady.slept() >= 500ms);  // copies refused: the loop pauses before the next batch
+}
+
+TEST_CASE("batch: a claim half through its lease is renewed before its mail is sent") {
+  Harness h;
+  h.book.emplace();
+  h.config.ledger_lease = 10s;
+  // Each send takes 6 s: by b's turn its claim (taken with the batch) is 6 s old.
+  h.transport.answer = [&h](const notify::Posting&) {
+    h.steady.now_ += 6s;
+    return SendResult{SendStatus::kSent, 250, "250 ok"};
+  };
+  h.queue.waiting = {delivery_of(posting("a"), 1), delivery_of(posting("b"), 2),
+                     delivery_of(posting("c"), 3)};
+  h.run();
+  CHECK(h.transport.sent.size() == 3);
+  CHECK(h.book->calls == std::vector<std::string>{"connect", "claim a", "claim b", "claim c",
+                                                  "mark a", "claim b", "mark b", "claim c",
+                                                  "mark c"});
+  CHECK(h.book->entries["c"] == "sent");
+}
+
+TEST_CASE("batch: the loop never waits to fill a batch, and a batch stops at the prefetch") {
+  SUBCASE("what arrived is handled; the next delivery only after the batch is settled") {
+    Harness h;
+    h.queue.waiting = {delivery_of(posting("a"), 1), delivery_of(posting("b"), 2)};
+    h.queue.arriving = {delivery_of(posting("c"), 3)};
+    h.run();
+    CHECK(h.queue.events == std::vector<std::string>{"wait", "received", "received",
+                                                     "ack 2 multiple", "wait", "received", "ack 3",
+                                                     "wait"});
+  }
+  SUBCASE("no more than the prefetch in one batch") {
+    Harness h;
+    h.config.prefetch = 2;
+    h.queue.waiting = {delivery_of(posting("a"), 1), delivery_of(posting("b"), 2),
+                       delivery_of(posting("c"), 3)};
+    h.run();
+    CHECK(h.queue.events == std::vector<std::string>{"wait", "received", "ack 2 multiple", "wait",
+                                                     "received", "ack 3", "wait"});
+  }
+}
+
+TEST_CASE("batch: stopping mid-batch sends nothing more; the rest goes back to the queue") {
+  Harness h;
+  h.book.emplace();
+  h.transport.answer = [&h](const notify::Posting&) {
+    h.queue.stop->store(true);  // SIGTERM while the first mail is sent
+    return SendResult{SendStatus::kSent, 250, "250 ok"};
+  };
+  h.queue.waiting = {delivery_of(posting("a"), 1), delivery_of(posting("b"), 2),
+                     delivery_of(posting("c"), 3)};
+  h.run();
+  CHECK(h.transport.sent.size() == 1);
+  CHECK(h.queue.settles ==
+        std::vector<std::string>{"ack 1", "reject 2 requeue", "reject 3 requeue"});
+  // Their claims released at once, not left to their lease.
+  CHECK(h.book->entries.count("b") == 0);
+  CHECK(h.book->entries.count("c") == 0);
+  CHECK(h.queue.errors.empty());
 }
