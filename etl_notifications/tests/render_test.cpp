@@ -575,3 +575,51 @@ TEST_CASE("inlined partials keep kainjow's lines, sections, comments and delimit
     }
   }
 }
+
+TEST_CASE("compiled templates keep kainjow's sections, blank lines and lookups") {
+  TemplateTree t;
+  const std::string body =
+      "A {{missing}}|{{#missing}}x{{/missing}}|\n"
+      "  {{#flag}}  \n"
+      "in flag {{name}} {{{name}}} {{&name}} {{ name }}\n"
+      "  {{/flag}}\n"
+      "{{#no}}\n"
+      "hidden\n"
+      "{{/no}}\n"
+      "{{^no}}\r\n"
+      "  not no [{{.}}]\r"
+      "{{/no}}\n"
+      "{{^missing}}none{{/missing}} {{^empty}}empty [{{.}}]{{/empty}}\n"
+      "{{#items}}\n"
+      "\t- {{.}} {{title}} {{user.first_name}}\n"
+      "{{/items}}\n"
+      "{{#user}}{{first_name}}/{{user.first_name}}/{{ . }}{{/user}} {{user.}} {{.user}}\n"
+      "{{! a comment }}\n"
+      "  {{! a comment line }}  \n"
+      "{{#flag}}{{/flag}}\n"
+      "{{#empty}}x{{/empty}}\n"
+      "{{#zero}}[{{.}}]{{/zero}} {{zero}} {{flag}} {{nothing}}\n"
+      "{{#movies}}{{title}}{{^last}}, {{/last}}{{/movies}}\n"
+      "  {{#flag}}{{/flag}}  ";
+  t.parts("email/s", "{{#flag}}\nsubject {{name}}\n{{/flag}}\n", body, "<p>\n" + body + "</p>");
+  TemplateStore store(t.root());
+  const ReferenceRenderer reference(t.root());
+  for (const nlohmann::json& context :
+       {nlohmann::json{{"flag", true},
+                       {"no", false},
+                       {"name", "<Ann> & \"Bo\" 'x'"},
+                       {"empty", nlohmann::json::array()},
+                       {"items", {"one", {{"title", "two"}}, 3, nullptr, true}},
+                       {"user", {{"first_name", "Zoë"}}},
+                       {"zero", 0},
+                       {"nothing", nullptr},
+                       {"movies", {{{"title", "A"}}, {{"title", "B"}, {"last", true}}}}},
+        nlohmann::json::object(), nlohmann::json{{"flag", "yes"}, {"no", nullptr}}}) {
+    CAPTURE(context.dump());
+    const notify::Content want = reference.render("email/s", "", context);
+    const notify::Content got = store.render("email/s", "", context);
+    CHECK(got.subject == want.subject);
+    CHECK(got.text == want.text);
+    CHECK(got.html == want.html);
+  }
+}
