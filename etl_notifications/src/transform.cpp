@@ -259,7 +259,8 @@ Transformer::Result Transformer::postings(const Event& event, const Request& req
   if (request.skip_inactive && !user.active) return Skip{"inactive"};
   std::vector<notify::Posting> out;
   std::optional<notify::Content> content;  // rendered once, shared by the channels
-  for (const notify::Channel channel : request.channels) {
+  for (std::size_t c = 0; c < request.channels.size(); ++c) {
+    const notify::Channel channel = request.channels[c];
     notify::Posting p;
     p.channel = channel;
     p.recipient.user_id = user.id;
@@ -298,7 +299,13 @@ Transformer::Result Transformer::postings(const Event& event, const Request& req
         return Rejection{e.what()};
       }
     }
-    p.content = *content;  // a webhook carries the same rendered content as JSON
+    // A webhook carries the same rendered content as JSON; the last channel takes it whole
+    // (a mail's text and HTML are copied only when another channel needs them too).
+    if (c + 1 == request.channels.size()) {
+      p.content = std::move(*content);
+    } else {
+      p.content = *content;
+    }
     out.push_back(std::move(p));
   }
   if (out.empty()) {
