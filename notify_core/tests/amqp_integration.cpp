@@ -252,6 +252,42 @@ TEST_CASE("amqp: reject without requeue dead-letters; ack removes") {
   CHECK_FALSE(dead.next(300ms).has_value());
 }
 
+TEST_CASE("amqp: a multiple ack covers the earlier deliveries still open, not a rejected one") {
+  const Topology topology = fresh_topology();
+  ConfirmedPublisher publisher(publisher_options(topology, 16));
+  publisher.connect();
+  for (const char* id : {"a", "b", "c", "d"}) publisher.publish(message(id), nullptr);
+  REQUIRE(publisher.flush(10s));
+
+  Consumer consumer(consumer_options(topology, topology.queue_for("email")));
+  consumer.connect();
+  std::vector<Delivery> got;
+  for (int i = 0; i < 4; ++i) {
+    std::optional<Delivery> d = consumer.next(5s);
+    REQUIRE(d.has_value());
+    got.push_back(std::move(*d));
+  }
+  CHECK(got[1].message_id == "b");
+  consumer.reject(got[1].delivery_tag, /*requeue=*/false);
+  consumer.ack(got[3].delivery_tag, /*multiple=*/true);  // a, c and d
+  // A timeout of 0 does not wait when nothing has arrived.
+  const auto asked = std::chrono::steady_clock::now();
+  CHECK_FALSE(consumer.next(0ms).has_value());
+  CHECK(std::chrono::steady_clock::now() - asked < 1s);
+
+  // Nothing comes back after reconnecting; b went to the dead-letter queue, alone.
+  consumer.disconnect();
+  consumer.connect();
+  CHECK_FALSE(consumer.next(300ms).has_value());
+  Consumer dead(consumer_options(topology, topology.dead_letter_queue_for("email")));
+  dead.connect();
+  std::optional<Delivery> d = dead.next(5s);
+  REQUIRE(d.has_value());
+  CHECK(d->message_id == "b");
+  dead.ack(d->delivery_tag);
+  CHECK_FALSE(dead.next(300ms).has_value());
+}
+
 TEST_CASE("amqp: a requeued rejection is redelivered") {
   const Topology topology = fresh_topology();
   ConfirmedPublisher publisher(publisher_options(topology, 16));
