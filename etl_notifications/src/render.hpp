@@ -22,6 +22,11 @@
 
 #include "notify/posting.hpp"
 
+namespace kainjow::mustache {
+template <typename StringType>
+class basic_data;
+}
+
 namespace etl {
 
 // A template is missing, its name is not allowed, or it does not parse or render; what()
@@ -56,18 +61,15 @@ class TemplateStore {
   Compiled* load(const std::string& path, bool escape_html);  // nullptr: no such file
   Compiled* localized(const std::string& folder, const std::string& locale,
                       const std::string& part);  // nullptr: neither localized nor default
-  Compiled* find_localized(const std::string& folder, const std::string& locale,
-                           const std::string& part);  // localized() without its memory
   const Partials& partials();
-  // extra: the layout's content and subject, looked up before the context.
-  std::string render_one(Compiled& compiled, const std::string& locale,
-                         const nlohmann::json& context, const nlohmann::json* extra);
+  using Data = kainjow::mustache::basic_data<std::string>;
+  std::string render_one(Compiled& compiled, const std::string& locale, const Data& data,
+                         const Data* extra);
 
   std::string root_;
   std::filesystem::path canonical_root_;  // symlinks resolved: where every file must lie
   std::map<std::string, std::unique_ptr<Compiled>> cache_;  // by path; null when absent
   std::unique_ptr<Partials> partials_;                      // loaded on first render
-  std::map<std::string, Compiled*> resolved_;  // localized() by folder, locale and part
 };
 
 }  // namespace etl
