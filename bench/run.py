@@ -34,6 +34,7 @@ import datetime
 import json
 import os
 import platform
+import re
 import shlex
 import signal
 import socket
@@ -66,6 +67,17 @@ def median(values):
     return statistics.median(values) if values else float("nan")
 
 
+def worker_default_prefetch():
+    """The worker's WORKER_PREFETCH default, as its source has it (32 if it cannot be read), so
+    that the relays keep the prefetch of the worker on main."""
+    try:
+        with open(os.path.join(SOURCE_DIR, "worker_notifications", "src", "config.hpp")) as f:
+            match = re.search(r"\bprefetch\s*=\s*(\d+)\s*;", f.read())
+        return int(match.group(1)) if match else 32
+    except OSError:
+        return 32
+
+
 def parse_args():
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawTextHelpFormatter)
     p.add_argument("--build-dir", default="build-bench", help="a Release build with bench_programs")
@@ -81,8 +93,9 @@ def parse_args():
                    help="scenario 3: SMTP_CONCURRENCY of the worker = connections of the ceiling")
     p.add_argument("--confirm-window", type=int, default=512,
                    help="RABBITMQ_CONFIRM_WINDOW of the ETL = window of the ceiling")
-    p.add_argument("--prefetch", type=int, default=32,
-                   help="WORKER_PREFETCH of the worker (its default) = prefetch of the relays")
+    p.add_argument("--prefetch", type=int, default=worker_default_prefetch(),
+                   help="WORKER_PREFETCH of the worker (default: the worker's own default, read "
+                        "from its config.hpp) = prefetch of the relays")
     p.add_argument("--deferrals", type=int, default=100_000, help="scenario 5: postings")
     p.add_argument("--latency-events", type=int, default=200, help="scenario 6: single sign-ups")
     p.add_argument("--latency-gap-ms", type=int, default=20,
@@ -632,6 +645,7 @@ class Bench:
             "SMTP_HOST": "127.0.0.1",
             "SMTP_PORT": str(self.sink.port),
             "SMTP_CONCURRENCY": str(self.args.smtp_connections),
+            "WORKER_PREFETCH": str(self.args.prefetch),
             "WEBHOOK_CONCURRENCY": "0",
             "QUIET_HOURS": "00:00-00:00",
             "METRICS_HOST": "127.0.0.1",
@@ -943,8 +957,8 @@ class Bench:
             # The worker: quiet hours end `quiet` seconds after its start, long enough to park
             # every posting at half the ceiling's pace (at least 30 s), and its one delay tier is
             # as long, so every copy comes back after the end and is sent then. A worker slower
-            # than that has parked only part of them by the end: its rate is what it parked by
-            # then, an upper bound.
+            # than that has parked only part of them by the end: its rate is then what it parked
+            # from its start to the end (the page says so), and the rest is sent at once.
             quiet = max(30, -(-n // max(1, int(ceiling_rate * 0.5))))
             if quiet > self.args.timeout:
                 raise BenchError(f"{name}: the ceiling ({ceiling_rate:.0f}/s) is too slow for "
