@@ -129,6 +129,7 @@ replay-postings:
 # stack, each service against a bare relay of its own in the same run, and the results in
 # documentation/benchmarks.md (bench/run.py; valgrind counts the ETL's instructions per event).
 bench: deps
+	scripts/install-deps.sh valgrind
 	cmake -S . -B build-bench -DCMAKE_BUILD_TYPE=Release -DNOTIFY_BENCH=ON
 	cmake --build build-bench --target bench_programs -j$$(nproc)
 	python3 bench/run.py --build-dir build-bench --out documentation/benchmarks.md
