@@ -22,6 +22,7 @@
 #include <librdkafka/rdkafka.h>
 #include <signal.h>
 #include <sys/time.h>
+#include <CLI/CLI.hpp>
 
 #include <chrono>
 #include <cstdio>
@@ -58,41 +59,23 @@ struct Options {
 
 Options parse(int argc, char** argv) {
   Options o;
-  for (int i = 1; i + 1 < argc; i += 2) {
-    const std::string flag = argv[i], value = argv[i + 1];
-    if (flag == "--bootstrap")
-      o.bootstrap = value;
-    else if (flag == "--topic")
-      o.topic = value;
-    else if (flag == "--group")
-      o.group = value;
-    else if (flag == "--count")
-      o.count = std::atoll(value.c_str());
-    else if (flag == "--rabbitmq-url")
-      o.rabbitmq_url = value;
-    else if (flag == "--exchange")
-      o.exchange = value;
-    else if (flag == "--routing-key")
-      o.routing_key = value;
-    else if (flag == "--window")
-      o.window = std::max(1LL, std::atoll(value.c_str()));
-    else if (flag == "--body")
-      o.body_path = value;
-    else if (flag == "--priority")
-      o.priority = std::atoi(value.c_str());
-    else if (flag == "--consumer-config")
-      o.consumer_config = value;
-    else if (flag == "--commit-interval-ms")
-      o.commit_interval_ms = std::atoi(value.c_str());
-    else
-      fail("unknown flag " + flag);
-  }
-  if (o.bootstrap.empty() || o.topic.empty() || o.group.empty() || o.count <= 0 ||
-      o.rabbitmq_url.empty() || o.exchange.empty() || o.routing_key.empty() ||
-      o.body_path.empty()) {
-    fail(
-        "--bootstrap, --topic, --group, --count, --rabbitmq-url, --exchange, --routing-key and "
-        "--body are required");
+  CLI::App app{"bench_etl_relay: the ETL's ceiling, Kafka to RabbitMQ without the ETL's work"};
+  app.add_option("--bootstrap", o.bootstrap)->required();
+  app.add_option("--topic", o.topic)->required();
+  app.add_option("--group", o.group)->required();
+  app.add_option("--count", o.count)->required()->check(CLI::PositiveNumber);
+  app.add_option("--rabbitmq-url", o.rabbitmq_url)->required();
+  app.add_option("--exchange", o.exchange)->required();
+  app.add_option("--routing-key", o.routing_key)->required();
+  app.add_option("--window", o.window)->check(CLI::PositiveNumber);
+  app.add_option("--body", o.body_path)->required();
+  app.add_option("--priority", o.priority);
+  app.add_option("--consumer-config", o.consumer_config);
+  app.add_option("--commit-interval-ms", o.commit_interval_ms);
+  try {
+    app.parse(argc, argv);
+  } catch (const CLI::ParseError& e) {
+    std::exit(app.exit(e));
   }
   return o;
 }

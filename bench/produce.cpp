@@ -8,6 +8,7 @@
 // before the first line, so no event waits for it.
 
 #include <librdkafka/rdkafka.h>
+#include <CLI/CLI.hpp>
 
 #include <chrono>
 #include <cstdio>
@@ -45,17 +46,10 @@ void on_delivery(rd_kafka_t*, const rd_kafka_message_t* m, void*) {
 
 int main(int argc, char** argv) {
   std::string bootstrap, topic;
-  for (int i = 1; i + 1 < argc; i += 2) {
-    const std::string flag = argv[i];
-    if (flag == "--bootstrap") {
-      bootstrap = argv[i + 1];
-    } else if (flag == "--topic") {
-      topic = argv[i + 1];
-    } else {
-      fail("unknown flag " + flag);
-    }
-  }
-  if (bootstrap.empty() || topic.empty()) fail("usage: bench_produce --bootstrap B --topic T");
+  CLI::App app{"bench_produce: produces events one at a time, for latency runs"};
+  app.add_option("--bootstrap", bootstrap)->required();
+  app.add_option("--topic", topic)->required();
+  CLI11_PARSE(app, argc, argv);
   rd_kafka_conf_t* conf = rd_kafka_conf_new();
   set(conf, "bootstrap.servers", bootstrap);
   set(conf, "linger.ms", "0");

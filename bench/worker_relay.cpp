@@ -19,6 +19,7 @@
 #include <curl/curl.h>
 #include <signal.h>
 #include <sys/time.h>
+#include <CLI/CLI.hpp>
 
 #include <algorithm>
 #include <atomic>
@@ -48,34 +49,21 @@ struct Options {
 
 Options parse(int argc, char** argv) {
   Options o;
-  for (int i = 1; i + 1 < argc; i += 2) {
-    const std::string flag = argv[i], value = argv[i + 1];
-    if (flag == "--rabbitmq-url")
-      o.rabbitmq_url = value;
-    else if (flag == "--queue")
-      o.queue = value;
-    else if (flag == "--count")
-      o.count = std::atoll(value.c_str());
-    else if (flag == "--prefetch")
-      o.prefetch = std::atoi(value.c_str());
-    else if (flag == "--connections")
-      o.connections = std::atoi(value.c_str());
-    else if (flag == "--port")
-      o.port = std::atoi(value.c_str());
-    else if (flag == "--host")
-      o.host = value;
-    else if (flag == "--message")
-      o.message_path = value;
-    else if (flag == "--envelope")
-      o.envelope_path = value;
-    else
-      fail("unknown flag " + flag);
-  }
-  if (o.rabbitmq_url.empty() || o.queue.empty() || o.count <= 0 || o.prefetch <= 0 ||
-      o.connections <= 0 || o.port <= 0 || o.message_path.empty()) {
-    fail(
-        "--rabbitmq-url, --queue, --count, --prefetch, --connections, --port and --message are "
-        "required");
+  CLI::App app{
+      "bench_worker_relay: the worker's ceiling, RabbitMQ to SMTP without the worker's work"};
+  app.add_option("--rabbitmq-url", o.rabbitmq_url)->required();
+  app.add_option("--queue", o.queue)->required();
+  app.add_option("--count", o.count)->required()->check(CLI::PositiveNumber);
+  app.add_option("--prefetch", o.prefetch)->check(CLI::PositiveNumber);
+  app.add_option("--connections", o.connections)->check(CLI::PositiveNumber);
+  app.add_option("--port", o.port)->required()->check(CLI::PositiveNumber);
+  app.add_option("--host", o.host);
+  app.add_option("--message", o.message_path)->required();
+  app.add_option("--envelope", o.envelope_path);
+  try {
+    app.parse(argc, argv);
+  } catch (const CLI::ParseError& e) {
+    std::exit(app.exit(e));
   }
   if (o.envelope_path.empty()) o.envelope_path = o.message_path + ".envelope";
   return o;
