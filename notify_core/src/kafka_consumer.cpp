@@ -71,7 +71,7 @@ struct Consumer::Impl {
     }
     nlohmann::json fields = {{"error", err_name(err)}, {"reason", reason}};
     if (is_transport_noise(err)) {
-      log::info("kafka broker unreachable", fields);
+      log::warn("kafka broker unreachable", fields);
     } else {
       log::warn("kafka consumer error", fields);
     }
@@ -215,7 +215,7 @@ std::optional<Message> Consumer::poll(std::chrono::milliseconds timeout) {
     fields["partition"] = msg->partition;
   }
   if (is_transport_noise(msg->err)) {
-    log::info("kafka broker unreachable", fields);
+    log::warn("kafka broker unreachable", fields);
   } else {
     log::warn("kafka consume error", fields);
   }

@@ -28,7 +28,9 @@ std::string err_name(rd_kafka_resp_err_t err);
 // Throws Error naming what failed and librdkafka's error; permanent() when no retry can help.
 [[noreturn]] void fail(const std::string& what, rd_kafka_resp_err_t err);
 
-// Broker connection trouble: logged at info, since librdkafka retries on its own.
+// Broker connection trouble (a broker down, all brokers down, a lost connection): logged at
+// warn, as a RabbitMQ outage is, once per error librdkafka reports (it reconnects on its own
+// and reports an error repeated unchanged only once).
 bool is_transport_noise(rd_kafka_resp_err_t err);
 
 // Sets one librdkafka property; throws Error naming it when unknown or bad.

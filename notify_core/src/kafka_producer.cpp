@@ -52,7 +52,7 @@ struct Producer::Impl {
     const auto err = static_cast<rd_kafka_resp_err_t>(err_int);
     nlohmann::json fields = {{"error", err_name(err)}, {"reason", reason}};
     if (is_transport_noise(err)) {
-      log::info("kafka broker unreachable", fields);
+      log::warn("kafka broker unreachable", fields);
     } else {
       log::warn("kafka producer error", fields);
     }

@@ -12,6 +12,7 @@ namespace {
 std::atomic<int> g_level{static_cast<int>(Level::kInfo)};
 std::string g_service = "notify";
 std::mutex g_mutex;
+Sink g_sink;  // guarded by g_mutex
 
 const char* name(Level level) {
   switch (level) {
@@ -28,6 +29,11 @@ const char* name(Level level) {
 }
 
 }  // namespace
+
+void set_sink(Sink sink) {
+  std::lock_guard lock(g_mutex);
+  g_sink = std::move(sink);
+}
 
 void init(std::string service, Level level) {
   std::lock_guard lock(g_mutex);
@@ -47,13 +53,19 @@ bool enabled(Level level) { return static_cast<int>(level) >= g_level.load(); }
 void write(Level level, std::string_view msg, const nlohmann::json& fields) {
   if (!enabled(level)) return;
   nlohmann::json line = {{"ts", format_iso8601(SystemClock().now())}, {"level", name(level)}};
+  Sink sink;
   {
     std::lock_guard lock(g_mutex);
     line["service"] = g_service;
+    sink = g_sink;
   }
   line["msg"] = msg;
   if (fields.is_object()) {
     for (const auto& [key, value] : fields.items()) line[key] = value;
+  }
+  if (sink) {
+    sink(line);
+    return;
   }
   // One write per line, so lines from several threads never interleave.
   const std::string text =
