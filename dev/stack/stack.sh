@@ -16,7 +16,9 @@
 #   stack.sh ctl DIR ACTION PROGRAM         supervisorctl ACTION PROGRAM; after start/restart of
 #                                           rabbitmq, kafka or redis, waits until it answers again
 #                                           (Kafka on a new port: stack.env is updated)
-#   stack.sh status DIR                     supervisorctl status, and whether Redis answers PING
+#   stack.sh status DIR                     what the stack is doing (status.py; exit 3: no stack
+#                                           running); without status.py: supervisorctl status
+#                                           and whether Redis answers PING
 set -euo pipefail
 
 STACK_SRC=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
@@ -391,7 +393,14 @@ cmd_ctl() {
   fi
 }
 
+# status.py (queues, lag, readiness, URLs) when it is there; otherwise supervisord's view and
+# whether Redis answers.
 cmd_status() {
+  if [ -f "$STACK_SRC/status.py" ]; then
+    local rc=0
+    python3 "$STACK_SRC/status.py" "$1" || rc=$?
+    exit $rc
+  fi
   local dir rc=0 port
   dir=$(running_stack "$1")
   ctl_cmd "$dir" status || rc=$?
