@@ -14,6 +14,9 @@ using notify::kafka::TopicPartition;
 
 constexpr auto kFirstBackoff = 500ms;
 constexpr auto kIdlePoll = 100ms;
+// The longest wait for a confirm while nothing else is in hand: how late a new event may be
+// noticed then. A confirm usually ends the wait much sooner.
+constexpr auto kConfirmWait = 5ms;
 constexpr auto kRevokeFlush = 5s;
 constexpr auto kShutdownFlush = 10s;
 constexpr std::size_t kMaxBacklog = 1000;  // consumed events waiting: more pauses intake
@@ -106,9 +109,26 @@ void Pipeline::run(const std::atomic<bool>& stop) {
       block(*why);
       continue;
     }
-    const bool busy = job_ || !backlog_.empty() || publishing_.waiting() > 0 ||
-                      ports_.publisher.outstanding() > 0;
-    if (auto m = ports_.events.poll(busy ? 0ms : poll_wait(kIdlePoll))) take(std::move(*m));
+    const bool in_hand = job_ || !backlog_.empty() || publishing_.waiting() > 0;
+    if (in_hand) {
+      if (auto m = ports_.events.poll(0ms)) take(std::move(*m));
+    } else if (ports_.publisher.outstanding() > 0) {
+      // Only confirms are awaited: wait for the next one on the AMQP socket instead of
+      // spinning between two non-blocking polls on a core the brokers need. An event that
+      // reaches Kafka meanwhile waits at most kConfirmWait (less when a confirm comes first).
+      if (auto m = ports_.events.poll(0ms)) {
+        take(std::move(*m));
+      } else {
+        try {
+          ports_.publisher.pump(poll_wait(kConfirmWait));
+        } catch (const notify::amqp::Error& e) {
+          block(e);
+          continue;
+        }
+      }
+    } else if (auto m = ports_.events.poll(poll_wait(kIdlePoll))) {
+      take(std::move(*m));
+    }
     work();
   }
   shutdown();

@@ -171,10 +171,13 @@ struct FakeDirectory final : UserDirectory {
 };
 
 // Confirms what it holds when pumped or flushed, as `answer` says: nothing means not yet.
+// A pump that confirms nothing lets its wait pass, as the real one waits on its socket.
 // `break_next_pump` makes the next pump lose the connection; connect() then republishes
 // everything unconfirmed, as notify::amqp::ConfirmedPublisher does.
 struct FakePublisher final : PostingPublisher {
   Timeline& timeline;
+  FakeMonotonic& time;
+  std::vector<std::chrono::milliseconds> pump_waits;  // of every pump, in order
   std::function<std::optional<Result>(const notify::amqp::Message&, int published)> answer =
       [](const auto&, int) { return Result::kAcked; };
   std::vector<std::pair<notify::amqp::Message, OnConfirmed>> unconfirmed;
@@ -183,7 +186,7 @@ struct FakePublisher final : PostingPublisher {
   bool break_next_pump = false;
   int flushes = 0;
 
-  explicit FakePublisher(Timeline& t) : timeline(t) {}
+  FakePublisher(Timeline& t, FakeMonotonic& m) : timeline(t), time(m) {}
 
   bool connected() const override { return up; }
   void connect() override {
@@ -199,13 +202,14 @@ struct FakePublisher final : PostingPublisher {
     ++published[message.message_id];
     unconfirmed.emplace_back(std::move(message), std::move(on_confirmed));
   }
-  void pump(std::chrono::milliseconds) override {
+  void pump(std::chrono::milliseconds wait) override {
+    pump_waits.push_back(wait);
     if (std::exchange(break_next_pump, false)) {
       up = false;
       timeline.push_back("connection lost");
       throw notify::amqp::Error("connection reset by peer");
     }
-    confirm();
+    if (confirm() == 0) time.t += wait;
   }
   bool flush(std::chrono::milliseconds) override {
     ++flushes;
@@ -214,9 +218,11 @@ struct FakePublisher final : PostingPublisher {
   }
   std::size_t outstanding() const override { return unconfirmed.size(); }
 
-  void confirm() {
+  // Returns how many were confirmed.
+  std::size_t confirm() {
     auto all = std::move(unconfirmed);
     unconfirmed.clear();
+    std::size_t confirmed = 0;
     for (auto& [message, on_confirmed] : all) {
       const auto result = answer(message, published[message.message_id]);
       if (!result) {
@@ -227,7 +233,9 @@ struct FakePublisher final : PostingPublisher {
       timeline.push_back(what[static_cast<int>(*result)] +
                          message.headers.at(notify::envelope::kEventIdHeader));
       on_confirmed(*result);
+      ++confirmed;
     }
+    return confirmed;
   }
 };
 
@@ -333,7 +341,7 @@ struct Harness {
   WallClock wall;
   FakeEvents events{timeline, time};
   FakeDirectory users;
-  FakePublisher publisher{timeline};
+  FakePublisher publisher{timeline, time};
   FakeDeadLetters dead_letters{timeline};
   std::shared_ptr<prometheus::Registry> registry = std::make_shared<prometheus::Registry>();
   EtlConfig config;
@@ -393,6 +401,41 @@ TEST_CASE("pipeline: offsets are stored in order, only the contiguous confirmed 
                                "ack notify_events/0/2",  // 1 is still out: nothing stored
                                "publish notify_events/0/3", "ack notify_events/0/3",
                                "ack notify_events/0/1", "store notify_events/0 4", "close"});
+}
+
+TEST_CASE(
+    "pipeline: while only confirms are awaited the loop waits for them on the publisher, "
+    "a few milliseconds at a time, and still takes the next event") {
+  using namespace std::chrono_literals;
+  Harness h;
+  h.events.add(kP0, 0, signup("u0"));
+  // RabbitMQ confirms a posting 40 ms after it was published; the next event reaches Kafka
+  // 20 ms after the first posting was published.
+  std::map<std::string, std::chrono::steady_clock::time_point> published_at;
+  h.publisher.answer = [&](const notify::amqp::Message& m, int) -> std::optional<Result> {
+    const auto at = published_at.try_emplace(m.message_id, h.time.t).first->second;
+    if (h.time.t - at < 40ms) return std::nullopt;
+    return Result::kAcked;
+  };
+  bool second = false;
+  h.run_until(
+      [&] { return h.stored(kP0, 2); },
+      [&] {
+        if (!second && !published_at.empty() && h.time.t - published_at.begin()->second >= 20ms) {
+          h.events.add(kP0, 1, signup("u1"));
+          second = true;
+        }
+      });
+  // Every wait is short, so the event of 20 ms is taken within one of them.
+  std::chrono::milliseconds waited{0};
+  for (const auto wait : h.publisher.pump_waits) {
+    CHECK(wait <= 5ms);
+    waited += wait;
+  }
+  CHECK(waited >= 60ms);  // the time went by waiting, not spinning
+  CHECK(h.publisher.pump_waits.size() < 60);
+  CHECK(h.at("publish notify_events/0/1") < h.at("ack notify_events/0/0"));
+  CHECK(h.stored(kP0, 2));
 }
 
 TEST_CASE("pipeline: a revoke in the middle of a batch drops the revoked partition's work") {
