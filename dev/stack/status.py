@@ -726,8 +726,8 @@ def render(s):
                 first = (g["first"], ch, reason, g["template"])
         out += table(rows)
         if first:
-            out.append(f"  next release: {first[1]} {first[3] or 'posting'} "
-                       f"({REASONS.get(first[2], first[2])}) at {when(first[0], s['now'])}")
+            out.append(f"  next release: {first[3] or 'a posting'} ({first[1]}, "
+                       f"{REASONS.get(first[2], first[2])}) at {when(first[0], s['now'])}")
         if rq["unread"]:
             out.append(f"  ({rq['unread']} postings beyond the first {PEEK_LIMIT} of a queue not "
                        "read: their times may come earlier)")

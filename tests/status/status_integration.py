@@ -263,7 +263,7 @@ class StatusTest(unittest.TestCase):
                          re.escape(f"{scheduled:%Y-%m-%d %H:%M:%S} UTC"))
         self.assertRegex(text, r"webhook\s+retry after a failure\s+1\s+" +
                          re.escape(f"{retry:%Y-%m-%d %H:%M:%S} UTC (in ") + r"(19|20) min\)")
-        self.assertIn(f"next release: webhook webhook/signup (retry after a failure) at "
+        self.assertIn(f"next release: webhook/signup (webhook, retry after a failure) at "
                       f"{retry:%Y-%m-%d %H:%M:%S} UTC", text)
 
         # Looking did not change the delay queue: the same postings in the same order.
