@@ -105,6 +105,55 @@ def program_environment(conf, program):
     return {k: v for k, v in re.findall(r'([A-Z_][A-Z0-9_]*)="([^"]*)"', line)}
 
 
+def stack_addresses(stack_dir, conf):
+    """What stack.env says, else what the stack's rendered configuration says: stack.sh writes
+    stack.env only once every program is ready (a dev stack whose services did not start has
+    none), while its ports are in supervisord.conf and rabbitmq.conf from the start."""
+    derived = {}
+
+    def command_flag(program, pattern):
+        if conf is None or not conf.has_option(f"program:{program}", "command"):
+            return None
+        m = re.search(pattern, conf.get(f"program:{program}", "command"))
+        return m.group(1) if m else None
+
+    rabbitmq = program_environment(conf, "rabbitmq")
+    if rabbitmq.get("RABBITMQ_NODE_PORT"):
+        port = rabbitmq["RABBITMQ_NODE_PORT"]
+        derived["RABBITMQ_URL"] = f"amqp://guest:guest@127.0.0.1:{port}/%2f"
+    try:
+        with open(os.path.join(stack_dir, "rabbitmq", "rabbitmq.conf")) as f:
+            m = re.search(r"^management\.tcp\.port\s*=\s*(\d+)", f.read(), re.M)
+        if m:
+            derived["MANAGEMENT_URL"] = f"http://127.0.0.1:{m.group(1)}"
+    except OSError:
+        pass
+    try:
+        with open(os.path.join(stack_dir, "kafka.bootstrap")) as f:
+            derived["KAFKA_BOOTSTRAP_SERVERS"] = f.read().strip()
+    except OSError:
+        pass
+    web = command_flag("maildev", r"--web (\d+)")
+    if web:
+        derived["INBOX_URL"] = f"http://127.0.0.1:{web}"
+    auth = command_flag("auth", r"--port (\d+)")
+    if auth:
+        derived["AUTH_URL"] = f"http://127.0.0.1:{auth}"
+    prometheus = command_flag("prometheus", r"--web\.listen-address=(\S+)")
+    if prometheus:
+        derived["PROMETHEUS_URL"] = f"http://{prometheus}"
+    for service in SERVICES:
+        port = program_environment(conf, service).get("METRICS_PORT")
+        if port:
+            derived[f"{service.upper()}_METRICS_URL"] = f"http://127.0.0.1:{port}/metrics"
+    redis = read_env_file(os.path.join(stack_dir, "stack.state")).get("REDIS_PORT")
+    if redis:
+        derived["REDIS_PORT"] = redis
+        derived["LEDGER_URL"] = f"redis://127.0.0.1:{redis}/0"
+    derived.update(read_env_file(os.path.join(stack_dir, "stack.env")))
+    return derived
+
+
 def supervisord_running(stack_dir):
     """True when the supervisord of this folder runs (the same test as stack.sh)."""
     try:
@@ -151,7 +200,8 @@ class UnixTransport(xmlrpc.client.Transport):
 
 def program_states(stack_dir, conf):
     """{program: (state, description)} from supervisord, over its socket as supervisorctl
-    talks to it (XML-RPC), which spares starting supervisorctl; supervisorctl if that fails."""
+    talks to it (XML-RPC), which spares starting supervisorctl (a Python program of its own);
+    supervisorctl only when the socket is not in the configuration."""
     sock = conf.get("unix_http_server", "file", fallback=None) if conf else None
     if sock:
         try:
@@ -159,8 +209,8 @@ def program_states(stack_dir, conf):
                                               transport=UnixTransport(sock, TIMEOUT))
             return {p["name"]: (p["statename"], p.get("description", ""))
                     for p in proxy.supervisor.getAllProcessInfo()}
-        except (OSError, xmlrpc.client.Error, http.client.HTTPException):
-            pass
+        except (OSError, xmlrpc.client.Error, http.client.HTTPException) as e:
+            return {"error": str(e)}
     try:
         res = subprocess.run(["supervisorctl", "-c", os.path.join(stack_dir, "supervisord.conf"),
                               "status"], capture_output=True, text=True, timeout=3 * TIMEOUT)
@@ -236,7 +286,7 @@ def tier_seconds(name):
 
 def queues_from_management(url, auth):
     cols = "name,messages,consumers,arguments"
-    status, body = http_get(f"{url}/api/queues/%2f?columns={cols}", auth=auth)
+    status, body = http_get(f"{url}/api/queues/%2f?columns={cols}", auth=auth, timeout=TIMEOUT)
     if status != 200:
         raise RuntimeError(f"management API: {status or ''} {body}".strip())
     return {q["name"]: {"messages": q.get("messages") or 0, "consumers": q.get("consumers") or 0,
@@ -285,10 +335,10 @@ def channel_queues(queues, exchange):
     return out
 
 
-def peek(url, auth, queue, count):
+def peek(url, auth, queue, count, timeout):
     """Up to `count` postings from the head of `queue`, given back at once (see the top)."""
     status, body = http_get(f"{url}/api/queues/%2f/{urllib.parse.quote(queue, safe='')}/get",
-                            auth=auth, timeout=2 * TIMEOUT,
+                            auth=auth, timeout=timeout,
                             data={"count": count, "ackmode": "reject_requeue_true",
                                   "encoding": "auto", "truncate": 1})
     if status != 200:
@@ -308,7 +358,7 @@ def parse_utc(text):
             return None
 
 
-def held_back(url, auth, by_channel):
+def held_back(url, auth, by_channel, deadline):
     """Per channel and reason: count, the earliest and latest x-deliver-at; and how many postings
     were left unread (beyond PEEK_LIMIT per queue)."""
     groups = {}
@@ -316,7 +366,8 @@ def held_back(url, auth, by_channel):
     jobs = [(ch, name, depth) for ch, c in by_channel.items()
             for (_tier, _s, depth, name) in c["delays"] if depth > 0]
     with concurrent.futures.ThreadPoolExecutor(max_workers=max(1, len(jobs))) as pool:
-        futures = {pool.submit(peek, url, auth, name, min(depth, PEEK_LIMIT)): (ch, depth)
+        timeout = max(0.3, deadline - time.monotonic())
+        futures = {pool.submit(peek, url, auth, name, min(depth, PEEK_LIMIT), timeout): (ch, depth)
                    for ch, name, depth in jobs}
         for fut, (ch, depth) in futures.items():
             headers = fut.result()
@@ -341,6 +392,7 @@ def rabbitmq_report(env, conf, stack_dir):
     exchange = (program_environment(conf, "worker").get("RABBITMQ_EXCHANGE")
                 or os.environ.get("RABBITMQ_EXCHANGE") or "notifications")
     url = os.environ.get("NOTIFY_MANAGEMENT_URL") or env.get("MANAGEMENT_URL")
+    deadline = time.monotonic() + 2 * TIMEOUT  # the queues, then the peeks in what is left
     amqp = urllib.parse.urlparse(env.get("RABBITMQ_URL", "amqp://guest:guest@127.0.0.1"))
     auth = f"{urllib.parse.unquote(amqp.username or 'guest')}:" \
            f"{urllib.parse.unquote(amqp.password or 'guest')}"
@@ -362,7 +414,7 @@ def rabbitmq_report(env, conf, stack_dir):
     report["channels"] = channel_queues(queues, exchange)
     if url:
         try:
-            report["held"], report["unread"] = held_back(url, auth, report["channels"])
+            report["held"], report["unread"] = held_back(url, auth, report["channels"], deadline)
         except (RuntimeError, ValueError) as e:
             report["held_error"] = str(e)
     return report
@@ -534,14 +586,10 @@ def kafka_offsets(bootstrap, group, topics, timeout=1.5):
             c.close()
 
 
-def kafka_report(env, conf, stack_dir):
+def kafka_report(env, conf):
     bootstrap = env.get("KAFKA_BOOTSTRAP_SERVERS")
     if not bootstrap:
-        try:
-            with open(os.path.join(stack_dir, "kafka.bootstrap")) as f:
-                bootstrap = f.read().strip()
-        except OSError:
-            return {"error": "no Kafka address (kafka.bootstrap is missing)"}
+        return {"error": "no Kafka address (kafka.bootstrap is missing)"}
     # As the ETL gets them: its program's environment, else supervisord's (ours), else defaults.
     etl = program_environment(conf, "etl")
 
@@ -565,7 +613,7 @@ def kafka_report(env, conf, stack_dir):
 
 def collect(stack_dir):
     conf = read_supervisord_conf(os.path.join(stack_dir, "supervisord.conf"))
-    env = read_env_file(os.path.join(stack_dir, "stack.env"))
+    env = stack_addresses(stack_dir, conf)
     state = read_env_file(os.path.join(stack_dir, "stack.state"))
     mode = state.get("MODE", "dev" if env.get("MANAGEMENT_URL") else "test")
     kafka_addr = env.get("KAFKA_BOOTSTRAP_SERVERS", "")
@@ -596,7 +644,7 @@ def collect(stack_dir):
 
         f_answers = {b: pool.submit(answers, b) for b in BROKERS}
         f_rabbit = pool.submit(rabbitmq_report, env, conf, stack_dir)
-        f_kafka = pool.submit(kafka_report, env, conf, stack_dir)
+        f_kafka = pool.submit(kafka_report, env, conf)
         return {
             "dir": stack_dir, "mode": mode, "env": env,
             "programs": f_programs.result(),
@@ -771,10 +819,7 @@ def render(s):
     ]
     out += ["", "URLs"]
     urls = [(name, u) for name, u in urls if u]
-    if not urls:
-        out.append("  not known yet (stack.env is written once the stack is ready)")
-    else:
-        out += table(urls)
+    out += table(urls) if urls else ["  not known (no stack.env, no supervisord.conf)"]
     return out, ok
 
 

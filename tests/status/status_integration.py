@@ -21,6 +21,7 @@ import datetime
 import json
 import os
 import re
+import string
 import struct
 import subprocess
 import sys
@@ -175,6 +176,45 @@ class StatusTest(unittest.TestCase):
         lines, ok = status.render(state)
         self.assertFalse(ok)
         self.assertEqual(row(lines, "kafka")[:3], ["kafka", "down", "(FATAL)"])
+
+    def test_addresses_without_stack_env(self):
+        """A dev stack whose services did not start has no stack.env: the addresses come from
+        its rendered configuration."""
+        with tempfile.TemporaryDirectory() as d:
+            values = {"STACK_DIR": d, "BIN_DIR": "/bin", "SOURCE_DIR": SOURCE,
+                      "SUPERVISOR_SOCKET": d + "/s.sock", "AMQP_PORT": "5672",
+                      "DIST_PORT": "25672", "SMTP_PORT": "1025", "WEB_PORT": "8025",
+                      "AUTH_PORT": "8081", "RABBITMQ_NODENAME": "n@localhost",
+                      "AUTORESTART": "true", "PROMETHEUS_PORT": "9090",
+                      "ETL_METRICS_PORT": "9464", "WORKER_METRICS_PORT": "9465",
+                      "REDIS_PORT": "6379", "RABBITMQ_USER_LINE": "", "RABBITMQ_HOME_DIR": d}
+            rendered = ""
+            for name in ("supervisord.conf.in", "services.conf.in"):
+                with open(os.path.join(SOURCE, "dev", "stack", name)) as f:
+                    rendered += string.Template(f.read()).safe_substitute(values)
+            with open(os.path.join(d, "supervisord.conf"), "w") as f:
+                f.write(rendered)
+            os.makedirs(os.path.join(d, "rabbitmq"))
+            with open(os.path.join(d, "rabbitmq", "rabbitmq.conf"), "w") as f:
+                f.write("management.tcp.ip = 127.0.0.1\nmanagement.tcp.port = 15672\n")
+            with open(os.path.join(d, "stack.state"), "w") as f:
+                f.write("MODE=dev\nAMQP_PORT=5672\nREDIS_PORT=6379\n")
+            with open(os.path.join(d, "kafka.bootstrap"), "w") as f:
+                f.write("127.0.0.1:40001\n")
+            conf = status.read_supervisord_conf(os.path.join(d, "supervisord.conf"))
+            self.assertEqual(status.stack_addresses(d, conf), {
+                "RABBITMQ_URL": "amqp://guest:guest@127.0.0.1:5672/%2f",
+                "MANAGEMENT_URL": "http://127.0.0.1:15672",
+                "KAFKA_BOOTSTRAP_SERVERS": "127.0.0.1:40001",
+                "INBOX_URL": "http://127.0.0.1:8025",
+                "AUTH_URL": "http://127.0.0.1:8081",
+                "PROMETHEUS_URL": "http://127.0.0.1:9090",
+                "ETL_METRICS_URL": "http://127.0.0.1:9464/metrics",
+                "WORKER_METRICS_URL": "http://127.0.0.1:9465/metrics",
+                "REDIS_PORT": "6379",
+                "LEDGER_URL": "redis://127.0.0.1:6379/0",
+            })
+            self.assertEqual(conf.get("unix_http_server", "file"), d + "/s.sock")
 
     def test_fixture_stack(self):
         env = read_env(os.path.join(STACK, "stack.env"))
