@@ -288,7 +288,7 @@ def queues_from_management(url, auth):
     cols = "name,messages,consumers,arguments"
     status, body = http_get(f"{url}/api/queues/%2f?columns={cols}", auth=auth, timeout=TIMEOUT)
     if status != 200:
-        raise RuntimeError(f"management API: {status or ''} {body}".strip())
+        raise RuntimeError(f"management API: {status or ''} {body}".replace(":  ", ": ").strip())
     return {q["name"]: {"messages": q.get("messages") or 0, "consumers": q.get("consumers") or 0,
                         "ttl": (q.get("arguments") or {}).get("x-message-ttl")}
             for q in json.loads(body)}
@@ -342,7 +342,7 @@ def peek(url, auth, queue, count, timeout):
                             data={"count": count, "ackmode": "reject_requeue_true",
                                   "encoding": "auto", "truncate": 1})
     if status != 200:
-        raise RuntimeError(f"get from {queue}: {status or ''} {body}".strip())
+        raise RuntimeError(f"get from {queue}: {status or ''} {body}".replace(":  ", ": ").strip())
     return [m.get("properties", {}).get("headers") or {} for m in json.loads(body)]
 
 
@@ -720,7 +720,9 @@ def render(s):
         ok = ok and up
         shown = "up" if up else "starting" if state == "STARTING" else f"down ({state})"
         if not up:
-            rows.append((name, shown, "", desc))
+            # supervisord describes a stopped or exited program by the time it ended
+            since = state in ("STOPPED", "EXITED") and desc and not desc.startswith("Not")
+            rows.append((name, shown, "", f"since {desc}" if since else desc))
         elif name in SERVICES:
             ready, text = s["ready"][name]
             ok = ok and bool(ready)
