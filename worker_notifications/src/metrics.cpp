@@ -16,6 +16,11 @@ const Histogram::BucketBoundaries kEndToEndBuckets = {
     0.1, 0.25, 0.5,  1,        2.5,      5,         10,    30,        60,
     300, 900,  3600, 3 * 3600, 6 * 3600, 12 * 3600, 86400, 2 * 86400, 7 * 86400};
 
+// The refusals a worker meets in practice: access refused (a permission), not found (a queue
+// missing), precondition failed (a queue declared with other arguments), not allowed (a vhost
+// or a closed channel reused). Any other code gets its series when it first happens.
+constexpr const char* kRefusalCodes[] = {"403", "404", "406", "530"};
+
 }  // namespace
 
 WorkerMetrics::WorkerMetrics(prometheus::Registry& registry, int max_attempts)
@@ -60,7 +65,10 @@ WorkerMetrics::WorkerMetrics(prometheus::Registry& registry, int max_attempts)
                            .Help("Failures of the delivery ledger (Redis unreachable, a command "
                                  "refused), by channel: deliveries wait while it is down")
                            .Register(registry)) {
-  // The histograms of both channels exist from the start, so dashboards see them at zero.
+  // Every series whose labels are known in advance exists from the start at zero: an alert on
+  // increase() or rate() has data before the first retry or refusal, and counts that first one
+  // (a series born at 1 shows no increase). Postings by template appear with their first
+  // posting; the undecodable ones (template and priority "unknown") start at zero.
   for (const char* channel : {"email", "webhook"}) {
     send_seconds_.Add({{"channel", channel}}, kSendBuckets);
     end_to_end_seconds_.Add({{"channel", channel}}, kEndToEndBuckets);
@@ -69,6 +77,16 @@ WorkerMetrics::WorkerMetrics(prometheus::Registry& registry, int max_attempts)
     for (const char* cause : {"redelivered", "retry_copy", "republished"}) {
       duplicates_suppressed_.Add({{"channel", channel}, {"cause", cause}});
     }
+    for (int attempt = 1; attempt <= max_attempts_; ++attempt) {
+      retries_.Add({{"channel", channel}, {"attempt", std::to_string(attempt)}});
+    }
+    for (const char* code : kRefusalCodes) {
+      amqp_refusals_.Add({{"channel", channel}, {"code", code}});
+    }
+    postings_.Add({{"channel", channel},
+                   {"template", "unknown"},
+                   {"priority", "unknown"},
+                   {"outcome", "dead_lettered"}});
   }
 }
 

@@ -175,7 +175,7 @@ TEST_CASE("worker metrics: ready once connected; sent, failed, retried and expir
   CHECK(http_status(f.port, "/healthz") == 0);
 }
 
-TEST_CASE("worker metrics: alive but not ready while RabbitMQ is unreachable") {
+TEST_CASE("worker metrics: alive but not ready while RabbitMQ is unreachable; counters at zero") {
   Fixture f;
   auto worker =
       f.start_worker("amqp://guest:guest@127.0.0.1:" + std::to_string(free_port()) + "/%2f");
@@ -184,5 +184,20 @@ TEST_CASE("worker metrics: alive but not ready while RabbitMQ is unreachable") {
   CHECK(wait_until([&] { return worker->log().find("rabbitmq unavailable") != std::string::npos; },
                    10s));
   CHECK(http_status(f.port, "/readyz") == 503);
+  // Before any delivery, the series alerts name are there at zero.
+  const std::string text = scrape_metrics(f.port);
+  INFO("metrics:\n" << text);
+  for (const char* channel : {"email", "webhook"}) {
+    const std::string c = std::string("channel=\"") + channel + "\"";
+    for (const char* attempt : {"1", "2", "3", "4"}) {
+      CHECK(metric_value(text, std::string("notify_worker_retries_total{attempt=\"") + attempt +
+                                   "\"," + c + "}") == 0.0);
+    }
+    CHECK(metric_value(text, "notify_worker_amqp_refusals_total{" + c + ",code=\"403\"}") == 0.0);
+    CHECK(metric_value(text, "notify_worker_postings_total{" + c +
+                                 ",outcome=\"dead_lettered\",priority=\"unknown\","
+                                 "template=\"unknown\"}") == 0.0);
+    CHECK(metric_value(text, "notify_worker_ledger_failures_total{" + c + "}") == 0.0);
+  }
   CHECK(worker->terminate() == 0);
 }

@@ -95,3 +95,29 @@ TEST_CASE("WorkerMetrics: RabbitMQ refusals by reply code, handling errors by ch
   CHECK(has(text, "notify_worker_amqp_refusals_total{channel=\"email\",code=\"other\"} 1"));
   CHECK(has(text, "notify_worker_handling_errors_total{channel=\"webhook\"} 1"));
 }
+
+TEST_CASE("WorkerMetrics: the series alerts and runbooks name exist at zero from the start") {
+  prometheus::Registry registry;
+  worker::WorkerMetrics metrics(registry, 3);
+  const std::string text = notify::render_metrics(registry);
+  for (const char* channel : {"email", "webhook"}) {
+    CAPTURE(channel);
+    const std::string c = std::string("channel=\"") + channel + "\"";
+    for (const char* attempt : {"1", "2", "3"}) {
+      CHECK(has(text, std::string("notify_worker_retries_total{attempt=\"") + attempt + "\"," + c +
+                          "} 0"));
+    }
+    for (const char* code : {"403", "404", "406", "530"}) {
+      CHECK(has(text, "notify_worker_amqp_refusals_total{" + c + ",code=\"" + code + "\"} 0"));
+    }
+    CHECK(has(text, "notify_worker_postings_total{" + c +
+                        ",outcome=\"dead_lettered\",priority=\"unknown\",template=\"unknown\"} 0"));
+    CHECK(has(text, "notify_worker_handling_errors_total{" + c + "} 0"));
+    CHECK(has(text, "notify_worker_ledger_failures_total{" + c + "} 0"));
+    for (const char* cause : {"redelivered", "retry_copy", "republished"}) {
+      CHECK(has(text, "notify_worker_duplicates_suppressed_total{cause=\"" + std::string(cause) +
+                          "\"," + c + "} 0"));
+    }
+  }
+  CHECK_FALSE(has(text, "attempt=\"4\""));
+}
