@@ -66,8 +66,22 @@ REASONS = {  # x-defer-reason, as the worker writes it (postings.md)
     "retry": "retry after a failure",
     "throttled": "throttled (mail rate caps)",
     "claimed": "claimed by another worker",
-    "deferred": "deferred, later hop",
+    "deferred": "later hop of a deferral",
+    "deferred-retry": "retry, later hop",
 }
+
+
+def defer_reason(headers):
+    """x-defer-reason; a later hop says only `deferred` (the worker does not carry the first
+    reason on), but a retry's hops keep x-attempts."""
+    reason = str(headers.get("x-defer-reason") or "unknown")
+    if reason == "deferred":
+        try:
+            if int(headers.get("x-attempts") or 0) > 0:
+                return "deferred-retry"
+        except ValueError:
+            pass
+    return reason
 
 
 # ---------------------------------------------------------------------------------------------
@@ -373,7 +387,7 @@ def held_back(url, auth, by_channel, deadline):
             headers = fut.result()
             unread += max(0, depth - len(headers))
             for h in headers:
-                reason = str(h.get("x-defer-reason") or "unknown")
+                reason = defer_reason(h)
                 at = parse_utc(h.get("x-deliver-at"))
                 g = groups.setdefault((ch, reason), {"count": 0, "first": None, "last": None,
                                                      "template": h.get("template")})

@@ -177,6 +177,15 @@ class StatusTest(unittest.TestCase):
         self.assertFalse(ok)
         self.assertEqual(row(lines, "kafka")[:3], ["kafka", "down", "(FATAL)"])
 
+    def test_reasons_of_later_hops(self):
+        self.assertEqual(status.defer_reason({"x-defer-reason": "quiet_hours"}), "quiet_hours")
+        self.assertEqual(status.defer_reason({"x-defer-reason": "deferred"}), "deferred")
+        self.assertEqual(status.defer_reason({"x-defer-reason": "deferred", "x-attempts": "0"}),
+                         "deferred")
+        self.assertEqual(status.defer_reason({"x-defer-reason": "deferred", "x-attempts": "3"}),
+                         "deferred-retry")
+        self.assertEqual(status.defer_reason({}), "unknown")
+
     def test_addresses_without_stack_env(self):
         """A dev stack whose services did not start has no stack.env: the addresses come from
         its rendered configuration."""
