@@ -105,24 +105,106 @@ struct StringSink {
 
 using PartialLookup = std::function<const mustache::data*(const std::string&)>;
 
-// Values come from the context stack as usual; partials only from the files in _partials/.
-// kainjow's own context looks partials up among the values, where a user's value of the same
-// name would be parsed and rendered as a template.
+}  // namespace
+
+// The values of one render as kainjow data, converted from the JSON context only where a
+// template looks them up: each top-level value on its first lookup, then shared by the subject,
+// text, HTML and layouts. Converting the whole context for every part of every mail cost more
+// than rendering it.
+class LazyValues {
+ public:
+  explicit LazyValues(const nlohmann::json& context) : context_(context) {}
+
+  // The context's value of `key` (what kainjow's data of the whole context holds under it);
+  // null when there is none.
+  const mustache::data* get(const std::string& key) {
+    auto [it, added] = converted_.try_emplace(key);
+    if (added && context_.is_object()) {
+      if (auto found = context_.find(key); found != context_.end()) {
+        it->second = std::make_unique<mustache::data>(to_data(*found));
+      }
+    }
+    return it->second.get();
+  }
+  // The whole context, for {{.}} outside any section (rare: converted then).
+  const mustache::data* whole() {
+    if (!whole_) whole_ = std::make_unique<mustache::data>(to_data(context_));
+    return whole_.get();
+  }
+
+ private:
+  const nlohmann::json& context_;
+  std::map<std::string, std::unique_ptr<mustache::data>, std::less<>> converted_;
+  std::unique_ptr<mustache::data> whole_;
+};
+
+namespace {
+
+// Values come from the context stack as kainjow's own context finds them (sections push their
+// value or list items on top of the render's values); partials only from the files in
+// _partials/. kainjow's own context looks partials up among the values, where a user's value
+// of the same name would be parsed and rendered as a template.
 class RenderContext : public mustache::basic_context<std::string> {
  public:
-  RenderContext(const mustache::data* data, PartialLookup partials)
-      : values_(data), partials_(std::move(partials)) {}
+  RenderContext(LazyValues& values, PartialLookup partials)
+      : values_(values), partials_(std::move(partials)) {}
 
-  void push(const mustache::data* data) override { values_.push(data); }
-  void pop() override { values_.pop(); }
-  const mustache::data* get(const std::string& name) const override { return values_.get(name); }
+  void push(const mustache::data* data) override { stack_.push_back(data); }
+  void pop() override { stack_.pop_back(); }
+
+  // kainjow's context::get, over the stack and then the lazy values: "." is the innermost
+  // value; a plain name is looked up from the innermost value out; "a.b" is looked up as a
+  // whole path in each value from the innermost out (split as kainjow splits it).
+  const mustache::data* get(const std::string& name) const override {
+    if (name.size() == 1 && name[0] == '.') {
+      return stack_.empty() ? values_.whole() : stack_.back();
+    }
+    if (name.find('.') == std::string::npos) {
+      for (auto it = stack_.rbegin(); it != stack_.rend(); ++it) {
+        if (const mustache::data* var = (*it)->get(name)) return var;
+      }
+      return values_.get(name);
+    }
+    split(name);
+    for (auto it = stack_.rbegin(); it != stack_.rend(); ++it) {
+      if (const mustache::data* var = path(*it, 0)) return var;
+    }
+    if (pieces_.empty()) return values_.whole();
+    const mustache::data* top = values_.get(pieces_.front());
+    return top == nullptr ? nullptr : path(top, 1);
+  }
   const mustache::data* get_partial(const std::string& name) const override {
     return partials_(name);
   }
 
  private:
-  mustache::context<std::string> values_;
+  // What std::getline(name, '.') gives, as kainjow's split: the pieces between dots, without
+  // an empty one after a trailing dot.
+  void split(const std::string& name) const {
+    pieces_.clear();
+    std::size_t start = 0;
+    while (start < name.size()) {
+      const std::size_t dot = name.find('.', start);
+      if (dot == std::string::npos) {
+        pieces_.emplace_back(name, start);
+        break;
+      }
+      pieces_.emplace_back(name, start, dot - start);
+      start = dot + 1;
+    }
+  }
+  // The value at pieces_[from..] below `var`, or null.
+  const mustache::data* path(const mustache::data* var, std::size_t from) const {
+    for (std::size_t i = from; i < pieces_.size() && var != nullptr; ++i) {
+      var = var->get(pieces_[i]);
+    }
+    return var;
+  }
+
+  LazyValues& values_;
   PartialLookup partials_;
+  std::vector<const mustache::data*> stack_;  // innermost last
+  mutable std::vector<std::string> pieces_;   // of the dotted name being looked up
 };
 
 // Whether text changes kainjow's delimiters ({{=<% %>=}}): then tags cannot be found by
@@ -275,7 +357,7 @@ const TemplateStore::Partials& TemplateStore::partials() {
 }
 
 std::string TemplateStore::render_one(Compiled& compiled, const std::string& locale,
-                                      const Data& data, const Data* extra) {
+                                      LazyValues& values, const Data* extra) {
   const Partials& all = partials();
   // The partial folders this locale looks in, most specific first: what a partial's text
   // depends on, and a bounded key whatever locale a user has.
@@ -319,7 +401,7 @@ std::string TemplateStore::render_one(Compiled& compiled, const std::string& loc
   mustache::mustache& tmpl = slot->second ? *slot->second : compiled.tmpl;
 
   const std::string& used_by = compiled.name;
-  RenderContext ctx(&data, [&](const std::string& name) -> const mustache::data* {
+  RenderContext ctx(values, [&](const std::string& name) -> const mustache::data* {
     const Partials::Partial* p = find(name);
     // A misspelt partial would silently drop a footer or an unsubscribe link.
     if (p == nullptr) {
@@ -344,7 +426,7 @@ std::string TemplateStore::render_one(Compiled& compiled, const std::string& loc
 notify::Content TemplateStore::render(const std::string& name, const std::string& locale,
                                       const nlohmann::json& context) {
   if (!valid_name(name)) throw TemplateError("template name not allowed: '" + name + "'");
-  const mustache::data data = to_data(context);
+  LazyValues values(context);
   const auto slash = name.find('/');
   const std::string layouts = slash == std::string::npos ? "" : name.substr(0, slash) + "/_layout";
 
@@ -361,13 +443,13 @@ notify::Content TemplateStore::render(const std::string& name, const std::string
     mustache::data extra{mustache::data::type::object};
     extra.set("content", mustache::data{body});
     extra.set("subject", mustache::data{content.subject});
-    return render_one(*layout, locale, data, &extra);
+    return render_one(*layout, locale, values, &extra);
   };
 
-  content.subject = one_line(render_one(required("subject"), locale, data, nullptr));
-  content.text = wrap("text", render_one(required("text"), locale, data, nullptr));
+  content.subject = one_line(render_one(required("subject"), locale, values, nullptr));
+  content.text = wrap("text", render_one(required("text"), locale, values, nullptr));
   if (Compiled* html = localized(name, locale, "html")) {
-    content.html = wrap("html", render_one(*html, locale, data, nullptr));
+    content.html = wrap("html", render_one(*html, locale, values, nullptr));
   }
   return content;
 }

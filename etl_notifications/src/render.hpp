@@ -29,6 +29,8 @@ class basic_data;
 
 namespace etl {
 
+class LazyValues;  // a render's values, converted for kainjow where templates look them up
+
 // A template is missing, its name is not allowed, or it does not parse or render; what()
 // names the template or the file.
 class TemplateError : public std::runtime_error {
@@ -63,7 +65,7 @@ class TemplateStore {
                       const std::string& part);  // nullptr: neither localized nor default
   const Partials& partials();
   using Data = kainjow::mustache::basic_data<std::string>;
-  std::string render_one(Compiled& compiled, const std::string& locale, const Data& data,
+  std::string render_one(Compiled& compiled, const std::string& locale, LazyValues& values,
                          const Data* extra);
 
   std::string root_;

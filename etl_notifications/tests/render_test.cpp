@@ -575,3 +575,49 @@ TEST_CASE("inlined partials keep kainjow's lines, sections, comments and delimit
     }
   }
 }
+
+TEST_CASE("values are looked up as kainjow's context finds them in the whole converted context") {
+  // The store converts only the values a template looks up; kainjow's own context, given the
+  // whole context converted, is the reference for every kind of lookup.
+  const std::string lookups =
+      "[{{name}}|{{user.first_name}}|{{user.missing}}|{{missing.x}}|{{count}}|{{ratio}}|"
+      "{{nothing}}|{{yes}}|{{no}}|{{.}}|{{#.}}root{{/.}}|{{user..first_name}}|{{user.}}|{{.user}}]"
+      "{{#user}}({{first_name}} {{name}} {{user.first_name}} {{.}}){{/user}}"
+      "{{#items}}<{{.}}>{{/items}}"
+      "{{#people}}[{{name}}/{{user.first_name}}/{{pet.name}}/{{#pet}}{{name}}{{kind}}{{/pet}}]"
+      "{{/people}}"
+      "{{^nothing}}no nothing{{/nothing}}{{^no}}not no{{/no}}{{^items}}no items{{/items}}"
+      "{{^empty}}empty{{/empty}}{{#empty}}never{{/empty}}{{#count}}count {{.}}{{/count}}"
+      "{{#deep.a.b}}{{c}}{{deep.a.b.c}}{{/deep.a.b}}{{deep.a.x.c}}\n";
+  TemplateTree t;
+  t.parts("email/lookups", "{{user.first_name}} {{#yes}}{{name}}{{/yes}}", lookups, lookups)
+      .file("email/_layout/html.mustache", "{{subject}}|{{.}}|{{user.first_name}}|{{{content}}}")
+      .file("email/_layout/text.mustache", "{{#.}}{{subject}}{{/.}}\n{{{content}}}{{name}}");
+  const nlohmann::json context = {{"name", "<root & co>"},
+                                  {"user", {{"first_name", "Zoë \"Z\""}, {"name", "user's name"}}},
+                                  {"count", 3},
+                                  {"ratio", 0.5},
+                                  {"nothing", nullptr},
+                                  {"yes", true},
+                                  {"no", false},
+                                  {"items", {"a<b", 2, true, nullptr}},
+                                  {"empty", nlohmann::json::array()},
+                                  {"people",
+                                   {{{"name", "Ann"}, {"pet", {{"name", "Rex"}, {"kind", "dog"}}}},
+                                    {{"user", {{"first_name", "shadowed"}}}, {"kind", "no pet"}}}},
+                                  {"deep", {{"a", {{"b", {{"c", "deep c"}}}}}}},
+                                  {"content", "a value named like the layout's content"},
+                                  {"subject", "and one named subject"}};
+  TemplateStore store(t.root());
+  const ReferenceRenderer reference(t.root());
+  for (const nlohmann::json& values : {context, nlohmann::json::object()}) {
+    const notify::Content want = reference.render("email/lookups", "", values);
+    for (int again = 0; again < 2; ++again) {
+      const notify::Content got = store.render("email/lookups", "", values);
+      CHECK(got.subject == want.subject);
+      CHECK(got.text == want.text);
+      CHECK(got.html == want.html);
+    }
+  }
+  CHECK(contains(store.render("email/lookups", "", context).text, "(Zoë \"Z\" user's name"));
+}
