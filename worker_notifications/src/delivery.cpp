@@ -1,5 +1,7 @@
 #include "delivery.hpp"
 
+#include <pthread.h>
+
 #include <algorithm>
 #include <stdexcept>
 
@@ -81,17 +83,20 @@ void DeliveryLoop::connect_with_backoff(const std::atomic<bool>& stop) {
       if (!republisher_->connected()) republisher_->connect();
       if (ledger_ != nullptr && !ledger_->connected()) {
         ledger_->connect();
-        notify::log::info("delivery ledger connected", {{"loop", name_}});
+        notify::log::info("delivery ledger connected", {{"loop", name_}, {"channel", channel_}});
       }
       if (unmarked_) {
         ledger_->mark_sent(unmarked_->first, unmarked_->second);
-        notify::log::info("owed ledger mark recorded",
-                          {{"loop", name_}, {"posting_id", unmarked_->first}});
+        notify::log::info(
+            "owed ledger mark recorded",
+            {{"loop", name_}, {"channel", channel_}, {"posting_id", unmarked_->first}});
         unmarked_.reset();
       }
       connected_.store(true);
-      notify::log::info("rabbitmq connected",
-                        {{"queue", topology_.queue_for(channel_)}, {"prefetch", config_.prefetch}});
+      notify::log::info("rabbitmq connected", {{"loop", name_},
+                                               {"channel", channel_},
+                                               {"queue", topology_.queue_for(channel_)},
+                                               {"prefetch", config_.prefetch}});
       return;
     } catch (const notify::amqp::Error& e) {
       amqp_failed(e, "rabbitmq unavailable");
@@ -104,6 +109,9 @@ void DeliveryLoop::connect_with_backoff(const std::atomic<bool>& stop) {
 }
 
 void DeliveryLoop::run(const std::atomic<bool>& stop) {
+  // Named like the loop in the logs ("email#0"), so top -H and a debugger show it too; the
+  // kernel keeps 15 characters.
+  pthread_setname_np(pthread_self(), name_.substr(0, 15).c_str());
   while (!stop.load()) {
     // Whatever escapes one round (out of memory, a bug) ends the round, never the thread.
     try {
@@ -117,8 +125,9 @@ void DeliveryLoop::run(const std::atomic<bool>& stop) {
           what = e.what();
         } catch (...) {
         }
-        notify::log::error("delivery loop failed, reconnecting",
-                           {{"loop", name_}, {"error", notify::mask_addresses(what)}});
+        notify::log::error(
+            "delivery loop failed, reconnecting",
+            {{"loop", name_}, {"channel", channel_}, {"error", notify::mask_addresses(what)}});
         if (metrics_ != nullptr) metrics_->handling_error(channel_);
       } catch (...) {
       }
@@ -264,6 +273,7 @@ std::optional<Action> DeliveryLoop::after_claim_of(Item& item, const DeliveryLed
   if (claim.result == DeliveryLedger::Claimed::kHeld) {
     notify::log::info("posting claimed by another worker",
                       {{"loop", name_},
+                       {"channel", channel_},
                        {"posting_id", item.posting->posting_id},
                        {"message_id", item.delivery.message_id},
                        {"held_ms", claim.held_for.count()}});
@@ -342,7 +352,7 @@ void DeliveryLoop::ledger_failed(const LedgerError& error, std::string_view what
   connected_.store(false);
   if (ledger_ != nullptr) ledger_->disconnect();
   if (metrics_ != nullptr) metrics_->ledger_failure(channel_);
-  notify::log::error(what, {{"loop", name_}, {"error", error.what()}});
+  notify::log::error(what, {{"loop", name_}, {"channel", channel_}, {"error", error.what()}});
   std::lock_guard lock(problem_mutex_);
   problem_ = error.what();
 }
@@ -363,11 +373,12 @@ void DeliveryLoop::amqp_failed(const notify::amqp::Error& error, std::string_vie
   if (refused != nullptr && refused->is_permanent()) {
     // Retried all the same (an operator may fix the permissions), but waiting alone will not.
     notify::log::error("rabbitmq refused", {{"loop", name_},
+                                            {"channel", channel_},
                                             {"reply_code", refused->reply_code()},
                                             {"reply_text", refused->reply_text()},
                                             {"error", error.what()}});
   } else {
-    notify::log::warn(what, {{"loop", name_}, {"error", error.what()}});
+    notify::log::warn(what, {{"loop", name_}, {"channel", channel_}, {"error", error.what()}});
   }
   std::lock_guard lock(problem_mutex_);
   problem_ = std::move(problem);
@@ -411,6 +422,7 @@ void DeliveryLoop::recover(Item& item, std::string_view what) {
   const std::string text(what);
   const bool settled = item.settle != Settle::kNone;
   notify::log::error("handling a delivery threw", {{"loop", name_},
+                                                   {"channel", channel_},
                                                    {"message_id", item.delivery.message_id},
                                                    {"error", notify::mask_addresses(text)},
                                                    {"settled", settled}});
@@ -432,8 +444,9 @@ void DeliveryLoop::recover(Item& item, std::string_view what) {
     if (item.settle != Settle::kNone) return;
     // Even the way out failed: the broker dead-letters it (its x-death header says so) rather
     // than the loop seeing it again and again.
-    notify::log::error("could not retry or dead-letter the delivery: rejected without requeue",
-                       {{"loop", name_}, {"message_id", item.delivery.message_id}});
+    notify::log::error(
+        "could not retry or dead-letter the delivery: rejected without requeue",
+        {{"loop", name_}, {"channel", channel_}, {"message_id", item.delivery.message_id}});
     item.settle = Settle::kDrop;
   }
 }
@@ -548,7 +561,8 @@ void DeliveryLoop::log_settled(const Item& item) {
   const bool logged = failed_move || (dead && item.settle == Settle::kAck) ||
                       notify::log::enabled(notify::log::Level::kInfo);
   if (logged) {
-    nlohmann::json fields = {{"message_id", item.delivery.message_id}};
+    nlohmann::json fields = {
+        {"loop", name_}, {"channel", channel_}, {"message_id", item.delivery.message_id}};
     if (posting != nullptr) {
       fields["posting_id"] = posting->posting_id;
       fields["event_id"] = posting->event_id;

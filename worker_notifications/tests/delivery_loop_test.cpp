@@ -21,6 +21,7 @@
 #include "ledger.hpp"
 #include "moves.hpp"
 #include "notify/envelope.hpp"
+#include "notify/log.hpp"
 #include "notify/time.hpp"
 
 using namespace worker;
@@ -346,6 +347,7 @@ struct Harness {
   int randoms = 0;
   double random_value = 0.5;
   notify::Channel channel = notify::Channel::kEmail;
+  int index = 0;                          // the loop's number among those of its channel
   std::unique_ptr<ChannelSender> sender;  // instead of the fake transport
   std::optional<Book> book;               // a ledger (LEDGER_URL), none unless set
 
@@ -371,7 +373,7 @@ struct Harness {
       return random_value;
     };
     if (book) parts.ledger = std::make_unique<FakeLedger>(*book, "email#0");
-    DeliveryLoop loop(config, channel, 0, std::move(parts));
+    DeliveryLoop loop(config, channel, index, std::move(parts));
     loop.run(stop);
   }
 
@@ -379,6 +381,35 @@ struct Harness {
     REQUIRE(copies.published.size() == 1);
     return copies.published.front();
   }
+};
+
+// The log lines written while it lives, in place of stderr.
+class CapturedLog {
+ public:
+  CapturedLog() {
+    notify::log::set_sink([this](const nlohmann::json& line) { lines_.push_back(line); });
+  }
+  ~CapturedLog() { notify::log::set_sink({}); }
+  CapturedLog(const CapturedLog&) = delete;
+  CapturedLog& operator=(const CapturedLog&) = delete;
+
+  std::vector<nlohmann::json> with_msg(const std::string& msg) const {
+    std::vector<nlohmann::json> out;
+    for (const auto& line : lines_) {
+      if (line.value("msg", "") == msg) out.push_back(line);
+    }
+    return out;
+  }
+  const nlohmann::json& only(const std::string& msg) const {
+    const auto found = with_msg(msg);
+    REQUIRE(found.size() == 1);
+    found_ = found.front();
+    return found_;
+  }
+
+ private:
+  std::vector<nlohmann::json> lines_;
+  mutable nlohmann::json found_;
 };
 
 std::string header(const notify::amqp::Message& m, const std::string& name) {
@@ -994,4 +1025,41 @@ TEST_CASE("batch: stopping mid-batch sends nothing more; the rest goes back to t
   CHECK(h.book->entries.count("b") == 0);
   CHECK(h.book->entries.count("c") == 0);
   CHECK(h.queue.errors.empty());
+}
+
+TEST_CASE("logs: each loop's lines name its channel and loop, retries included") {
+  const auto transient = [](const notify::Posting&) {
+    return SendResult{SendStatus::kTransient, 451, "451 4.3.0 try later"};
+  };
+  CapturedLog log;
+  Harness email;
+  email.index = 1;
+  email.transport.answer = transient;
+  email.queue.waiting.push_back(delivery_of(posting(), 4));
+  email.run();
+
+  Harness webhook;
+  webhook.channel = notify::Channel::kWebhook;
+  webhook.transport.answer = transient;
+  auto p = posting("22222222-2222-5333-8444-555555555555");
+  p.channel = notify::Channel::kWebhook;
+  p.recipient.address = "https://hooks.example.org/x";
+  webhook.queue.waiting.push_back(delivery_of(p, 5));
+  webhook.run();
+
+  const auto retries = log.with_msg("posting deferred");
+  REQUIRE(retries.size() == 2);
+  CHECK(retries[0]["reason"] == "retry");
+  CHECK(retries[0]["channel"] == "email");
+  CHECK(retries[0]["loop"] == "email#1");
+  CHECK(retries[1]["reason"] == "retry");
+  CHECK(retries[1]["channel"] == "webhook");
+  CHECK(retries[1]["loop"] == "webhook#0");
+  for (const char* msg : {"rabbitmq connected"}) {
+    const auto lines = log.with_msg(msg);
+    REQUIRE(lines.size() == 2);
+    CHECK(lines[0]["loop"] == "email#1");
+    CHECK(lines[1]["loop"] == "webhook#0");
+    CHECK(lines[1]["channel"] == "webhook");
+  }
 }
