@@ -1063,3 +1063,51 @@ TEST_CASE("logs: each loop's lines name its channel and loop, retries included")
     CHECK(lines[1]["channel"] == "webhook");
   }
 }
+
+TEST_CASE("logs: mail held back by quiet hours is logged at info with its release time") {
+  CapturedLog log;
+  Harness h;
+  h.clock.now_ = at("2026-11-23T22:30:00Z");  // 23:30 in Berlin: quiet until 08:00 = 07:00Z
+  h.queue.waiting.push_back(delivery_of(posting(), 9));
+  h.run();
+  const nlohmann::json& line = log.only("posting deferred");
+  CHECK(line["level"] == "info");
+  CHECK(line["reason"] == "quiet_hours");
+  CHECK(line["until"] == notify::format_iso8601(at("2026-11-24T07:00:00Z")));
+  CHECK(line["posting_id"] == posting().posting_id);
+  CHECK(line["zone"] == "Europe/Berlin");
+  CHECK(line["loop"] == "email#0");
+  CHECK(line.find("ann@example.com") == line.end());
+  CHECK(line.dump().find("ann@example.com") == std::string::npos);
+}
+
+TEST_CASE("logs: a scheduled posting is logged with its time; no zone given reads the default") {
+  CapturedLog log;
+  Harness h;
+  h.config.policy.default_timezone = "America/New_York";
+  auto p = posting();
+  p.not_before = kNoon + 90s;
+  p.recipient.timezone = "";
+  h.queue.waiting.push_back(delivery_of(p, 1));
+  h.run();
+  const nlohmann::json& line = log.only("posting deferred");
+  CHECK(line["level"] == "info");
+  CHECK(line["reason"] == "scheduled");
+  CHECK(line["until"] == notify::format_iso8601(kNoon + 90s));
+  CHECK(line["posting_id"] == p.posting_id);
+  CHECK(line["zone"] == "America/New_York");
+}
+
+TEST_CASE("logs: a retry names no zone, only its time") {
+  CapturedLog log;
+  Harness h;
+  h.transport.answer = [](const notify::Posting&) {
+    return SendResult{SendStatus::kTransient, 451, "451 4.3.0 try later"};
+  };
+  h.queue.waiting.push_back(delivery_of(posting(), 4));
+  h.run();
+  const nlohmann::json& line = log.only("posting deferred");
+  CHECK(line["reason"] == "retry");
+  CHECK(line.contains("until"));
+  CHECK_FALSE(line.contains("zone"));
+}
