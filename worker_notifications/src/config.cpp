@@ -2,6 +2,7 @@
 
 #include "notify/amqp.hpp"
 #include "redis_ledger.hpp"
+#include "senders/mime_encoding.hpp"
 
 namespace worker {
 
@@ -18,8 +19,10 @@ WorkerConfig load_config(const notify::Env& env) {
   c.smtp_host = env.str("SMTP_HOST", c.smtp_host);
   c.smtp_port = static_cast<int>(env.integer("SMTP_PORT", c.smtp_port, 1, 65535));
   c.smtp_from = env.str("SMTP_FROM", c.smtp_from);
-  if (c.smtp_from.find('@') == std::string::npos) {
-    throw notify::ConfigError("SMTP_FROM=" + c.smtp_from + ": not an email address");
+  if (!notify::worker::mime::parse_mailbox(c.smtp_from)) {
+    throw notify::ConfigError(
+        "SMTP_FROM=" + notify::worker::mime::sanitize_header_value(c.smtp_from) +
+        ": neither an address nor Name <address>");
   }
   c.smtp_username = env.str("SMTP_USERNAME", "");
   c.smtp_password = env.str("SMTP_PASSWORD", "");

@@ -21,7 +21,9 @@ struct WorkerConfig {
   std::uint16_t prefetch = 32;
   std::string smtp_host = "127.0.0.1";
   int smtp_port = 1025;
-  std::string smtp_from = "notifications@example.com";
+  // The From of every mail: "address" or "Display Name <address>" (RFC 5322; the name is
+  // quoted or RFC 2047 encoded when sent, as it needs); the envelope's MAIL FROM is the address.
+  std::string smtp_from = "Notifications <notifications@example.com>";
   std::string smtp_username;
   std::string smtp_password;
   std::chrono::milliseconds smtp_timeout{30000};

@@ -96,3 +96,21 @@ TEST_CASE("ledger keys and how long a sent posting is kept") {
   // The latest readable time does not overflow.
   CHECK(ledger_keep_until(notify::kLatestTime, now) == notify::kLatestTime);
 }
+
+TEST_CASE("SMTP_FROM: an address or Name <address>; the default has a display name") {
+  CHECK(load({}).smtp_from == "Notifications <notifications@example.com>");
+  CHECK(load({{"SMTP_FROM", "ops@example.org"}}).smtp_from == "ops@example.org");
+  CHECK(load({{"SMTP_FROM", "Zoë's Team <ops@example.org>"}}).smtp_from ==
+        "Zoë's Team <ops@example.org>");
+  CHECK(load({{"SMTP_FROM", R"("Team, Ops" <ops@example.org>)"}}).smtp_from ==
+        R"("Team, Ops" <ops@example.org>)");
+  for (const char* bad : {"nobody", "Ops <ops@example.org", "Ops <nobody>", "a b@example.org"}) {
+    CAPTURE(bad);
+    try {
+      load({{"SMTP_FROM", bad}});
+      FAIL("accepted");
+    } catch (const notify::ConfigError& e) {
+      CHECK(std::string(e.what()).find(std::string("SMTP_FROM=") + bad) != std::string::npos);
+    }
+  }
+}

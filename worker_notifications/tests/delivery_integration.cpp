@@ -24,6 +24,7 @@
 #include "notify/amqp.hpp"
 #include "notify/metrics.hpp"
 #include "notify/posting.hpp"
+#include "senders/mime_encoding.hpp"
 #include "smtp_sink.hpp"
 #include "stack.hpp"
 #include "worker_fixture.hpp"
@@ -59,6 +60,51 @@ TEST_CASE("worker: a posting is sent as one multipart mail and acknowledged") {
   const auto sent = entries(*worker, "posting sent", {{"posting_id", p.posting_id}});
   CHECK(sent.size() == 1);
   CHECK(f.work_queue_empty());
+}
+
+TEST_CASE("worker: SMTP_FROM with a display name: the From header names it, MAIL FROM is bare") {
+  Fixture f;
+  auto worker = f.start_worker({{"SMTP_FROM", "Zoë's Team, Notify <notifications@example.com>"}});
+  f.publish(f.posting("From a named sender"));
+  INFO("worker log:\n" << tail(worker->log()));
+  REQUIRE(f.sink.wait_for_messages(1, 10s));
+  CHECK(worker->terminate() == 0);
+  const auto mail = f.sink.messages().front();
+  CHECK(mail.mail_from == kFrom);
+  // Not ASCII: one RFC 2047 encoded word, the address after it in angle brackets.
+  CHECK(mail.header("From") == "=?UTF-8?B?" +
+                                   notify::worker::mime::base64_encode("Zoë's Team, Notify") +
+                                   "?= <notifications@example.com>");
+}
+
+TEST_CASE("worker: the maildev inbox shows the sender's display name") {
+  Fixture f;
+  const notify::testing::Inbox inbox(Stack::get().value("INBOX_URL"));
+  auto worker =
+      f.start_worker({{"SMTP_HOST", Stack::get().value("SMTP_HOST")},
+                      {"SMTP_PORT", Stack::get().value("SMTP_PORT")},
+                      {"SMTP_FROM", "Zoë Benachrichtigungen <notifications@example.com>"}});
+  const std::string subject = "Display name " + f.exchange;
+  f.publish(f.posting(subject));
+  INFO("worker log:\n" << tail(worker->log()));
+  nlohmann::json mail;
+  const bool arrived = wait_until(
+      [&] {
+        for (const auto& m : inbox.messages()) {
+          if (m.value("subject", "") == subject) {
+            mail = m;
+            return true;
+          }
+        }
+        return false;
+      },
+      15s);
+  CHECK(worker->terminate() == 0);
+  REQUIRE(arrived);
+  INFO("mail: " << mail.dump());
+  REQUIRE(mail["from"].is_array());
+  CHECK(mail["from"][0]["name"] == "Zoë Benachrichtigungen");
+  CHECK(mail["from"][0]["address"] == "notifications@example.com");
 }
 
 TEST_CASE("worker: an expired posting is dropped, never sent") {

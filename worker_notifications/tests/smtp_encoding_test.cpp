@@ -178,3 +178,30 @@ TEST_CASE("line ends become CRLF") {
   CHECK(mime::to_crlf("") == "");
   CHECK(mime::to_crlf("\n\n") == "\r\n\r\n");
 }
+
+TEST_CASE("a sender parsed from SMTP_FROM is written back as a valid From header") {
+  struct Case {
+    const char* configured;
+    const char* header;
+    const char* envelope;
+  };
+  const Case cases[] = {
+      {"notifications@example.com", "notifications@example.com", "notifications@example.com"},
+      {"Notifications <notifications@example.com>", "Notifications <notifications@example.com>",
+       "notifications@example.com"},
+      // Specials in the name are quoted, with quotes and backslashes escaped.
+      {"Team, Ops <ops@example.org>", R"("Team, Ops" <ops@example.org>)", "ops@example.org"},
+      {R"("Team, \"Ops\"" <ops@example.org>)", R"("Team, \"Ops\"" <ops@example.org>)",
+       "ops@example.org"},
+      // Non-ASCII names are RFC 2047 encoded words, never raw UTF-8 in the header.
+      {"Zoë Benachrichtigungen <z@example.org>",
+       "=?UTF-8?B?Wm/DqyBCZW5hY2hyaWNodGlndW5nZW4=?= <z@example.org>", "z@example.org"},
+  };
+  for (const Case& c : cases) {
+    CAPTURE(c.configured);
+    const auto mailbox = mime::parse_mailbox(c.configured);
+    REQUIRE(mailbox);
+    CHECK(mailbox->address == c.envelope);
+    CHECK(mime::format_mailbox(mailbox->name, mailbox->address) == c.header);
+  }
+}
