@@ -113,27 +113,44 @@ using PartialLookup = std::function<const mustache::data*(const std::string&)>;
 // than rendering it.
 class LazyValues {
  public:
-  explicit LazyValues(const nlohmann::json& context) : context_(context) {}
+  // The context as layers: a top-level key's value is that of the first layer that has it, as
+  // if the later layers were merged under the earlier ones.
+  explicit LazyValues(std::initializer_list<const nlohmann::json*> layers) : layers_(layers) {}
 
   // The context's value of `key` (what kainjow's data of the whole context holds under it);
   // null when there is none.
   const mustache::data* get(const std::string& key) {
     auto [it, added] = converted_.try_emplace(key);
-    if (added && context_.is_object()) {
-      if (auto found = context_.find(key); found != context_.end()) {
-        it->second = std::make_unique<mustache::data>(to_data(*found));
+    if (added) {
+      for (const nlohmann::json* layer : layers_) {
+        if (!layer->is_object()) continue;
+        if (auto found = layer->find(key); found != layer->end()) {
+          it->second = std::make_unique<mustache::data>(to_data(*found));
+          break;
+        }
       }
     }
     return it->second.get();
   }
   // The whole context, for {{.}} outside any section (rare: converted then).
   const mustache::data* whole() {
-    if (!whole_) whole_ = std::make_unique<mustache::data>(to_data(context_));
+    if (whole_) return whole_.get();
+    if (layers_.size() == 1) {
+      whole_ = std::make_unique<mustache::data>(to_data(**layers_.begin()));
+      return whole_.get();
+    }
+    whole_ = std::make_unique<mustache::data>(mustache::data::type::object);
+    for (const nlohmann::json* layer : layers_) {
+      if (!layer->is_object()) continue;
+      for (const auto& [key, value] : layer->items()) {
+        if (whole_->get(key) == nullptr) whole_->set(key, to_data(value));
+      }
+    }
     return whole_.get();
   }
 
  private:
-  const nlohmann::json& context_;
+  std::initializer_list<const nlohmann::json*> layers_;  // lives while render() runs
   std::map<std::string, std::unique_ptr<mustache::data>, std::less<>> converted_;
   std::unique_ptr<mustache::data> whole_;
 };
@@ -425,8 +442,13 @@ std::string TemplateStore::render_one(Compiled& compiled, const std::string& loc
 
 notify::Content TemplateStore::render(const std::string& name, const std::string& locale,
                                       const nlohmann::json& context) {
+  return render(name, locale, {&context});
+}
+
+notify::Content TemplateStore::render(const std::string& name, const std::string& locale,
+                                      std::initializer_list<const nlohmann::json*> layers) {
   if (!valid_name(name)) throw TemplateError("template name not allowed: '" + name + "'");
-  LazyValues values(context);
+  LazyValues values(layers);
   const auto slash = name.find('/');
   const std::string layouts = slash == std::string::npos ? "" : name.substr(0, slash) + "/_layout";
 

@@ -12,6 +12,7 @@
 // directory is refused with a TemplateError.
 
 #include <filesystem>
+#include <initializer_list>
 #include <map>
 #include <memory>
 #include <optional>
@@ -50,6 +51,11 @@ class TemplateStore {
   // part, to be inserted with {{{content}}}) and `subject`.
   notify::Content render(const std::string& name, const std::string& locale,
                          const nlohmann::json& context);
+  // The same with the context in layers (JSON objects), the first layer that has a top-level
+  // key giving its value, as if the later ones were merged under it: what every recipient of a
+  // mailing shares is not copied for each of them.
+  notify::Content render(const std::string& name, const std::string& locale,
+                         std::initializer_list<const nlohmann::json*> layers);
 
   // Segments of lowercase letters, digits, '_' and '-' joined by '/', none starting with '_':
   // a name never leaves the templates directory and never names a layout or partial folder.

@@ -290,11 +290,12 @@ Transformer::Result Transformer::postings(const Event& event, const Request& req
     p.expires_at = request.expires_at;
     p.not_before = request.not_before;
     if (!content) {
-      json context = request.context;
-      for (const auto& [key, value] : request.derived.items()) context[key] = value;
-      context["user"] = user_context(user);
+      // The request's context is the same for every recipient: layered under what the ETL
+      // derived and the user, not copied.
+      const json user_values = {{"user", user_context(user)}};
       try {
-        content = templates_.render(request.template_name, user.locale, context);
+        content = templates_.render(request.template_name, user.locale,
+                                    {&user_values, &request.derived, &request.context});
       } catch (const TemplateError& e) {
         return Rejection{e.what()};
       }

@@ -621,3 +621,26 @@ TEST_CASE("values are looked up as kainjow's context finds them in the whole con
   }
   CHECK(contains(store.render("email/lookups", "", context).text, "(Zoë \"Z\" user's name"));
 }
+
+TEST_CASE("a context in layers renders as the layers merged, the earlier ones winning") {
+  TemplateTree t;
+  t.parts("email/layers", "{{user.first_name}} {{link}}",
+          "{{#user}}{{first_name}}{{/user}} {{link}} {{shared}} {{#list}}{{.}}{{/list}}\n{{.}}",
+          "<p>{{user.first_name}} {{link}} {{#.}}{{shared}}{{/.}}</p>");
+  const nlohmann::json context = {{"user", {{"first_name", "from the event"}}},
+                                  {"link", "https://example.org/event"},
+                                  {"shared", "<shared>"},
+                                  {"list", {1, 2}}};
+  const nlohmann::json derived = {{"link", "https://example.org/derived"}};
+  const nlohmann::json user = {{"user", {{"first_name", "Ann"}}}};
+  nlohmann::json merged = context;
+  for (const auto& [key, value] : derived.items()) merged[key] = value;
+  merged["user"] = user["user"];
+  TemplateStore store(t.root());
+  const notify::Content want = store.render("email/layers", "", merged);
+  const notify::Content got = store.render("email/layers", "", {&user, &derived, &context});
+  CHECK(got.subject == "Ann https://example.org/derived");
+  CHECK(got.subject == want.subject);
+  CHECK(got.text == want.text);
+  CHECK(got.html == want.html);
+}
