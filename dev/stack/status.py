@@ -43,7 +43,6 @@ import json
 import os
 import re
 import socket
-import struct
 import subprocess
 import sys
 import time
@@ -441,163 +440,37 @@ class KafkaError(Exception):
     pass
 
 
-class Reader:
-    def __init__(self, data):
-        self.data, self.pos = data, 0
-
-    def take(self, fmt):
-        (value,) = struct.unpack_from(fmt, self.data, self.pos)
-        self.pos += struct.calcsize(fmt)
-        return value
-
-    def i16(self):
-        return self.take(">h")
-
-    def i32(self):
-        return self.take(">i")
-
-    def i64(self):
-        return self.take(">q")
-
-    def string(self):
-        n = self.i16()
-        if n < 0:
-            return None
-        value = self.data[self.pos:self.pos + n].decode("utf-8", "replace")
-        self.pos += n
-        return value
-
-    def array(self, item):
-        return [item() for _ in range(max(0, self.i32()))]
+def offsets_tool(conf):
+    """notify_offsets beside the stack's development broker (the same build), or
+    NOTIFY_OFFSETS when set."""
+    if os.environ.get("NOTIFY_OFFSETS"):
+        return os.environ["NOTIFY_OFFSETS"]
+    if conf is None or not conf.has_option("program:kafka", "command"):
+        return None
+    broker = conf.get("program:kafka", "command").split()[0]
+    return os.path.join(os.path.dirname(broker), "notify_offsets")
 
 
-def k_string(s):
-    b = s.encode()
-    return struct.pack(">h", len(b)) + b
-
-
-def k_array(items):
-    return struct.pack(">i", len(items)) + b"".join(items)
-
-
-class KafkaConnection:
-    def __init__(self, host, port, deadline):
-        self.deadline = deadline
-        self.sock = socket.create_connection((host, port), timeout=self.left())
-        self.correlation = 0
-
-    def left(self):
-        left = self.deadline - time.monotonic()
-        if left <= 0:
-            raise KafkaError("Kafka did not answer in time")
-        return left
-
-    def request(self, api_key, version, body):
-        self.correlation += 1
-        header = struct.pack(">hhi", api_key, version, self.correlation) + k_string("notify-status")
-        message = header + body
-        self.sock.settimeout(self.left())
-        self.sock.sendall(struct.pack(">i", len(message)) + message)
-        size = struct.unpack(">i", self.recv(4))[0]
-        reply = Reader(self.recv(size))
-        if reply.i32() != self.correlation:
-            raise KafkaError("Kafka answered another request")
-        return reply
-
-    def recv(self, n):
-        chunks = b""
-        while len(chunks) < n:
-            self.sock.settimeout(self.left())
-            chunk = self.sock.recv(n - len(chunks))
-            if not chunk:
-                raise KafkaError("Kafka closed the connection")
-            chunks += chunk
-        return chunks
-
-    def close(self):
-        self.sock.close()
-
-
-def kafka_offsets(bootstrap, group, topics, timeout=1.5):
-    """{topic: {partition: (start, end, committed)}} (committed -1: none) for the topics."""
-    deadline = time.monotonic() + timeout
-    host, _, port = bootstrap.split(",")[0].rpartition(":")
-    conns = {}
-
-    def conn(h, p):
-        if (h, p) not in conns:
-            conns[(h, p)] = KafkaConnection(h, int(p), deadline)
-        return conns[(h, p)]
-
+def kafka_offsets(tool, bootstrap, group, topics, timeout=1.5):
+    """{topic: {partition: (start, end, committed)}} (committed -1001: none) for the topics
+    the cluster has, read by notify_offsets (librdkafka) without joining the group."""
+    if not tool or not os.access(tool, os.X_OK):
+        raise KafkaError(f"notify_offsets is not built ({tool}): make up builds it")
+    command = [tool, "--bootstrap", bootstrap, "--group", group,
+               "--timeout-ms", str(int(timeout * 1000))]
+    for t in topics:
+        command += ["--topic", t]
     try:
-        boot = conn(host, port)
-        # Metadata v1 (the development broker takes up to v2) of every topic: naming a topic
-        # that does not exist would create it on a broker that creates topics when asked.
-        r = boot.request(3, 1, struct.pack(">i", -1))
-        brokers = {}
-        for _ in range(r.i32()):
-            node, h, p = r.i32(), r.string(), r.i32()
-            r.string()  # rack
-            brokers[node] = (h, p)
-        r.i32()  # controller
-        leaders = {}  # topic -> {partition: node}
-        for _ in range(r.i32()):
-            err, name = r.i16(), r.string()
-            r.take(">b")  # internal
-            parts = {}
-            for _ in range(r.i32()):
-                perr, pid, leader = r.i16(), r.i32(), r.i32()
-                r.array(r.i32)
-                r.array(r.i32)
-                parts[pid] = leader if perr == 0 else None
-            if err == 0 and name in topics:
-                leaders[name] = parts
-        out = {t: {p: [None, None, -1] for p in parts} for t, parts in leaders.items()}
-
-        # ListOffsets v1 to each leader: -2 the first offset kept, -1 the end (high watermark).
-        by_leader = {}
-        for t, parts in leaders.items():
-            for p, leader in parts.items():
-                if leader in brokers:
-                    by_leader.setdefault(leader, []).append((t, p))
-        for leader, tps in by_leader.items():
-            for slot, ts in ((0, -2), (1, -1)):
-                topics_body = {}
-                for t, p in tps:
-                    topics_body.setdefault(t, []).append(struct.pack(">iq", p, ts))
-                body = struct.pack(">i", -1) + k_array(
-                    [k_string(t) + k_array(ps) for t, ps in topics_body.items()])
-                r = conn(*brokers[leader]).request(2, 1, body)
-                for _ in range(r.i32()):
-                    t = r.string()
-                    for _ in range(r.i32()):
-                        p, err, _ts, offset = r.i32(), r.i16(), r.i64(), r.i64()
-                        if err == 0 and t in out and p in out[t]:
-                            out[t][p][slot] = offset
-
-        # FindCoordinator v0, then OffsetFetch v1 from the group's coordinator.
-        r = boot.request(10, 0, k_string(group))
-        err, _node, h, p = r.i16(), r.i32(), r.string(), r.i32()
-        if err != 0:
-            raise KafkaError(f"no coordinator for group {group} (error {err})")
-        body = k_string(group) + k_array(
-            [k_string(t) + k_array([struct.pack(">i", p) for p in sorted(parts)])
-             for t, parts in out.items()])
-        r = conn(h, p).request(9, 1, body)
-        for _ in range(r.i32()):
-            t = r.string()
-            for _ in range(r.i32()):
-                part, offset = r.i32(), r.i64()
-                r.string()
-                err = r.i16()
-                if err == 0 and t in out and part in out[t]:
-                    out[t][part][2] = offset
-        return {t: {p: tuple(v) for p, v in parts.items()} for t, parts in out.items()}
-    except (OSError, struct.error, ValueError) as e:
-        raise KafkaError(f"Kafka at {bootstrap}: {e}")
-    finally:
-        for c in conns.values():
-            c.close()
+        done = subprocess.run(command, capture_output=True, text=True, timeout=timeout + 1.0)
+    except subprocess.TimeoutExpired:
+        raise KafkaError(f"Kafka at {bootstrap} did not answer in time")
+    if done.returncode != 0:
+        lines = done.stderr.strip().splitlines()
+        raise KafkaError(lines[-1] if lines else f"notify_offsets exited {done.returncode}")
+    out = {}
+    for p in json.loads(done.stdout)["partitions"]:
+        out.setdefault(p["topic"], {})[p["partition"]] = (p["start"], p["end"], p["committed"])
+    return out
 
 
 def kafka_report(env, conf):
@@ -615,7 +488,7 @@ def kafka_report(env, conf):
     group = setting("KAFKA_GROUP_ID", "etl_notifications")
     report = {"bootstrap": bootstrap, "topic": topic, "dlq": dlq, "group": group}
     try:
-        report["offsets"] = kafka_offsets(bootstrap, group, [topic, dlq])
+        report["offsets"] = kafka_offsets(offsets_tool(conf), bootstrap, group, [topic, dlq])
     except KafkaError as e:
         report["error"] = str(e)
     return report

@@ -123,4 +123,55 @@ void read_topic_to_end(const std::string& bootstrap_servers, const std::string& 
   }
 }
 
+std::vector<PartitionOffsets> group_offsets(const std::string& bootstrap_servers,
+                                            const std::string& group_id,
+                                            const std::vector<std::string>& topics,
+                                            std::chrono::milliseconds timeout) {
+  ConfPtr conf = base_conf(bootstrap_servers);
+  set(conf.get(), "group.id", group_id);
+  set(conf.get(), "enable.auto.commit", "false");
+  HandlePtr rk = new_handle(RD_KAFKA_CONSUMER, std::move(conf));
+  struct NoClose {  // never joined the group: nothing to leave
+    HandlePtr& rk;
+    ~NoClose() { rd_kafka_destroy_flags(rk.release(), RD_KAFKA_DESTROY_F_NO_CONSUMER_CLOSE); }
+  } no_close{rk};
+  const int timeout_ms = static_cast<int>(timeout.count());
+
+  // Every topic's metadata, so that a topic missing is not created by being named.
+  const rd_kafka_metadata_t* raw = nullptr;
+  if (const auto err = rd_kafka_metadata(rk.get(), 1, nullptr, &raw, timeout_ms)) {
+    fail("kafka metadata", err);
+  }
+  MetadataPtr md(raw);
+  std::vector<PartitionOffsets> out;
+  ListPtr list(rd_kafka_topic_partition_list_new(8));
+  for (const std::string& topic : topics) {
+    for (int i = 0; i < md->topic_cnt; ++i) {
+      const rd_kafka_metadata_topic_t& t = md->topics[i];
+      if (t.err || topic != t.topic) continue;
+      std::vector<std::int32_t> partitions;
+      for (int j = 0; j < t.partition_cnt; ++j) partitions.push_back(t.partitions[j].id);
+      std::sort(partitions.begin(), partitions.end());
+      for (const std::int32_t p : partitions) {
+        PartitionOffsets po{TopicPartition{topic, p}};
+        if (const auto err = rd_kafka_query_watermark_offsets(rk.get(), topic.c_str(), p, &po.start,
+                                                              &po.end, timeout_ms)) {
+          fail("kafka watermarks of " + topic + "[" + std::to_string(p) + "]", err);
+        }
+        rd_kafka_topic_partition_list_add(list.get(), topic.c_str(), p);
+        out.push_back(std::move(po));
+      }
+    }
+  }
+  if (out.empty()) return out;
+  if (const auto err = rd_kafka_committed(rk.get(), list.get(), timeout_ms)) {
+    fail("kafka committed offsets of " + group_id, err);
+  }
+  for (std::size_t i = 0; i < out.size(); ++i) {
+    const rd_kafka_topic_partition_t& e = list->elems[i];
+    if (!e.err) out[i].committed = e.offset;
+  }
+  return out;
+}
+
 }  // namespace notify::kafka

@@ -144,6 +144,21 @@ class Producer {
 std::int64_t committed_offset(const std::string& bootstrap_servers, const std::string& group_id,
                               const TopicPartition& tp);
 
+// Where a group stands on each partition of some topics: the oldest offset kept, the end (high
+// watermark) and the group's committed offset (-1001 when none), read without joining the group.
+// Topics the cluster does not have are left out (asking for them by name could create them).
+// For tools (make status). Throws Error when the broker does not answer within timeout.
+struct PartitionOffsets {
+  TopicPartition tp;
+  std::int64_t start = 0;
+  std::int64_t end = 0;
+  std::int64_t committed = -1001;
+};
+std::vector<PartitionOffsets> group_offsets(const std::string& bootstrap_servers,
+                                            const std::string& group_id,
+                                            const std::vector<std::string>& topics,
+                                            std::chrono::milliseconds timeout);
+
 // Reads every message a topic holds right now, partition by partition from the oldest, up to
 // each partition's high watermark at the time of the call: no consumer group, nothing
 // committed, so the topic's readers are not disturbed and the read ends by itself even while
