@@ -433,7 +433,7 @@ def rabbitmq_report(env, conf, stack_dir):
     return report
 
 
-# --- Kafka: a few requests of its protocol (old, fixed versions any broker takes) ------------
+# --- Kafka: the group's offsets, read by notify_offsets (librdkafka) --------------------------
 
 
 class KafkaError(Exception):
