@@ -50,10 +50,29 @@ std::string shown(std::string_view value, std::size_t max = 200) {
   return out;
 }
 
+// PUBLIC_BASE_URL as the link checks use it, parsed by libcurl once rather than for every link
+// of every event: remembered for the last value seen (one per process in practice), per thread.
+struct PublicSite {
+  std::string url;                     // PUBLIC_BASE_URL as configured
+  std::optional<auth::Origin> origin;  // nullopt: not an http(s) URL
+  std::string base;                    // with a trailing "/": relative links land below its path
+};
+
+const PublicSite& public_site(const TransformOptions& options) {
+  thread_local std::optional<PublicSite> site;
+  if (!site || site->url != options.public_base_url) {
+    site = PublicSite{options.public_base_url, auth::origin_of(options.public_base_url),
+                      options.public_base_url};
+    if (site->base.empty() || site->base.back() != '/') site->base.push_back('/');
+  }
+  return *site;
+}
+
 bool on_public_site(const std::string& url, const TransformOptions& options) {
-  const auto site = auth::origin_of(options.public_base_url);
+  const auto& site = public_site(options).origin;
+  if (!site) return false;
   const auto origin = auth::origin_of(url);
-  return site && origin && *site == *origin;
+  return origin && *site == *origin;
 }
 
 bool slash(char c) { return c == '/' || c == '\\'; }
@@ -66,9 +85,7 @@ std::optional<std::string> resolve_on_site(std::string_view raw, const Transform
   const bool scheme_relative = text.size() >= 2 && slash(text[0]) && slash(text[1]);
   // "./" keeps "/a:b" a path, never a scheme.
   if (!text.empty() && slash(text[0]) && !scheme_relative) text.insert(0, ".");
-  std::string base = options.public_base_url;
-  if (base.empty() || base.back() != '/') base.push_back('/');
-  return auth::resolve_link(text, base);
+  return auth::resolve_link(text, public_site(options).base);
 }
 
 // What a mail may carry for a link: the link resolved (resolve_on_site), when that lies on the
