@@ -20,7 +20,8 @@ mustache::data to_data(const nlohmann::json& value) {
   switch (value.type()) {
     case nlohmann::json::value_t::object: {
       mustache::data out{mustache::data::type::object};
-      for (const auto& [key, item] : value.items()) out.set(key, to_data(item));
+      // Moved in: data::set would copy each value, and so every nested value once per level.
+      for (const auto& [key, item] : value.items()) out[key] = to_data(item);
       return out;
     }
     case nlohmann::json::value_t::array: {
@@ -29,7 +30,7 @@ mustache::data to_data(const nlohmann::json& value) {
       return out;
     }
     case nlohmann::json::value_t::string:
-      return mustache::data{value.get<std::string>()};
+      return mustache::data{value.get_ref<const std::string&>()};
     case nlohmann::json::value_t::boolean:
       return mustache::data{value.get<bool>()};
     case nlohmann::json::value_t::null:
