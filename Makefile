@@ -5,7 +5,10 @@
 #   make unit-test     unit tests only, no brokers
 #   make etl-test      the ETL's tests (unit + integration)
 #   make worker-test   the worker's tests (unit + integration)
-#   make up / down     the development stack with both services; make status; make emit N=5
+#   make up / down     the development stack with both services (make up on a running, ready
+#                      stack changes nothing; make restart restarts it); make status; make emit N=5
+#   make clean-data    stops the development stack and deletes its data (queues, topics, ledger,
+#                      mail, metrics, logs): the next make up starts afresh
 #   make replay-dlq    dead-lettered events of the development stack (dry run; APPLY=1 replays)
 #   make replay-postings  dead postings (CHANNEL=email|webhook; dry run; APPLY=1 replays)
 #   make format        clang-format on the tracked C++ files (make format-check: CI's check)
@@ -23,7 +26,9 @@ APPLY ?=
 MATCH ?=
 CHANNEL ?= email
 
-CMAKE_FLAGS := -DCMAKE_BUILD_TYPE=RelWithDebInfo
+# Benchmarks are built by make bench (and make lint, which checks their code too), not by make
+# build / test / up.
+CMAKE_FLAGS := -DCMAKE_BUILD_TYPE=RelWithDebInfo -DNOTIFY_BENCH=OFF
 ifeq ($(CI),true)
 CMAKE_FLAGS += -DNOTIFY_WERROR=ON
 else
@@ -32,10 +37,29 @@ endif
 JOBS := $(shell nproc 2>/dev/null || echo 2)
 CTEST := ctest --test-dir $(BUILD_DIR) --output-on-failure
 
-# Prerequisites run in the order written (deps before build); cmake parallelizes the build itself.
+# Prerequisites run in the order written (deps before build); cmake parallelizes the build itself,
+# with a job per core. cmake --build runs make below this make: without --no-print-directory
+# every directory it enters is announced.
 .NOTPARALLEL:
-.PHONY: all deps build test etl-test worker-test unit-test up down status emit replay-dlq \
-	replay-postings format format-check lint clean bench fuzz
+MAKEFLAGS += --no-print-directory
+
+# $(call build_quietly,BUILD_DIR,TARGETS): configures (CMAKE_FLAGS, plus $(3)) and builds TARGETS
+# (everything when empty) on every core. The compiler's output goes to BUILD_DIR/build.log and is
+# shown only when the build fails; V=1 shows it as it comes.
+ifeq ($(V),1)
+build_quietly = cmake -S . -B $(1) $(CMAKE_FLAGS) $(3) && \
+	cmake --build $(1) -j$(JOBS) $(if $(2),--target $(2))
+else
+build_quietly = @mkdir -p $(1) && \
+	echo "building $(if $(2),$(2),everything) in $(1)/ on $(JOBS) cores (log: $(1)/build.log)" && \
+	{ cmake -S . -B $(1) $(CMAKE_FLAGS) $(3) && \
+	  cmake --build $(1) -j$(JOBS) $(if $(2),--target $(2)); } >$(1)/build.log 2>&1 || \
+	{ tail -n 60 $(1)/build.log; echo "the build failed: the whole output is in $(1)/build.log" >&2; \
+	  exit 1; }
+endif
+
+.PHONY: all deps build build-stack test etl-test worker-test unit-test up down restart status \
+	emit replay-dlq replay-postings format format-check lint clean clean-data bench fuzz banner
 
 all: build
 
@@ -44,8 +68,12 @@ deps:
 	scripts/node-deps.sh
 
 build:
-	cmake -S . -B $(BUILD_DIR) $(CMAKE_FLAGS)
-	cmake --build $(BUILD_DIR) -j2
+	$(call build_quietly,$(BUILD_DIR),)
+
+# Only what the development stack runs (the services, the development Kafka and Auth, notify_emit
+# and notify_replay): no tests, no benchmarks.
+build-stack:
+	$(call build_quietly,$(BUILD_DIR),stack_programs)
 
 test: deps build
 	$(CTEST)
@@ -76,11 +104,26 @@ up:
 	@echo "  Redis (ledger)        127.0.0.1:6379"
 	@echo "  Status / stop         docker compose ps / make down"
 
+restart:
+	docker compose restart
+
 down:
 	docker compose down
+
+clean-data:
+	docker compose down --volumes
 else
-up: deps build
-	$(STACK) start $(RUN_DIR) $(BUILD_DIR)/bin dev
+# A running stack that is ready is left as it is (stack.sh says so); make restart restarts it.
+up: deps build-stack
+	@$(STACK) start $(RUN_DIR) $(BUILD_DIR)/bin dev
+	@$(MAKE) banner
+
+restart: deps build-stack
+	@$(STACK) restart $(RUN_DIR) $(BUILD_DIR)/bin dev
+	@$(MAKE) banner
+
+# Prometheus 2.42 as Debian packages it has no new UI: its pages are under /classic/.
+banner:
 	@set -a && . $(RUN_DIR)/stack.env && set +a && \
 	echo && \
 	echo "The development stack is up." && \
@@ -89,16 +132,23 @@ up: deps build
 	echo "  RabbitMQ              $$RABBITMQ_URL" && \
 	echo "  Kafka bootstrap       $$KAFKA_BOOTSTRAP_SERVERS" && \
 	echo "  Auth                  $$AUTH_URL" && \
-	echo "  Prometheus            $$PROMETHEUS_URL" && \
+	echo "  Prometheus            $$PROMETHEUS_URL/classic/graph  (targets: $$PROMETHEUS_URL/classic/targets)" && \
+	echo "  ETL metrics           $$ETL_METRICS_URL  (/healthz, /readyz)" && \
+	echo "  Worker metrics        $$WORKER_METRICS_URL  (/healthz, /readyz)" && \
 	echo "  SMTP                  $$SMTP_HOST:$$SMTP_PORT" && \
 	echo "  Redis (ledger)        $$LEDGER_URL" && \
 	echo "  Emit events           make emit N=5" && \
 	echo "  Dead letters          make replay-dlq / make replay-postings" && \
 	echo "  Logs                  $(RUN_DIR)/logs/" && \
-	echo "  Status / stop         make status / make down"
+	echo "  Status / stop         make status / make down  (make restart, make clean-data)"
 
 down:
 	$(STACK) stop $(RUN_DIR)
+
+# Queues, topics and committed offsets, the ledger, mail, metrics and logs all go.
+clean-data:
+	$(STACK) stop $(RUN_DIR)
+	rm -rf $(RUN_DIR)
 endif
 
 status:
@@ -112,15 +162,13 @@ emit:
 REPLAY_FLAGS = $(if $(APPLY),,--dry-run) $(if $(MATCH),--match "$(MATCH)")
 replay-dlq:
 	@test -s $(RUN_DIR)/stack.env || { echo "the development stack is not up: make up" >&2; exit 1; }
-	@cmake --build $(BUILD_DIR) --target notify_replay -j2 >/dev/null 2>&1 || \
-	  cmake --build $(BUILD_DIR) --target notify_replay -j2
+	$(call build_quietly,$(BUILD_DIR),notify_replay)
 	$(BUILD_DIR)/bin/notify_replay events --bootstrap "$$(cat $(RUN_DIR)/kafka.bootstrap)" $(REPLAY_FLAGS)
 	@$(if $(APPLY),true,echo && echo "Dry run: nothing was replayed. To replay: make replay-dlq APPLY=1 [MATCH=text]")
 
 replay-postings:
 	@test -s $(RUN_DIR)/stack.env || { echo "the development stack is not up: make up" >&2; exit 1; }
-	@cmake --build $(BUILD_DIR) --target notify_replay -j2 >/dev/null 2>&1 || \
-	  cmake --build $(BUILD_DIR) --target notify_replay -j2
+	$(call build_quietly,$(BUILD_DIR),notify_replay)
 	@set -a && . $(RUN_DIR)/stack.env && set +a && \
 	$(BUILD_DIR)/bin/notify_replay postings --rabbitmq-url "$$RABBITMQ_URL" --channel $(CHANNEL) $(REPLAY_FLAGS)
 	@$(if $(APPLY),true,echo && echo "Dry run: nothing was replayed. To replay: make replay-postings APPLY=1 [CHANNEL=webhook] [MATCH=text]")
@@ -131,7 +179,7 @@ replay-postings:
 bench: deps
 	scripts/install-deps.sh valgrind
 	cmake -S . -B build-bench -DCMAKE_BUILD_TYPE=Release -DNOTIFY_BENCH=ON
-	cmake --build build-bench --target bench_programs -j$$(nproc)
+	cmake --build build-bench --target bench_programs -j$(JOBS)
 	python3 bench/run.py --build-dir build-bench --out documentation/benchmarks.md
 
 # Fuzzing (not part of `make test`, which replays the seeds and reproducers): a clang build of
@@ -143,7 +191,7 @@ fuzz:
 	scripts/install-deps.sh clang libclang-rt-14-dev
 	CXX=clang++ cmake -S . -B build-fuzz -DCMAKE_BUILD_TYPE=RelWithDebInfo -DNOTIFY_FUZZ=ON \
 	  -DNOTIFY_BENCH=OFF
-	cmake --build build-fuzz --target $(addprefix fuzz_,$(FUZZ_TARGETS)) -j2
+	cmake --build build-fuzz --target $(addprefix fuzz_,$(FUZZ_TARGETS)) -j$(JOBS)
 	FUZZ_SECONDS=$(FUZZ_SECONDS) FUZZ_TARGETS="$(FUZZ_TARGETS)" fuzz/run.sh build-fuzz
 
 # Chaos (not part of `make test`, not run by CI): the services killed and restarted, the brokers
@@ -154,9 +202,8 @@ RUNS ?= 3
 LEDGER ?= auto
 .PHONY: chaos
 chaos: deps
-	cmake -S . -B $(BUILD_DIR) $(CMAKE_FLAGS)
-	cmake --build $(BUILD_DIR) -j2 --target etl_notifications worker_notifications \
-	  dev_auth_server dev_kafka_broker
+	$(call build_quietly,$(BUILD_DIR),etl_notifications worker_notifications dev_auth_server \
+	  dev_kafka_broker)
 	python3 tests/chaos/chaos.py --build-dir $(BUILD_DIR) --runs $(RUNS) --ledger $(LEDGER) \
 	  $(if $(filter command line environment,$(origin N)),--n $(N))
 
@@ -165,8 +212,9 @@ format:
 	git ls-files -z '*.cpp' '*.hpp' | xargs -0 clang-format -i
 
 # clang-tidy with the committed .clang-tidy over every translation unit of the build
-# (compile_commands.json); any finding fails it. CI runs it.
-lint: deps build
+# (compile_commands.json), the benchmarks' included; any finding fails it. CI runs it.
+lint: deps
+	$(call build_quietly,$(BUILD_DIR),,-DNOTIFY_BENCH=ON)
 	@command -v run-clang-tidy >/dev/null || scripts/install-deps.sh clang-tidy
 	run-clang-tidy -quiet -p $(BUILD_DIR) -j $(JOBS) \
 	  '$(CURDIR)/(notify_core|auth_client|etl_notifications|worker_notifications|dev|tests|fuzz|bench)/.*\.cpp$$'

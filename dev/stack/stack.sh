@@ -10,8 +10,10 @@
 # its processes carry NOTIFY_STACK_DIR=<its folder> in their environment.
 #
 # Usage:
-#   stack.sh start DIR BIN_DIR [test|dev]   (re)start the stack in DIR, wait until it is ready,
-#                                           write DIR/stack.env
+#   stack.sh start DIR BIN_DIR [test|dev]   start the stack in DIR, wait until it is ready, write
+#                                           DIR/stack.env; a test stack is restarted, a dev stack
+#                                           that runs and is ready is left as it is
+#   stack.sh restart DIR BIN_DIR [test|dev] stop the stack in DIR if it runs, then start it
 #   stack.sh stop DIR                       stop it and make sure none of its processes is left
 #   stack.sh ctl DIR ACTION PROGRAM         supervisorctl ACTION PROGRAM; after start/restart of
 #                                           rabbitmq, kafka or redis, waits until it answers again
@@ -230,6 +232,42 @@ check_port_free() {
   fi
 }
 
+dev_ports() {
+  AMQP_PORT=5672 DIST_PORT=25672 MANAGEMENT_PORT=15672 SMTP_PORT=1025 WEB_PORT=8025
+  AUTH_PORT=8081 PROMETHEUS_PORT=9090 ETL_METRICS_PORT=9464 WORKER_METRICS_PORT=9465
+  REDIS_PORT=6379
+}
+
+# A dev stack whose supervisord runs, every program RUNNING and every broker answering (the
+# checks of a start): starting it again would only lose a few seconds and the services' state.
+running_and_ready() {
+  local dir=$1 states
+  supervisord_pid "$dir" >/dev/null || return 1
+  [ -s "$dir/stack.env" ] && grep -qx "MODE=dev" "$dir/stack.state" 2>/dev/null || return 1
+  states=$(ctl_cmd "$dir" status 2>/dev/null) || return 1
+  [ -n "$states" ] || return 1
+  if echo "$states" | awk '$2 != "RUNNING" { bad = 1 } END { exit !bad }'; then
+    log "the stack in $dir runs in part: $(echo "$states" | awk '$2 != "RUNNING" { printf "%s %s; ", $1, $2 }')restarting it"
+    return 1
+  fi
+  local missing
+  if missing=$(not_ready "$dir"); then
+    log "the stack in $dir runs, but $missing does not answer: restarting it"
+    return 1
+  fi
+}
+
+# Programs built after the stack started still run their old build.
+warn_if_rebuilt() {
+  local dir=$1 bin_dir=$2 p newer=()
+  for p in dev_kafka_broker dev_auth_server etl_notifications worker_notifications; do
+    [ "$bin_dir/$p" -nt "$dir/supervisord.pid" ] && newer+=("$p")
+  done
+  if [ ${#newer[@]} -gt 0 ]; then
+    log "built since the stack started: ${newer[*]} (make restart runs the new build)"
+  fi
+}
+
 cmd_start() {
   local dir bin_dir
   dir=$(abs_dir "$1")
@@ -237,6 +275,15 @@ cmd_start() {
   MODE=${3:-test}
   case "$MODE" in test | dev) ;; *) die "unknown mode $MODE (test or dev)" ;; esac
 
+  if [ "$MODE" = dev ] && [ "${RESTART:-0}" != 1 ]; then
+    dev_ports
+    if running_and_ready "$dir"; then
+      log "the development stack in $dir is already up and ready: nothing changed" \
+        "(make restart restarts it)"
+      warn_if_rebuilt "$dir" "$bin_dir"
+      return 0
+    fi
+  fi
   cmd_stop "$dir"
   "$SOURCE_DIR/scripts/node-deps.sh" >&2
   [ -x /usr/bin/redis-server ] || die "/usr/bin/redis-server is missing: scripts/install-deps.sh"
@@ -247,9 +294,7 @@ cmd_start() {
   done
 
   if [ "$MODE" = dev ]; then
-    AMQP_PORT=5672 DIST_PORT=25672 MANAGEMENT_PORT=15672 SMTP_PORT=1025 WEB_PORT=8025
-    AUTH_PORT=8081 PROMETHEUS_PORT=9090 ETL_METRICS_PORT=9464 WORKER_METRICS_PORT=9465
-    REDIS_PORT=6379
+    dev_ports
     [ -x /usr/bin/prometheus ] || die "/usr/bin/prometheus is missing: scripts/install-deps.sh"
     for p in "$AMQP_PORT:AMQP" "$DIST_PORT:Erlang distribution" "$MANAGEMENT_PORT:management" \
       "$SMTP_PORT:SMTP" "$WEB_PORT:inbox" "$AUTH_PORT:Auth" "$PROMETHEUS_PORT:Prometheus" \
@@ -258,6 +303,8 @@ cmd_start() {
     done
     RABBITMQ_NODENAME=notify_dev@localhost
     AUTORESTART=true
+    # Topics and the consumer groups' offsets are kept in kafka/ across starts.
+    KAFKA_DATA_ARGS="--data-dir $dir/kafka --groups etl_notifications"
   else
     local ports
     mapfile -t ports < <(python3 "$PROBE" free-ports 6)
@@ -266,6 +313,7 @@ cmd_start() {
     MANAGEMENT_PORT= PROMETHEUS_PORT= ETL_METRICS_PORT= WORKER_METRICS_PORT=
     RABBITMQ_NODENAME=notify_test_$(od -An -N4 -tx4 /dev/urandom | tr -d ' ')@localhost
     AUTORESTART=false # a crash in a test run should show, not be papered over
+    KAFKA_DATA_ARGS=   # empty topics each start
   fi
 
   mkdir -p "$dir/logs"
@@ -275,7 +323,7 @@ cmd_start() {
   mkdir -p "$dir/maildev"
   export STACK_DIR=$dir BIN_DIR=$bin_dir SOURCE_DIR SUPERVISOR_SOCKET AMQP_PORT DIST_PORT \
     SMTP_PORT WEB_PORT AUTH_PORT RABBITMQ_NODENAME AUTORESTART PROMETHEUS_PORT ETL_METRICS_PORT \
-    WORKER_METRICS_PORT REDIS_PORT
+    WORKER_METRICS_PORT REDIS_PORT KAFKA_DATA_ARGS
   prepare_rabbitmq "$dir"
   prepare_redis "$dir"
 
@@ -422,6 +470,10 @@ case "${1:-}" in
     [ $# -ge 3 ] && [ $# -le 4 ] || die "usage: stack.sh start DIR BIN_DIR [test|dev]"
     cmd_start "$2" "$3" "${4:-test}"
     ;;
+  restart)
+    [ $# -ge 3 ] && [ $# -le 4 ] || die "usage: stack.sh restart DIR BIN_DIR [test|dev]"
+    RESTART=1 cmd_start "$2" "$3" "${4:-test}"
+    ;;
   stop)
     [ $# -eq 2 ] || die "usage: stack.sh stop DIR"
     cmd_stop "$2"
@@ -434,5 +486,5 @@ case "${1:-}" in
     [ $# -eq 2 ] || die "usage: stack.sh status DIR"
     cmd_status "$2"
     ;;
-  *) die "usage: stack.sh start|stop|ctl|status DIR ..." ;;
+  *) die "usage: stack.sh start|restart|stop|ctl|status DIR ..." ;;
 esac
