@@ -2,6 +2,8 @@
 
 #include <array>
 
+#include "job.hpp"
+
 namespace etl {
 namespace {
 
@@ -78,9 +80,23 @@ EtlMetrics::EtlMetrics(prometheus::Registry& registry)
       events_.Add({{"type", s(type)}, {"outcome", outcome}});
     }
   }
+  for (const char* outcome : {"processed", "rejected", "dead_lettered"}) {
+    events_.Add({{"type", "other"}, {"outcome", outcome}});
+  }
   for (const char* call : {"get_user", "list_users", "fetch_json"}) {
     auth_seconds_.Add({{"call", call}}, kAuthBuckets);
+    for (const char* kind : {"unavailable", "unknown_user", "too_large", "bad_response"}) {
+      auth_errors_.Add({{"call", call}, {"kind", kind}});
+    }
   }
+  for (const RefusalClass refusal :
+       {RefusalClass::kInvalidEvent, RefusalClass::kUnknownUser, RefusalClass::kReceivers,
+        RefusalClass::kAudienceTooLarge, RefusalClass::kContextFetch, RefusalClass::kRender,
+        RefusalClass::kOther}) {
+    dead_lettered_.Add({{"reason_class", s(to_string(refusal))}});
+  }
+  dead_lettered_.Add({{"reason_class", "dead_letter_refused"}});
+  for (const char* code : {"403", "404", "406", "530"}) amqp_refusals_.Add({{"code", code}});
 }
 
 void EtlMetrics::event(std::string_view type, std::string_view outcome) {

@@ -36,6 +36,25 @@ TEST_CASE("EtlMetrics: events by type and outcome, known series from the start")
   CHECK(has(text, "notify_etl_dead_lettered_total{reason_class=\"invalid_event\"} 1"));
 }
 
+TEST_CASE("EtlMetrics: every counter an alert or runbook names exists at zero from the start") {
+  prometheus::Registry registry;
+  const etl::EtlMetrics metrics(registry);
+  const std::string text = notify::render_metrics(registry);
+  CHECK(has(text, "notify_etl_events_total{outcome=\"dead_lettered\",type=\"other\"} 0"));
+  for (const char* reason : {"invalid_event", "unknown_user", "receivers", "audience_too_large",
+                             "context_fetch", "render", "other", "dead_letter_refused"}) {
+    CAPTURE(reason);
+    CHECK(has(text,
+              std::string("notify_etl_dead_lettered_total{reason_class=\"") + reason + "\"} 0"));
+  }
+  for (const char* code : {"403", "404", "406", "530"}) {
+    CAPTURE(code);
+    CHECK(has(text, std::string("notify_etl_amqp_refusals_total{code=\"") + code + "\"} 0"));
+  }
+  CHECK(has(text, "notify_etl_auth_errors_total{call=\"list_users\",kind=\"unavailable\"} 0"));
+  CHECK(has(text, "notify_etl_auth_errors_total{call=\"fetch_json\",kind=\"too_large\"} 0"));
+}
+
 TEST_CASE("EtlMetrics: confirmed postings by channel and template, with their confirm time") {
   prometheus::Registry registry;
   etl::EtlMetrics metrics(registry);
