@@ -3,6 +3,7 @@
 #include <kainjow/mustache.hpp>
 
 #include <algorithm>
+#include <array>
 #include <filesystem>
 #include <fstream>
 #include <functional>
@@ -286,6 +287,25 @@ struct TemplateStore::Partials {
   std::map<std::string, std::map<std::string, Partial>> by_locale;  // "" = default
 };
 
+// A locale as render() uses it. Locales come from users, so the store keeps a bounded number.
+struct TemplateStore::Locale {
+  std::string name;
+  // The partial folders it looks in, most specific first, and which they are (the key of
+  // Compiled::inlined): a partial's text depends on nothing else.
+  std::vector<const std::map<std::string, Partials::Partial>*> folders;
+  std::string key;
+  // By template (or layout) folder: each part's file once looked for; null: there is none.
+  std::map<std::string, std::array<std::optional<Compiled*>, 3>, std::less<>> files;
+  // The template each file renders with here (its partials inlined, or the file as parsed).
+  std::map<const Compiled*, mustache::mustache*> templates;
+};
+
+namespace {
+constexpr std::size_t kMaxLocales = 64;     // more: forgotten and worked out again
+constexpr std::size_t kMaxFolders = 1'000;  // template names remembered per locale
+const char* const kPartNames[] = {"subject", "text", "html"};
+}  // namespace
+
 TemplateStore::TemplateStore(std::string root) : root_(std::move(root)) {
   std::error_code ec;
   canonical_root_ = fs::weakly_canonical(root_, ec);
@@ -329,15 +349,25 @@ TemplateStore::Compiled* TemplateStore::load(const std::string& path, bool escap
   return cache_.emplace(path, std::move(compiled)).first->second.get();
 }
 
-TemplateStore::Compiled* TemplateStore::localized(const std::string& folder,
-                                                  const std::string& locale,
-                                                  const std::string& part) {
-  const bool escape_html = part == "html";
-  const std::string base = root_ + "/" + folder + "/";
-  for (const std::string& candidate : locale_chain(locale)) {
-    if (Compiled* c = load(base + candidate + "/" + part + ".mustache", escape_html)) return c;
+TemplateStore::Compiled* TemplateStore::localized(Locale& locale, const std::string& folder,
+                                                  Part part) {
+  auto found = locale.files.find(folder);
+  if (found == locale.files.end()) {
+    if (locale.files.size() >= kMaxFolders) locale.files.clear();
+    found = locale.files.try_emplace(folder).first;
   }
-  return load(base + part + ".mustache", escape_html);
+  std::optional<Compiled*>& file = found->second[static_cast<std::size_t>(part)];
+  if (file) return *file;
+  const std::string name = kPartNames[static_cast<std::size_t>(part)];
+  const bool escape_html = part == Part::kHtml;
+  const std::string base = root_ + "/" + folder + "/";
+  Compiled* c = nullptr;
+  for (const std::string& candidate : locale_chain(locale.name)) {
+    if ((c = load(base + candidate + "/" + name + ".mustache", escape_html))) break;
+  }
+  if (c == nullptr) c = load(base + name + ".mustache", escape_html);
+  file = c;
+  return c;
 }
 
 const TemplateStore::Partials& TemplateStore::partials() {
@@ -374,22 +404,29 @@ const TemplateStore::Partials& TemplateStore::partials() {
   return *partials_;
 }
 
-std::string TemplateStore::render_one(Compiled& compiled, const std::string& locale,
-                                      LazyValues& values, const Data* extra) {
+TemplateStore::Locale& TemplateStore::locale(const std::string& name) {
+  if (auto found = locales_.find(name); found != locales_.end()) return *found->second;
+  if (locales_.size() >= kMaxLocales) locales_.clear();
+  auto view = std::make_unique<Locale>();
+  view->name = name;
   const Partials& all = partials();
   // The partial folders this locale looks in, most specific first: what a partial's text
   // depends on, and a bounded key whatever locale a user has.
-  std::vector<const std::map<std::string, Partials::Partial>*> folders;
-  std::string key;
-  std::vector<std::string> locales = locale_chain(locale);
+  std::vector<std::string> locales = locale_chain(name);
   locales.emplace_back();  // the default
   for (const std::string& l : locales) {
     auto in_locale = all.by_locale.find(l);
     if (in_locale == all.by_locale.end()) continue;
-    folders.push_back(&in_locale->second);
-    key += l;
-    key += '\x1f';
+    view->folders.push_back(&in_locale->second);
+    view->key += l;
+    view->key += '\x1f';
   }
+  return *locales_.emplace(name, std::move(view)).first->second;
+}
+
+std::string TemplateStore::render_one(Compiled& compiled, Locale& locale, LazyValues& values,
+                                      const Data* extra) {
+  const auto& folders = locale.folders;
   auto find = [&](const std::string& name) -> const Partials::Partial* {
     for (const auto* folder : folders) {
       auto it = folder->find(name);
@@ -398,25 +435,29 @@ std::string TemplateStore::render_one(Compiled& compiled, const std::string& loc
     return nullptr;
   };
 
-  auto [slot, added] = compiled.inlined.try_emplace(key);
-  if (added && !sets_delimiters(compiled.text)) {
-    const std::string text = inline_partials(
-        compiled.text,
-        [&](const std::string& name) -> const std::string* {
-          const Partials::Partial* p = find(name);
-          if (p == nullptr || !p->error.empty() || sets_delimiters(p->source)) return nullptr;
-          return &p->source;
-        },
-        0);
-    if (text != compiled.text) {
-      auto inlined = std::make_unique<mustache::mustache>(text);
-      if (inlined->is_valid()) {
-        if (!compiled.escape_html) inlined->set_custom_escape(verbatim);
-        slot->second = std::move(inlined);
-      }  // else: rendered as written, where kainjow says what is wrong
+  mustache::mustache*& chosen = locale.templates[&compiled];
+  if (chosen == nullptr) {
+    auto [slot, added] = compiled.inlined.try_emplace(locale.key);
+    if (added && !sets_delimiters(compiled.text)) {
+      const std::string text = inline_partials(
+          compiled.text,
+          [&](const std::string& name) -> const std::string* {
+            const Partials::Partial* p = find(name);
+            if (p == nullptr || !p->error.empty() || sets_delimiters(p->source)) return nullptr;
+            return &p->source;
+          },
+          0);
+      if (text != compiled.text) {
+        auto inlined = std::make_unique<mustache::mustache>(text);
+        if (inlined->is_valid()) {
+          if (!compiled.escape_html) inlined->set_custom_escape(verbatim);
+          slot->second = std::move(inlined);
+        }  // else: rendered as written, where kainjow says what is wrong
+      }
     }
+    chosen = slot->second ? slot->second.get() : &compiled.tmpl;
   }
-  mustache::mustache& tmpl = slot->second ? *slot->second : compiled.tmpl;
+  mustache::mustache& tmpl = *chosen;
 
   const std::string& used_by = compiled.name;
   RenderContext ctx(values, [&](const std::string& name) -> const mustache::data* {
@@ -436,6 +477,7 @@ std::string TemplateStore::render_one(Compiled& compiled, const std::string& loc
   if (!tmpl.is_valid()) {
     const std::string message = "template " + compiled.name + ": " + tmpl.error_message();
     cache_.erase(root_ + "/" + compiled.name);  // kainjow keeps the error: parse it afresh
+    locales_.clear();                           // it may point to what was just erased
     throw TemplateError(message);
   }
   return out;
@@ -446,33 +488,37 @@ notify::Content TemplateStore::render(const std::string& name, const std::string
   return render(name, locale, {&context});
 }
 
-notify::Content TemplateStore::render(const std::string& name, const std::string& locale,
+notify::Content TemplateStore::render(const std::string& name, const std::string& locale_name,
                                       std::initializer_list<const nlohmann::json*> layers) {
   if (!valid_name(name)) throw TemplateError("template name not allowed: '" + name + "'");
   LazyValues values(layers);
+  Locale& view = locale(locale_name);
   const auto slash = name.find('/');
   const std::string layouts = slash == std::string::npos ? "" : name.substr(0, slash) + "/_layout";
 
-  auto required = [&](const std::string& part) -> Compiled& {
-    Compiled* c = localized(name, locale, part);
-    if (c == nullptr) throw TemplateError("template '" + name + "' has no " + part + ".mustache");
+  auto required = [&](Part part) -> Compiled& {
+    Compiled* c = localized(view, name, part);
+    if (c == nullptr) {
+      throw TemplateError("template '" + name + "' has no " +
+                          kPartNames[static_cast<std::size_t>(part)] + ".mustache");
+    }
     return *c;
   };
 
   notify::Content content;
-  auto wrap = [&](const std::string& part, std::string body) {
-    Compiled* layout = layouts.empty() ? nullptr : localized(layouts, locale, part);
+  auto wrap = [&](Part part, std::string body) {
+    Compiled* layout = layouts.empty() ? nullptr : localized(view, layouts, part);
     if (layout == nullptr) return body;
     mustache::data extra{mustache::data::type::object};
     extra.set("content", mustache::data{body});
     extra.set("subject", mustache::data{content.subject});
-    return render_one(*layout, locale, values, &extra);
+    return render_one(*layout, view, values, &extra);
   };
 
-  content.subject = one_line(render_one(required("subject"), locale, values, nullptr));
-  content.text = wrap("text", render_one(required("text"), locale, values, nullptr));
-  if (Compiled* html = localized(name, locale, "html")) {
-    content.html = wrap("html", render_one(*html, locale, values, nullptr));
+  content.subject = one_line(render_one(required(Part::kSubject), view, values, nullptr));
+  content.text = wrap(Part::kText, render_one(required(Part::kText), view, values, nullptr));
+  if (Compiled* html = localized(view, name, Part::kHtml)) {
+    content.html = wrap(Part::kHtml, render_one(*html, view, values, nullptr));
   }
   return content;
 }

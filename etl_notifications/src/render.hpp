@@ -54,7 +54,7 @@ class TemplateStore {
   // The same with the context in layers (JSON objects), the first layer that has a top-level
   // key giving its value, as if the later ones were merged under it: what every recipient of a
   // mailing shares is not copied for each of them.
-  notify::Content render(const std::string& name, const std::string& locale,
+  notify::Content render(const std::string& name, const std::string& locale_name,
                          std::initializer_list<const nlohmann::json*> layers);
 
   // Segments of lowercase letters, digits, '_' and '-' joined by '/', none starting with '_':
@@ -66,18 +66,23 @@ class TemplateStore {
  private:
   struct Compiled;
   struct Partials;
+  struct Locale;
+  enum class Part { kSubject, kText, kHtml };
   Compiled* load(const std::string& path, bool escape_html);  // nullptr: no such file
-  Compiled* localized(const std::string& folder, const std::string& locale,
-                      const std::string& part);  // nullptr: neither localized nor default
+  // What render() works out for a locale once: its partial folders, which file each part of a
+  // template is, and the parsed template it renders with.
+  Locale& locale(const std::string& name);
+  Compiled* localized(Locale& locale, const std::string& folder,
+                      Part part);  // nullptr: neither localized nor default
   const Partials& partials();
   using Data = kainjow::mustache::basic_data<std::string>;
-  std::string render_one(Compiled& compiled, const std::string& locale, LazyValues& values,
-                         const Data* extra);
+  std::string render_one(Compiled& compiled, Locale& locale, LazyValues& values, const Data* extra);
 
   std::string root_;
   std::filesystem::path canonical_root_;  // symlinks resolved: where every file must lie
   std::map<std::string, std::unique_ptr<Compiled>> cache_;  // by path; null when absent
   std::unique_ptr<Partials> partials_;                      // loaded on first render
+  std::map<std::string, std::unique_ptr<Locale>, std::less<>> locales_;  // bounded
 };
 
 }  // namespace etl
