@@ -13,10 +13,11 @@ namespace {
 using nlohmann::json;
 
 json user_context(const auth::User& user) {
-  return {{"id", user.id},
-          {"first_name", user.first_name},
-          {"last_name", user.last_name},
-          {"email", user.email}};
+  json context = {{"id", user.id}, {"last_name", user.last_name}, {"email", user.email}};
+  // An empty string is true in a Mustache section: without a first name the key is left out, so
+  // that templates greet "Hello," rather than "Hello ,".
+  if (!user.first_name.empty()) context["first_name"] = user.first_name;
+  return context;
 }
 
 std::string display_name(const auth::User& user) {

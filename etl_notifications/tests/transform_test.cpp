@@ -70,6 +70,25 @@ TEST_CASE("a sign-up becomes one rendered welcome email posting") {
   CHECK(p.content.html.find("href=\"https://example.org/s/AbC12\"") != std::string::npos);
 }
 
+TEST_CASE("a user without a first name is greeted without one, in every locale") {
+  TemplateStore templates(NOTIFY_SOURCE_DIR "/templates");
+  TransformOptions options;
+  options.public_base_url = "https://example.org/";
+  Transformer transform(options, templates);
+  auth::User nameless = ann();
+  nameless.first_name.clear();
+  const auto en = render(transform, signup(), nameless);
+  REQUIRE(en.size() == 1);
+  CHECK(en[0].content.subject == "Welcome! Please confirm your email");
+  CHECK(en[0].content.text.rfind("Hello,\n", 0) == 0);
+  CHECK(en[0].content.html.find("Hello,</h1>") != std::string::npos);
+  nameless.locale = "de";
+  const auto de = render(transform, signup(), nameless);
+  REQUIRE(de.size() == 1);
+  CHECK(de[0].content.text.rfind("Hallo,\n", 0) == 0);
+  CHECK(de[0].content.subject.rfind("Willkommen! ", 0) == 0);
+}
+
 TEST_CASE("a sign-up goes even to a user who opted out or is not active yet") {
   TemplateStore templates(NOTIFY_SOURCE_DIR "/templates");
   Transformer transform({}, templates);
