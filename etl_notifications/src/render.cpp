@@ -168,25 +168,26 @@ class RenderContext : public mustache::basic_context<std::string> {
   RenderContext(LazyValues& values, PartialLookup partials)
       : values_(values), partials_(std::move(partials)) {}
 
-  void push(const mustache::data* data) override { stack_.push_back(data); }
-  void pop() override { stack_.pop_back(); }
+  // Innermost first, as kainjow keeps them (a stack as deep as sections are nested).
+  void push(const mustache::data* data) override { stack_.insert(stack_.begin(), data); }
+  void pop() override { stack_.erase(stack_.begin()); }
 
   // kainjow's context::get, over the stack and then the lazy values: "." is the innermost
   // value; a plain name is looked up from the innermost value out; "a.b" is looked up as a
   // whole path in each value from the innermost out (split as kainjow splits it).
   const mustache::data* get(const std::string& name) const override {
     if (name.size() == 1 && name[0] == '.') {
-      return stack_.empty() ? values_.whole() : stack_.back();
+      return stack_.empty() ? values_.whole() : stack_.front();
     }
     if (name.find('.') == std::string::npos) {
-      for (auto it = stack_.rbegin(); it != stack_.rend(); ++it) {
-        if (const mustache::data* var = (*it)->get(name)) return var;
+      for (const mustache::data* item : stack_) {
+        if (const mustache::data* var = item->get(name)) return var;
       }
       return values_.get(name);
     }
     split(name);
-    for (auto it = stack_.rbegin(); it != stack_.rend(); ++it) {
-      if (const mustache::data* var = path(*it, 0)) return var;
+    for (const mustache::data* item : stack_) {
+      if (const mustache::data* var = path(item, 0)) return var;
     }
     if (pieces_.empty()) return values_.whole();
     const mustache::data* top = values_.get(pieces_.front());
@@ -222,7 +223,7 @@ class RenderContext : public mustache::basic_context<std::string> {
 
   LazyValues& values_;
   PartialLookup partials_;
-  std::vector<const mustache::data*> stack_;  // innermost last
+  std::vector<const mustache::data*> stack_;  // innermost first
   mutable std::vector<std::string> pieces_;   // of the dotted name being looked up
 };
 
