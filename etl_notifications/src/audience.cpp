@@ -86,11 +86,16 @@ Step AudienceWalk::add_user(Job& job, const auth::User& user) {
         {{"event_id", job.event->identity}, {"user_id", user.id}, {"reason", skip->reason}});
     return Step::more();
   }
+  // The fields are built only when they are written: per posting, at info level they cost as
+  // much as encoding it.
+  const bool debug = notify::log::enabled(notify::log::Level::kDebug);
   for (auto& p : std::get<std::vector<notify::Posting>>(result)) {
-    notify::log::debug("posting rendered", {{"event_id", p.event_id},
-                                            {"posting_id", p.posting_id},
-                                            {"template", p.template_name},
-                                            {"channel", notify::to_string(p.channel)}});
+    if (debug) {
+      notify::log::debug("posting rendered", {{"event_id", p.event_id},
+                                              {"posting_id", p.posting_id},
+                                              {"template", p.template_name},
+                                              {"channel", notify::to_string(p.channel)}});
+    }
     ++job.postings;
     publishing_.add(notify::envelope::to_message(p), job.ticket);
   }
