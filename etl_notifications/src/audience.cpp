@@ -86,8 +86,7 @@ Step AudienceWalk::add_user(Job& job, const auth::User& user) {
         {{"event_id", job.event->identity}, {"user_id", user.id}, {"reason", skip->reason}});
     return Step::more();
   }
-  // The fields are built only when they are written: per posting, at info level they cost as
-  // much as encoding it.
+  // The fields are built only when they are written, not for every posting at info level.
   const bool debug = notify::log::enabled(notify::log::Level::kDebug);
   for (auto& p : std::get<std::vector<notify::Posting>>(result)) {
     if (debug) {
