@@ -433,7 +433,8 @@ bool save_offsets(const fs::path& file, const Offsets& offsets) {
 // groups' committed offsets.
 class Recorder {
  public:
-  Recorder(fs::path dir, std::string bootstrap, std::vector<std::string> groups, Offsets offsets,
+  Recorder(fs::path dir, std::string bootstrap, const std::vector<std::string>& groups,
+           Offsets offsets,
            std::map<std::pair<std::string, std::int32_t>, std::unique_ptr<PartitionLog>> logs)
       : dir_(std::move(dir)),
         bootstrap_(std::move(bootstrap)),

@@ -107,9 +107,11 @@ TEST_CASE("the development broker keeps messages, offsets and committed offsets 
 
   Broker again(dir, "second.log");
   CHECK(read_all(again.bootstrap, topics) == before);
-  for (const auto& [p, offset] : committed) {
-    CAPTURE(p);
-    CHECK(notify::kafka::committed_offset(again.bootstrap, "kept", {"notify_events", p}) == offset);
+  for (const auto& entry : committed) {
+    const std::int32_t partition = entry.first;
+    CAPTURE(partition);
+    CHECK(notify::kafka::committed_offset(again.bootstrap, "kept", {"notify_events", partition}) ==
+          entry.second);
   }
   // New messages continue after the kept ones.
   notify::kafka::Producer producer(again.bootstrap);
