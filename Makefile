@@ -45,7 +45,11 @@ MAKEFLAGS += --no-print-directory
 
 # $(call build_quietly,BUILD_DIR,TARGETS): configures (CMAKE_FLAGS, plus $(3)) and builds TARGETS
 # (everything when empty) on every core. The compiler's output goes to BUILD_DIR/build.log and is
-# shown only when the build fails; V=1 shows it as it comes.
+# shown only when the build fails; V=1 shows it as it comes (CI's logs always show it: a long
+# silence there looks like a hang).
+ifeq ($(CI),true)
+V ?= 1
+endif
 ifeq ($(V),1)
 build_quietly = cmake -S . -B $(1) $(CMAKE_FLAGS) $(3) && \
 	cmake --build $(1) -j$(JOBS) $(if $(2),--target $(2))
