@@ -17,11 +17,11 @@ constexpr std::size_t kMaxReasonBytes = 1024;
 constexpr std::size_t kMaxDeadLetterKeyBytes = 4096;
 constexpr std::size_t kShortenedValueBytes = 64 * 1024;
 
-nlohmann::json where(const notify::kafka::Message& m) {
+}  // namespace
+
+nlohmann::json place_fields(const notify::kafka::Message& m) {
   return {{"topic", m.topic}, {"partition", m.partition}, {"offset", m.offset}};
 }
-
-}  // namespace
 
 std::string_view to_string(RefusalClass refusal) {
   switch (refusal) {
@@ -116,13 +116,13 @@ Step DeadLetters::refuse(Job& job, const std::string& full_reason, RefusalClass 
   } catch (const notify::kafka::Error& e) {
     if (!e.permanent()) return Step::wait(std::string("dead-letter topic: ") + e.what());
     outcome = Copy::kRefused;
-    auto fields = where(m);
+    auto fields = place_fields(m);
     fields["reason"] = reason;
     fields["error"] = e.what();
     fields["size"] = m.value.size();
     notify::log::error("dead letter refused by the broker; event skipped", fields);
   }
-  auto fields = where(m);
+  auto fields = place_fields(m);
   fields["reason"] = reason;
   fields["dead_letter_topic"] = config_.dlq_topic;
   fields["dead_letter"] = to_string(outcome);

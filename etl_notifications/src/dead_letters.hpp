@@ -9,6 +9,8 @@
 #include <optional>
 #include <string>
 
+#include <nlohmann/json.hpp>
+
 #include "config.hpp"
 #include "job.hpp"
 #include "metrics.hpp"
@@ -16,6 +18,9 @@
 #include "ports.hpp"
 
 namespace etl {
+
+// Where an event was read (topic, partition, offset), as fields of a log line.
+nlohmann::json place_fields(const notify::kafka::Message& m);
 
 // What goes to the dead-letter topic.
 struct DeadLetter {

@@ -22,10 +22,6 @@ constexpr auto kShutdownFlush = 10s;
 constexpr std::size_t kMaxBacklog = 1000;  // consumed events waiting: more pauses intake
 constexpr auto kLagInterval = 1s;
 
-nlohmann::json where(const notify::kafka::Message& m) {
-  return {{"topic", m.topic}, {"partition", m.partition}, {"offset", m.offset}};
-}
-
 RawMessage raw(const notify::kafka::Message& m) {
   return RawMessage{m.topic, m.partition, m.offset, m.key, m.value, m.timestamp_ms, m.headers};
 }
@@ -197,7 +193,7 @@ Step Pipeline::advance(Job& job) {
 void Pipeline::seal(Job& job) {
   job.ticket->sealed = true;
   if (job.request) {
-    auto fields = where(job.message);
+    auto fields = place_fields(job.message);
     fields["event_id"] = job.event->identity;
     fields["event_type"] = job.event->type;
     fields["postings"] = job.postings;
