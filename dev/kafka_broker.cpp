@@ -15,6 +15,7 @@
 // documentation/architecture.md for the limits.
 
 #include <librdkafka/rdkafka.h>
+#include <CLI/CLI.hpp>
 // rdkafka_mock.h must come after rdkafka.h.
 #include <librdkafka/rdkafka_mock.h>
 #include <unistd.h>
@@ -33,7 +34,6 @@
 #include <memory>
 #include <optional>
 #include <set>
-#include <sstream>
 #include <string>
 #include <thread>
 #include <utility>
@@ -55,51 +55,6 @@ struct Args {
   std::string data_dir;             // empty: nothing kept
   std::vector<std::string> groups;  // consumer groups whose committed offsets are kept
 };
-
-[[noreturn]] void usage(const std::string& problem) {
-  std::cerr << "dev_kafka_broker: " << problem << "\n"
-            << "usage: dev_kafka_broker [--bootstrap-file PATH] [--partitions N] [--topics a,b]\n"
-            << "                        [--data-dir DIR] [--groups g1,g2]\n";
-  std::exit(2);
-}
-
-std::vector<std::string> split(const std::string& text, char sep) {
-  std::vector<std::string> out;
-  std::stringstream in(text);
-  for (std::string item; std::getline(in, item, sep);) {
-    if (!item.empty()) out.push_back(item);
-  }
-  return out;
-}
-
-Args parse(int argc, char** argv) {
-  Args args;
-  for (int i = 1; i < argc; ++i) {
-    const std::string flag = argv[i];
-    if (flag == "--help" || flag == "-h") usage("help");
-    if (i + 1 >= argc) usage(flag + " needs a value");
-    const std::string value = argv[++i];
-    if (flag == "--bootstrap-file") {
-      args.bootstrap_file = value;
-    } else if (flag == "--partitions") {
-      try {
-        args.partitions = std::stoi(value);
-      } catch (const std::exception&) {
-        usage("--partitions: not a number: " + value);
-      }
-      if (args.partitions < 1) usage("--partitions must be at least 1");
-    } else if (flag == "--topics") {
-      args.topics = split(value, ',');
-    } else if (flag == "--data-dir") {
-      args.data_dir = value;
-    } else if (flag == "--groups") {
-      args.groups = split(value, ',');
-    } else {
-      usage("unknown flag " + flag);
-    }
-  }
-  return args;
-}
 
 // Readers poll for the file: they must never see it half written.
 bool write_atomically(const std::string& path, const std::string& content) {
@@ -657,7 +612,21 @@ std::map<std::string, int> recorded_topics(const fs::path& dir) {
 }  // namespace
 
 int main(int argc, char** argv) {
-  const Args args = parse(argc, argv);
+  Args args;
+  CLI::App app{
+      "A development Kafka broker: librdkafka's mock cluster, its data kept with --data-dir."};
+  app.add_option("--bootstrap-file", args.bootstrap_file, "where to write the broker's address");
+  app.add_option("--partitions", args.partitions, "partitions of each topic created")
+      ->check(CLI::Range(1, 1000));
+  app.add_option("--topics", args.topics, "topics created at start (a,b)")->delimiter(',');
+  app.add_option("--data-dir", args.data_dir, "where the broker keeps its data (none: in memory)");
+  app.add_option("--groups", args.groups, "consumer groups whose committed offsets are kept (a,b)")
+      ->delimiter(',');
+  try {
+    app.parse(argc, argv);
+  } catch (const CLI::ParseError& e) {
+    return app.exit(e) == 0 ? 0 : 2;
+  }
   notify::log::init("dev_kafka_broker", notify::log::Level::kInfo);
 
   // Block the stop signals before librdkafka starts its threads (they inherit the mask), so that
