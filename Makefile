@@ -155,8 +155,10 @@ clean-data:
 	rm -rf $(RUN_DIR)
 endif
 
+# Exit status 3 when no stack runs (stack.sh status, 4 when in part up); make itself turns a failed
+# recipe into 2, after its own line.
 status:
-	$(STACK) status $(RUN_DIR)
+	@$(STACK) status $(RUN_DIR)
 
 emit:
 	@test -s $(RUN_DIR)/kafka.bootstrap || { echo "the development stack is not up: make up" >&2; exit 1; }
