@@ -35,7 +35,9 @@ constexpr Greeting kGreetings[] = {{"en", "Hello"}, {"de", "Hallo"}};
 TEST_CASE("every catalogue template greets a user without a first name without a gap") {
   etl::TemplateStore store(NOTIFY_SOURCE_DIR "/templates");
   for (const char* name : kCatalogue) {
-    for (const auto& [locale, word] : kGreetings) {
+    for (const Greeting& greeting : kGreetings) {
+      const char* locale = greeting.locale;
+      const char* word = greeting.word;
       CAPTURE(name);
       CAPTURE(locale);
       nlohmann::json context = example(name);
@@ -56,7 +58,9 @@ TEST_CASE("every catalogue template greets a user without a first name without a
 TEST_CASE("a user with a first name is greeted by it in every part that names them") {
   etl::TemplateStore store(NOTIFY_SOURCE_DIR "/templates");
   for (const char* name : kCatalogue) {
-    for (const auto& [locale, word] : kGreetings) {
+    for (const Greeting& greeting : kGreetings) {
+      const char* locale = greeting.locale;
+      const char* word = greeting.word;
       CAPTURE(name);
       CAPTURE(locale);
       const notify::Content c = store.render(name, locale, example(name));
