@@ -108,11 +108,6 @@ void DeliveryLoop::connect_with_backoff(const std::atomic<bool>& stop) {
   }
 }
 
-std::string DeliveryLoop::zone_of(const notify::Posting& posting) const {
-  const std::string& zone = posting.recipient.timezone;
-  return !zone.empty() && is_known_timezone(zone) ? zone : config_.policy.default_timezone;
-}
-
 void DeliveryLoop::run(const std::atomic<bool>& stop) {
   // Named like the loop in the logs ("email#0"), so top -H and a debugger show it too; the
   // kernel keeps 15 characters.
@@ -595,10 +590,7 @@ void DeliveryLoop::log_settled(const Item& item) {
         fields["attempts"] = later->attempts;
         // Held back for the recipient (quiet hours in their zone, a schedule): when, and the
         // zone the window was read in, so "why no mail yet?" is answered from this line.
-        if (posting != nullptr && (later->reason == DeferReason::kQuietHours ||
-                                   later->reason == DeferReason::kScheduled)) {
-          fields["zone"] = zone_of(*posting);
-        }
+        if (!later->zone.empty()) fields["zone"] = later->zone;
       } else {
         fields["reason"] = dead_reason_text(*dead_letter);
       }

@@ -111,8 +111,6 @@ class DeliveryLoop {
   // Acks and rejects of the batch in order: one multiple ack per run of acknowledged ones.
   void settle_batch();
   void log_settled(const Item& item);
-  // The zone quiet hours are read in for this posting: the recipient's, else the default.
-  std::string zone_of(const notify::Posting& posting) const;
   void connect_with_backoff(const std::atomic<bool>& stop);
   // Everything the loop needs is up: both AMQP connections, and the ledger with no mark owed.
   bool ready_to_take() const;

@@ -23,7 +23,7 @@ Action retry_or_dead_letter(int failed, const notify::Posting& posting, notify::
                             const std::string& last_error) {
   const RetryDecision next = decide_retry(failed, now, posting.expires_at, retry, random01);
   if (const auto* defer = std::get_if<Defer>(&next)) {
-    return Postpone{defer->until, defer->reason, failed, last_error};
+    return Postpone{defer->until, defer->reason, failed, last_error, {}};
   }
   if (const auto* drop = std::get_if<Drop>(&next)) return Ack{outcome_of(drop->reason)};
   return DeadLetter{DeadReason::kAttemptsExhausted, failed, last_error, {}};
@@ -94,7 +94,7 @@ std::variant<std::monostate, Action> before_send(const notify::Posting& posting,
   // Back from a delay queue before its time (a tier shorter than the rest): once more.
   if (deliver_at && *deliver_at > now) {
     if (*deliver_at >= posting.expires_at) return Action{Ack{AckOutcome::kExpiredBeforeWindow}};
-    return Action{Postpone{*deliver_at, DeferReason::kDeferred, attempts, {}}};
+    return Action{Postpone{*deliver_at, DeferReason::kDeferred, attempts, {}, {}}};
   }
   const Evaluation e = decide(posting, now, policy, random01);
   if (e.zone_fallback) {
@@ -105,7 +105,7 @@ std::variant<std::monostate, Action> before_send(const notify::Posting& posting,
     return Action{Ack{outcome_of(drop->reason)}};
   }
   if (const auto* defer = std::get_if<Defer>(&e.decision)) {
-    return Action{Postpone{defer->until, defer->reason, attempts, {}}};
+    return Action{Postpone{defer->until, defer->reason, attempts, {}, e.zone}};
   }
   return std::monostate{};
 }
@@ -124,13 +124,14 @@ std::optional<Action> after_claim(const DeliveryLedger::Claim& claim, notify::Ti
       now + std::max<std::chrono::milliseconds>(claim.held_for, std::chrono::seconds(1)),
       DeferReason::kClaimed,
       attempts,
+      {},
       {}};
 }
 
 std::optional<Action> after_throttle(std::chrono::milliseconds wait, notify::TimePoint now,
                                      int attempts) {
   if (wait <= kLongestThrottleSleep) return std::nullopt;
-  return Postpone{now + wait, DeferReason::kThrottled, attempts, {}};
+  return Postpone{now + wait, DeferReason::kThrottled, attempts, {}, {}};
 }
 
 Action after_send(const SendResult& result, const notify::Posting& posting, int attempts,

@@ -55,6 +55,7 @@ struct Postpone {
   DeferReason reason;
   int attempts = 0;  // failed sends so far
   std::string last_error;
+  std::string zone;  // quiet hours or a schedule: the zone the policy read the window in
   bool operator==(const Postpone&) const = default;
 };
 struct DeadLetter {

@@ -722,7 +722,7 @@ TEST_CASE("moves: the copy keeps body, id, priority and headers, drops x-death")
   CHECK(!move_for(d, Ack{AckOutcome::kSent}, kNoon, topology, "email"));
   // Below the smallest tier: the smallest tier.
   const auto soon =
-      move_for(d, Postpone{kNoon + 1s, DeferReason::kRetry, 1, {}}, kNoon, topology, "email");
+      move_for(d, Postpone{kNoon + 1s, DeferReason::kRetry, 1, {}, {}}, kNoon, topology, "email");
   REQUIRE(soon);
   CHECK(soon->tier == 10s);
   CHECK(soon->copy.routing_key == "notifications.email.delay.10s");
