@@ -3,6 +3,8 @@
 
 #include <algorithm>
 #include <map>
+#include <tuple>
+#include <utility>
 
 #include "kafka_handles.hpp"
 #include "notify/log.hpp"
@@ -48,6 +50,19 @@ std::vector<std::int32_t> partitions_of(rd_kafka_t* rk, const std::string& topic
   return out;
 }
 
+// The oldest offset a partition keeps and its end (high watermark), asked of its leader.
+std::pair<std::int64_t, std::int64_t> watermarks(rd_kafka_t* rk, const std::string& topic,
+                                                 std::int32_t partition,
+                                                 std::chrono::milliseconds timeout) {
+  std::int64_t low = 0;
+  std::int64_t high = 0;
+  if (const auto err = rd_kafka_query_watermark_offsets(rk, topic.c_str(), partition, &low, &high,
+                                                        static_cast<int>(timeout.count()))) {
+    fail("kafka watermarks of " + topic + "[" + std::to_string(partition) + "]", err);
+  }
+  return {low, high};
+}
+
 }  // namespace
 
 void read_topic_to_end(const std::string& bootstrap_servers, const std::string& topic,
@@ -74,12 +89,7 @@ void read_topic_to_end(const std::string& bootstrap_servers, const std::string& 
   std::map<std::int32_t, std::int64_t> end;
   ListPtr assignment(rd_kafka_topic_partition_list_new(1));
   for (const std::int32_t p : partitions_of(rk.get(), topic, timeout)) {
-    std::int64_t low = 0;
-    std::int64_t high = 0;
-    if (const auto err = rd_kafka_query_watermark_offsets(rk.get(), topic.c_str(), p, &low, &high,
-                                                          static_cast<int>(timeout.count()))) {
-      fail("kafka watermarks of " + topic + "[" + std::to_string(p) + "]", err);
-    }
+    const auto [low, high] = watermarks(rk.get(), topic, p, timeout);
     if (high <= low) continue;
     end[p] = high;
     rd_kafka_topic_partition_list_add(assignment.get(), topic.c_str(), p)->offset = low;
@@ -154,10 +164,7 @@ std::vector<PartitionOffsets> group_offsets(const std::string& bootstrap_servers
       std::sort(partitions.begin(), partitions.end());
       for (const std::int32_t p : partitions) {
         PartitionOffsets po{TopicPartition{topic, p}};
-        if (const auto err = rd_kafka_query_watermark_offsets(rk.get(), topic.c_str(), p, &po.start,
-                                                              &po.end, timeout_ms)) {
-          fail("kafka watermarks of " + topic + "[" + std::to_string(p) + "]", err);
-        }
+        std::tie(po.start, po.end) = watermarks(rk.get(), topic, p, timeout);
         rd_kafka_topic_partition_list_add(list.get(), topic.c_str(), p);
         out.push_back(std::move(po));
       }
