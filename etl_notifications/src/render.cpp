@@ -4,11 +4,13 @@
 
 #include <algorithm>
 #include <array>
+#include <charconv>
 #include <filesystem>
 #include <fstream>
 #include <functional>
 #include <optional>
 #include <sstream>
+#include <string_view>
 #include <vector>
 
 namespace etl {
@@ -107,6 +109,9 @@ struct StringSink {
 
 using PartialLookup = std::function<const mustache::data*(const std::string&)>;
 
+// Names the static text pieces of a compiled template ({{{\x01 N}}}, see merge_static_text).
+constexpr char kPieceMark = '\x01';
+
 }  // namespace
 
 // The values of one render as kainjow data, converted from the JSON context only where a
@@ -165,8 +170,10 @@ namespace {
 // of the same name would be parsed and rendered as a template.
 class RenderContext : public mustache::basic_context<std::string> {
  public:
-  RenderContext(LazyValues& values, PartialLookup partials)
-      : values_(values), partials_(std::move(partials)) {}
+  // `pieces`: the static text of a template compiled with merge_static_text (null: none).
+  RenderContext(LazyValues& values, PartialLookup partials,
+                const std::vector<mustache::data>* pieces)
+      : values_(values), partials_(std::move(partials)), static_pieces_(pieces) {}
 
   // Innermost first, as kainjow keeps them (a stack as deep as sections are nested).
   void push(const mustache::data* data) override { stack_.insert(stack_.begin(), data); }
@@ -176,6 +183,9 @@ class RenderContext : public mustache::basic_context<std::string> {
   // value; a plain name is looked up from the innermost value out; "a.b" is looked up as a
   // whole path in each value from the innermost out (split as kainjow splits it).
   const mustache::data* get(const std::string& name) const override {
+    if (static_pieces_ != nullptr && !name.empty() && name[0] == kPieceMark) {
+      if (const mustache::data* piece = static_piece(name)) return piece;
+    }
     if (name.size() == 1 && name[0] == '.') {
       return stack_.empty() ? values_.whole() : stack_.front();
     }
@@ -221,8 +231,21 @@ class RenderContext : public mustache::basic_context<std::string> {
     return var;
   }
 
+  // The piece that merge_static_text named `name`, or null.
+  const mustache::data* static_piece(const std::string& name) const {
+    std::size_t index = 0;
+    const char* first = name.data() + 1;
+    const char* last = name.data() + name.size();
+    const auto [end, ec] = std::from_chars(first, last, index);
+    if (ec != std::errc() || end != last || first == last || index >= static_pieces_->size()) {
+      return nullptr;
+    }
+    return &(*static_pieces_)[index];
+  }
+
   LazyValues& values_;
   PartialLookup partials_;
+  const std::vector<mustache::data>* static_pieces_;
   std::vector<const mustache::data*> stack_;  // innermost first
   mutable std::vector<std::string> pieces_;   // of the dotted name being looked up
 };
@@ -265,7 +288,103 @@ std::string inline_partials(const std::string& text, const PartialText& partial,
   return out;
 }
 
+// How many pieces kainjow's parser makes of tag-free text: one per newline ("\r\n", "\n" or
+// "\r"), space and tab, and one per run of other characters. kainjow renders each through a
+// std::function and appends it to its line on its own.
+std::size_t kainjow_pieces(std::string_view text) {
+  std::size_t pieces = 0;
+  bool in_run = false;
+  for (std::size_t i = 0; i < text.size(); ++i) {
+    const char c = text[i];
+    if (c == ' ' || c == '\t' || c == '\n' || c == '\r') {
+      if (c == '\r' && i + 1 < text.size() && text[i + 1] == '\n') ++i;
+      ++pieces;
+      in_run = false;
+    } else if (!in_run) {
+      ++pieces;
+      in_run = true;
+    }
+  }
+  return pieces;
+}
+
+// The template's text with its static text rendered as few pieces as kainjow allows, the same
+// bytes on the same lines: a run of text between tags becomes the value of one unescaped
+// variable ({{{\x01 N}}}, N indexing `pieces`) in up to three parts, the part before its first
+// line break, the lines between its first and its last line break, and the part after the last.
+// kainjow decides at each line break whether a line was only a standalone section tag (and
+// then drops it) from the line's bytes and whether a section tag was on it; a variable adds the
+// same bytes as the text it replaces and no section tag, and the line breaks where kainjow
+// decides stay where they were. The lines between the first and the last break of a run hold no
+// tag, so kainjow keeps them whole whether or not it sees their breaks.
+// nullopt: the text is left as it is, because kainjow would read it otherwise than by its
+// default delimiters (a delimiter change, an unclosed tag), it still has a partial tag (to be
+// looked up and refused at render time), or it already has the mark (a template's own tag
+// must never be taken for a piece).
+std::optional<std::string> merge_static_text(const std::string& text,
+                                             std::vector<std::string>& pieces) {
+  constexpr std::size_t kWorthAVariable = 3;  // a variable costs about two pieces of text
+  if (text.find(kPieceMark) != std::string::npos) return std::nullopt;
+  std::string out;
+  out.reserve(text.size());
+  auto put = [&](std::string_view run) {
+    if (kainjow_pieces(run) < kWorthAVariable) {
+      out.append(run);
+      return;
+    }
+    out.append("{{{").push_back(kPieceMark);
+    out.append(std::to_string(pieces.size())).append("}}}");
+    pieces.emplace_back(run);
+  };
+  auto put_segment = [&](std::string_view run) {
+    const std::size_t first = run.find_first_of("\r\n");
+    if (first == std::string_view::npos) return put(run);
+    const std::size_t first_end = first + (run.substr(first, 2) == "\r\n" ? 2 : 1);
+    std::size_t last = run.find_last_of("\r\n");
+    const std::size_t last_end = last + 1;
+    if (run[last] == '\n' && last > 0 && run[last - 1] == '\r') --last;
+    put(run.substr(0, first));
+    if (last < first_end) {  // a single line break
+      out.append(run.substr(first, first_end - first));
+    } else {
+      out.append(run.substr(first, first_end - first));
+      put(run.substr(first_end, last - first_end));
+      out.append(run.substr(last, last_end - last));
+    }
+    put(run.substr(last_end));
+  };
+  std::size_t pos = 0;
+  while (true) {
+    const std::size_t begin = text.find("{{", pos);
+    put_segment(std::string_view(text).substr(
+        pos, begin == std::string::npos ? std::string::npos : begin - pos));
+    if (begin == std::string::npos) break;
+    // The tag as kainjow's parser reads it with the default delimiters.
+    const bool triple = begin != text.size() - 2 && text[begin + 2] == '{';
+    const std::size_t contents = begin + (triple ? 3 : 2);
+    const char* closer = triple ? "}}}" : "}}";
+    const std::size_t end = text.find(closer, contents);
+    if (end == std::string::npos) return std::nullopt;
+    if (!triple) {
+      const std::string tag = mustache::trim(text.substr(contents, end - contents));
+      if (!tag.empty() && (tag[0] == '=' || tag[0] == '>')) return std::nullopt;
+    }
+    pos = end + (triple ? 3 : 2);
+    out.append(text, begin, pos - begin);
+  }
+  return out;
+}
+
 }  // namespace
+
+// A template as it is rendered for a set of partial folders: its partials' text put in place
+// of their tags (kainjow would parse a partial's text again at every render) and its static
+// text merged into few pieces (merge_static_text), parsed once.
+struct TemplateStore::Prepared {
+  explicit Prepared(const std::string& text) : tmpl(text) {}
+  mustache::mustache tmpl;
+  std::vector<mustache::data> pieces;  // the static text the template names {{{\x01 N}}}
+};
 
 // Parsed once, rendered many times; the escape follows the part (HTML or verbatim).
 struct TemplateStore::Compiled {
@@ -273,10 +392,9 @@ struct TemplateStore::Compiled {
   std::string text;
   bool escape_html = true;
   mustache::mustache tmpl;
-  // The template with its partials' text put in place of their tags, parsed once per set of
-  // partial folders a locale uses ("de\x1f" for de and de-AT, "" for the default), since
-  // kainjow parses a partial's text again at every render. Null: nothing to inline (use tmpl).
-  std::map<std::string, std::unique_ptr<mustache::mustache>> inlined;
+  // The template prepared once per set of partial folders a locale uses ("de\x1f" for de and
+  // de-AT, "" for the default). Null: rendered as parsed (tmpl).
+  std::map<std::string, std::unique_ptr<Prepared>> prepared;
 };
 
 struct TemplateStore::Partials {
@@ -292,13 +410,13 @@ struct TemplateStore::Partials {
 struct TemplateStore::Locale {
   std::string name;
   // The partial folders it looks in, most specific first, and which they are (the key of
-  // Compiled::inlined): a partial's text depends on nothing else.
+  // Compiled::prepared): a partial's text depends on nothing else.
   std::vector<const std::map<std::string, Partials::Partial>*> folders;
   std::string key;
   // By template (or layout) folder: each part's file once looked for; null: there is none.
   std::map<std::string, std::array<std::optional<Compiled*>, 3>, std::less<>> files;
-  // The template each file renders with here (its partials inlined, or the file as parsed).
-  std::map<const Compiled*, mustache::mustache*> templates;
+  // How each file renders here: prepared, or null (as parsed).
+  std::map<const Compiled*, std::optional<Prepared*>> templates;
 };
 
 namespace {
@@ -436,40 +554,57 @@ std::string TemplateStore::render_one(Compiled& compiled, Locale& locale, LazyVa
     return nullptr;
   };
 
-  mustache::mustache*& chosen = locale.templates[&compiled];
-  if (chosen == nullptr) {
-    auto [slot, added] = compiled.inlined.try_emplace(locale.key);
-    if (added && !sets_delimiters(compiled.text)) {
-      const std::string text = inline_partials(
-          compiled.text,
-          [&](const std::string& name) -> const std::string* {
-            const Partials::Partial* p = find(name);
-            if (p == nullptr || !p->error.empty() || sets_delimiters(p->source)) return nullptr;
-            return &p->source;
-          },
-          0);
-      if (text != compiled.text) {
-        auto inlined = std::make_unique<mustache::mustache>(text);
-        if (inlined->is_valid()) {
-          if (!compiled.escape_html) inlined->set_custom_escape(verbatim);
-          slot->second = std::move(inlined);
-        }  // else: rendered as written, where kainjow says what is wrong
+  std::optional<Prepared*>& chosen = locale.templates[&compiled];
+  if (!chosen) {
+    auto [slot, added] = compiled.prepared.try_emplace(locale.key);
+    if (added) {
+      std::string text = compiled.text;
+      if (!sets_delimiters(text)) {
+        text = inline_partials(
+            text,
+            [&](const std::string& name) -> const std::string* {
+              const Partials::Partial* p = find(name);
+              if (p == nullptr || !p->error.empty() || sets_delimiters(p->source)) return nullptr;
+              return &p->source;
+            },
+            0);
+      }
+      std::vector<std::string> pieces;
+      const std::optional<std::string> merged = merge_static_text(text, pieces);
+      const std::string* merged_text = merged ? &*merged : nullptr;
+      // Else rendered as written, where kainjow says what is wrong.
+      for (const std::string* candidate : std::array<const std::string*, 2>{merged_text, &text}) {
+        if (candidate == nullptr || *candidate == compiled.text) continue;
+        auto prepared = std::make_unique<Prepared>(*candidate);
+        if (!prepared->tmpl.is_valid()) continue;
+        if (!compiled.escape_html) prepared->tmpl.set_custom_escape(verbatim);
+        if (candidate == merged_text) {
+          prepared->pieces.reserve(pieces.size());
+          for (std::string& piece : pieces) prepared->pieces.emplace_back(std::move(piece));
+        }
+        slot->second = std::move(prepared);
+        break;
       }
     }
-    chosen = slot->second ? slot->second.get() : &compiled.tmpl;
+    chosen = slot->second.get();
   }
-  mustache::mustache& tmpl = *chosen;
+  mustache::mustache& tmpl = *chosen ? (*chosen)->tmpl : compiled.tmpl;
+  const std::vector<mustache::data>* pieces =
+      *chosen && !(*chosen)->pieces.empty() ? &(*chosen)->pieces : nullptr;
 
   const std::string& used_by = compiled.name;
-  RenderContext ctx(values, [&](const std::string& name) -> const mustache::data* {
-    const Partials::Partial* p = find(name);
-    // A misspelt partial would silently drop a footer or an unsubscribe link.
-    if (p == nullptr) {
-      throw TemplateError("template " + used_by + ": no partial '" + name + "' in _partials/");
-    }
-    if (!p->error.empty()) throw TemplateError(p->error);
-    return &p->text;
-  });
+  RenderContext ctx(
+      values,
+      [&](const std::string& name) -> const mustache::data* {
+        const Partials::Partial* p = find(name);
+        // A misspelt partial would silently drop a footer or an unsubscribe link.
+        if (p == nullptr) {
+          throw TemplateError("template " + used_by + ": no partial '" + name + "' in _partials/");
+        }
+        if (!p->error.empty()) throw TemplateError(p->error);
+        return &p->text;
+      },
+      pieces);
   if (extra != nullptr) ctx.push(extra);
   std::string out;
   out.reserve(compiled.text.size() * 2);

@@ -64,6 +64,7 @@ class TemplateStore {
   const std::string& root() const { return root_; }
 
  private:
+  struct Prepared;
   struct Compiled;
   struct Partials;
   struct Locale;

@@ -654,3 +654,53 @@ TEST_CASE("a context in layers renders as the layers merged, the earlier ones wi
   CHECK(got.text == want.text);
   CHECK(got.html == want.html);
 }
+
+TEST_CASE("static text rendered in few pieces keeps kainjow's lines, blanks and standalone tags") {
+  // Runs of text between tags are compiled into a few pieces each; kainjow decides line by line
+  // whether a line held only a section tag, so lines of blanks, tabs, CR LF and lone CR next to
+  // section tags are where a difference would show.
+  const std::string lines =
+      "  Dear reader,  here  we go\n"
+      "  {{#items}}  \n"
+      "\t- {{.}}  and  more\ttext \r\n"
+      "  {{/items}}\n"
+      "   \n"
+      " \t \n"
+      "middle  line  one\nmiddle line two\r\n\r\n  \nlast  part {{^items}}  no  items  {{/items}}\n"
+      "{{#flag}}\n"
+      "  inside   the   flag  \n"
+      "{{/flag}}\n"
+      "  {{#missing}}  never  shown  {{/missing}}  \n"
+      "{{! a comment }}  after  the  comment\rlone  CR  line\r"
+      "{{#items}}{{.}} , {{/items}}  end  without  a  break  ";
+  TemplateTree t;
+  t.parts("email/lines", "Subject  with  blanks {{#flag}} and  a  flag {{/flag}}\n", lines,
+          "<p class=\"a  b\">{{#items}}\n  <li> {{.}} </li>\n{{/items}}</p>\n" + lines)
+      .file("email/_layout/html.mustache", "<html>\n  <body>  {{{content}}}  </body>\n</html>")
+      .file("email/_layout/text.mustache", "{{{content}}}\n-- \n  {{> sig}}  \n")
+      .file("_partials/sig.mustache", "  the  team  {{#flag}}\n  and  {{who}}\n{{/flag}}\n");
+  // A template with the mark the compiler uses for its pieces is rendered as written: its tag is
+  // a lookup of the context's value, as kainjow's own context does it.
+  t.parts("email/marked", "x", std::string("a b c {{\x01") + "0}} d e f\n", "y");
+  TemplateStore store(t.root());
+  const ReferenceRenderer reference(t.root());
+  const nlohmann::json with = {{"items", {"a<b", "c"}}, {"flag", true}, {"who", "<we>"}};
+  const nlohmann::json without = {{"items", nlohmann::json::array()}, {"flag", false}};
+  const nlohmann::json marked = {
+      {"\x01"
+       "0",
+       "the context's value"}};
+  for (const auto& [name, context] :
+       {std::pair{"email/lines", with}, {"email/lines", without}, {"email/marked", marked}}) {
+    CAPTURE(name);
+    CAPTURE(context.dump());
+    const notify::Content want = reference.render(name, "", context);
+    for (int again = 0; again < 2; ++again) {
+      const notify::Content got = store.render(name, "", context);
+      CHECK(got.subject == want.subject);
+      CHECK(got.text == want.text);
+      CHECK(got.html == want.html);
+    }
+  }
+  CHECK(contains(store.render("email/marked", "", marked).text, "the context's value"));
+}
