@@ -54,6 +54,7 @@ class Pipeline final : public notify::kafka::RebalanceListener {
 
  private:
   void take(notify::kafka::Message message);
+  void take_burst(notify::kafka::Message first);
   void work();
   Step advance(Job& job);
   void seal(Job& job);
