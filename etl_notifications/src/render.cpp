@@ -5,6 +5,7 @@
 #include <algorithm>
 #include <array>
 #include <charconv>
+#include <cstring>
 #include <filesystem>
 #include <fstream>
 #include <functional>
@@ -112,7 +113,64 @@ using PartialLookup = std::function<const mustache::data*(const std::string&)>;
 // Names the static text pieces of a compiled template ({{{\x01 N}}}, see merge_static_text).
 constexpr char kPieceMark = '\x01';
 
+// Whether two JSON values convert to the same kainjow data: the same types and values. Stricter
+// than JSON's equality, for which 1 and 1.0 (or 0.0 and -0.0) are equal, yet which to_data
+// writes as "1" and "1.0".
+bool same_values(const nlohmann::json& a, const nlohmann::json& b) {
+  using value_t = nlohmann::json::value_t;
+  if (a.type() != b.type()) return false;
+  switch (a.type()) {
+    case value_t::object: {
+      const auto& x = a.get_ref<const nlohmann::json::object_t&>();
+      const auto& y = b.get_ref<const nlohmann::json::object_t&>();
+      return x.size() == y.size() &&
+             std::equal(x.begin(), x.end(), y.begin(), [](const auto& p, const auto& q) {
+               return p.first == q.first && same_values(p.second, q.second);
+             });
+    }
+    case value_t::array: {
+      const auto& x = a.get_ref<const nlohmann::json::array_t&>();
+      const auto& y = b.get_ref<const nlohmann::json::array_t&>();
+      return x.size() == y.size() && std::equal(x.begin(), x.end(), y.begin(), same_values);
+    }
+    case value_t::number_float: {
+      const double x = a.get<double>();
+      const double y = b.get<double>();
+      return std::memcmp(&x, &y, sizeof x) == 0;
+    }
+    default:  // strings, booleans, integers, null, binary: equal JSON is the same data
+      return a == b;
+  }
+}
+
 }  // namespace
+
+// The values of shared layers (a mailing's request) as converted for kainjow, by top-level key,
+// each with the JSON it was converted from: used again by later renders while the layer's value
+// is the same (same_values), so a mailing's recipients do not convert its context each.
+class ValueCache {
+ public:
+  const mustache::data& get(const std::string& key, const nlohmann::json& value) {
+    auto [it, added] = entries_.try_emplace(key);
+    if (added || !same_values(it->second.source, value)) {
+      it->second.source = value;
+      it->second.value = to_data(value);
+    }
+    return it->second.value;
+  }
+  // Bounded (keys come from events): called between renders, never while one holds its values.
+  void trim() {
+    constexpr std::size_t kMaxEntries = 256;
+    if (entries_.size() >= kMaxEntries) entries_.clear();
+  }
+
+ private:
+  struct Entry {
+    nlohmann::json source;
+    mustache::data value;
+  };
+  std::map<std::string, Entry, std::less<>> entries_;
+};
 
 // The values of one render as kainjow data, converted from the JSON context only where a
 // template looks them up: each top-level value on its first lookup, then shared by the subject,
@@ -121,44 +179,64 @@ constexpr char kPieceMark = '\x01';
 class LazyValues {
  public:
   // The context as layers: a top-level key's value is that of the first layer that has it, as
-  // if the later layers were merged under the earlier ones.
-  explicit LazyValues(std::initializer_list<const nlohmann::json*> layers) : layers_(layers) {}
+  // if the later layers were merged under the earlier ones; the shared layers come after the
+  // render's own, their values converted once for many renders (`cache`).
+  LazyValues(std::initializer_list<const nlohmann::json*> own,
+             std::initializer_list<const nlohmann::json*> shared, ValueCache& cache)
+      : own_(own), shared_(shared), cache_(cache) {}
 
   // The context's value of `key` (what kainjow's data of the whole context holds under it);
   // null when there is none.
   const mustache::data* get(const std::string& key) {
-    auto [it, added] = converted_.try_emplace(key);
-    if (added) {
-      for (const nlohmann::json* layer : layers_) {
-        if (!layer->is_object()) continue;
-        if (auto found = layer->find(key); found != layer->end()) {
-          it->second = std::make_unique<mustache::data>(to_data(*found));
-          break;
-        }
-      }
+    for (const auto& [name, value] : looked_up_) {
+      if (name == key) return value;
     }
-    return it->second.get();
+    const mustache::data* value = nullptr;
+    if (const nlohmann::json* found = find(own_, key)) {
+      converted_.push_back(std::make_unique<mustache::data>(to_data(*found)));
+      value = converted_.back().get();
+    } else if (const nlohmann::json* shared = find(shared_, key)) {
+      value = &cache_.get(key, *shared);
+    }
+    looked_up_.emplace_back(key, value);
+    return value;
   }
   // The whole context, for {{.}} outside any section (rare: converted then).
   const mustache::data* whole() {
     if (whole_) return whole_.get();
-    if (layers_.size() == 1) {
-      whole_ = std::make_unique<mustache::data>(to_data(**layers_.begin()));
+    if (own_.size() + shared_.size() == 1) {
+      const nlohmann::json* only = own_.size() == 1 ? *own_.begin() : *shared_.begin();
+      whole_ = std::make_unique<mustache::data>(to_data(*only));
       return whole_.get();
     }
     whole_ = std::make_unique<mustache::data>(mustache::data::type::object);
-    for (const nlohmann::json* layer : layers_) {
-      if (!layer->is_object()) continue;
-      for (const auto& [key, value] : layer->items()) {
-        if (whole_->get(key) == nullptr) whole_->set(key, to_data(value));
+    for (const auto* layers : {&own_, &shared_}) {
+      for (const nlohmann::json* layer : *layers) {
+        if (!layer->is_object()) continue;
+        for (const auto& [key, value] : layer->items()) {
+          if (whole_->get(key) == nullptr) whole_->set(key, to_data(value));
+        }
       }
     }
     return whole_.get();
   }
 
  private:
-  std::initializer_list<const nlohmann::json*> layers_;  // lives while render() runs
-  std::map<std::string, std::unique_ptr<mustache::data>, std::less<>> converted_;
+  static const nlohmann::json* find(std::initializer_list<const nlohmann::json*> layers,
+                                    const std::string& key) {
+    for (const nlohmann::json* layer : layers) {
+      if (!layer->is_object()) continue;
+      if (auto found = layer->find(key); found != layer->end()) return &*found;
+    }
+    return nullptr;
+  }
+
+  // Both live while render() runs.
+  std::initializer_list<const nlohmann::json*> own_;
+  std::initializer_list<const nlohmann::json*> shared_;
+  ValueCache& cache_;
+  std::vector<std::pair<std::string, const mustache::data*>> looked_up_;  // a few per render
+  std::vector<std::unique_ptr<mustache::data>> converted_;                // of the own layers
   std::unique_ptr<mustache::data> whole_;
 };
 
@@ -425,7 +503,8 @@ constexpr std::size_t kMaxFolders = 1'000;  // template names remembered per loc
 const char* const kPartNames[] = {"subject", "text", "html"};
 }  // namespace
 
-TemplateStore::TemplateStore(std::string root) : root_(std::move(root)) {
+TemplateStore::TemplateStore(std::string root)
+    : root_(std::move(root)), value_cache_(std::make_unique<ValueCache>()) {
   std::error_code ec;
   canonical_root_ = fs::weakly_canonical(root_, ec);
   if (ec) canonical_root_ = fs::absolute(root_, ec).lexically_normal();
@@ -625,9 +704,11 @@ notify::Content TemplateStore::render(const std::string& name, const std::string
 }
 
 notify::Content TemplateStore::render(const std::string& name, const std::string& locale_name,
-                                      std::initializer_list<const nlohmann::json*> layers) {
+                                      std::initializer_list<const nlohmann::json*> layers,
+                                      std::initializer_list<const nlohmann::json*> shared) {
   if (!valid_name(name)) throw TemplateError("template name not allowed: '" + name + "'");
-  LazyValues values(layers);
+  value_cache_->trim();
+  LazyValues values(layers, shared, *value_cache_);
   Locale& view = locale(locale_name);
   const auto slash = name.find('/');
   const std::string layouts = slash == std::string::npos ? "" : name.substr(0, slash) + "/_layout";

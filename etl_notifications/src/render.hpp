@@ -31,6 +31,7 @@ class basic_data;
 namespace etl {
 
 class LazyValues;  // a render's values, converted for kainjow where templates look them up
+class ValueCache;  // the values of shared layers, converted for kainjow once for many renders
 
 // A template is missing, its name is not allowed, or it does not parse or render; what()
 // names the template or the file.
@@ -53,9 +54,12 @@ class TemplateStore {
                          const nlohmann::json& context);
   // The same with the context in layers (JSON objects), the first layer that has a top-level
   // key giving its value, as if the later ones were merged under it: what every recipient of a
-  // mailing shares is not copied for each of them.
+  // mailing shares is not copied for each of them. The `shared` layers come after `layers` and
+  // are those that many renders are given (a mailing's request): the values templates look up
+  // in them are converted for kainjow once and used again while they are the same JSON.
   notify::Content render(const std::string& name, const std::string& locale_name,
-                         std::initializer_list<const nlohmann::json*> layers);
+                         std::initializer_list<const nlohmann::json*> layers,
+                         std::initializer_list<const nlohmann::json*> shared = {});
 
   // Segments of lowercase letters, digits, '_' and '-' joined by '/', none starting with '_':
   // a name never leaves the templates directory and never names a layout or partial folder.
@@ -84,6 +88,7 @@ class TemplateStore {
   std::map<std::string, std::unique_ptr<Compiled>> cache_;  // by path; null when absent
   std::unique_ptr<Partials> partials_;                      // loaded on first render
   std::map<std::string, std::unique_ptr<Locale>, std::less<>> locales_;  // bounded
+  std::unique_ptr<ValueCache> value_cache_;
 };
 
 }  // namespace etl

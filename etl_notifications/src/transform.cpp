@@ -312,8 +312,8 @@ Transformer::Result Transformer::postings(const Event& event, const Request& req
       // derived and the user, not copied.
       const json user_values = {{"user", user_context(user)}};
       try {
-        content = templates_.render(request.template_name, user.locale,
-                                    {&user_values, &request.derived, &request.context});
+        content = templates_.render(request.template_name, user.locale, {&user_values},
+                                    {&request.derived, &request.context});
       } catch (const TemplateError& e) {
         return Rejection{e.what()};
       }

@@ -704,3 +704,44 @@ TEST_CASE("static text rendered in few pieces keeps kainjow's lines, blanks and 
   }
   CHECK(contains(store.render("email/marked", "", marked).text, "the context's value"));
 }
+
+TEST_CASE("shared layers: their converted values are used again only while they are the same") {
+  TemplateTree t;
+  t.parts("email/shared", "{{user.first_name}} {{n}}",
+          "{{#list}}[{{.}}]{{/list}} {{n}} {{m.k}} {{#m}}{{k}}{{/m}} {{user.first_name}}\n{{.}}",
+          "<p>{{n}} {{#list}}{{.}},{{/list}} {{m.k}}</p>");
+  TemplateStore store(t.root());
+  const nlohmann::json ann = {{"user", {{"first_name", "Ann"}}}};
+  const nlohmann::json bob = {{"user", {{"first_name", "Bob"}}}};
+  // Values that equal JSON yet not the same text (1 and 1.0, 0.0 and -0.0), and values that
+  // change in place between renders, as a request's context does when its links are fetched.
+  std::vector<nlohmann::json> contexts = {
+      {{"n", 1}, {"list", {1, 2}}, {"m", {{"k", "a"}}}},
+      {{"n", 1.0}, {"list", {1.0, 2}}, {"m", {{"k", "a"}}}},
+      {{"n", 0.0}, {"list", {-0.0}}, {"m", {{"k", "b"}}}},
+      {{"n", -0.0}, {"list", {0.0}}, {"m", {{"k", "b"}, {"j", 1}}}},
+      {{"n", "<text>"}, {"list", nlohmann::json::array()}, {"m", nullptr}},
+      {{"n", true}, {"list", {nullptr, false}}, {"m", {{"k", std::uint64_t{1} << 63}}}},
+      {{"n", 1u}, {"list", {{{"k", 1}}}}, {"m", {{"k", -1}}}},
+      {{"n", 1}, {"list", {1, 2}}, {"m", {{"k", "a"}}}},
+  };
+  nlohmann::json derived = {{"m", {{"k", "derived"}}}};
+  for (int round = 0; round < 2; ++round) {
+    for (nlohmann::json& context : contexts) {
+      for (const nlohmann::json* user : {&ann, &bob}) {
+        CAPTURE(context.dump());
+        nlohmann::json merged = context;
+        if (round == 1) merged["m"] = derived["m"];
+        merged["user"] = (*user)["user"];
+        const notify::Content want = TemplateStore(t.root()).render("email/shared", "", merged);
+        const notify::Content got =
+            round == 1 ? store.render("email/shared", "", {user}, {&derived, &context})
+                       : store.render("email/shared", "", {user}, {&context});
+        CHECK(got.subject == want.subject);
+        CHECK(got.text == want.text);
+        CHECK(got.html == want.html);
+      }
+    }
+    derived["m"]["k"] = "changed in place";
+  }
+}
