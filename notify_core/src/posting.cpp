@@ -4,6 +4,7 @@
 
 #include <algorithm>
 #include <array>
+#include <bit>
 #include <cstdint>
 #include <cstring>
 
@@ -131,15 +132,17 @@ std::size_t utf8_sequence(std::string_view s, std::size_t i) {
   return 0;
 }
 
-// Whether any of the 8 bytes in `word` needs a look (a control character, '"', '\\', or
-// not ASCII): the bit tricks of "Bit Twiddling Hacks" (haszero, hasless), one word at a time.
-bool needs_look(std::uint64_t word) {
+// The bytes of `word` that need a look (a control character, '"', '\\', or not ASCII), each
+// marked by its high bit: the bit tricks of "Bit Twiddling Hacks" (haszero, hasless). A mark
+// may be wrong only above a byte rightly marked (a borrow runs upwards), so the lowest mark is
+// always the first byte to look at.
+std::uint64_t needs_look(std::uint64_t word) {
   constexpr std::uint64_t kOnes = 0x0101010101010101ull;
   constexpr std::uint64_t kHigh = 0x8080808080808080ull;
   const auto has_zero = [](std::uint64_t v) { return (v - kOnes) & ~v & kHigh; };
   const std::uint64_t below_space = (word - kOnes * 0x20) & ~word & kHigh;
-  return ((below_space | has_zero(word ^ (kOnes * '"')) | has_zero(word ^ (kOnes * '\\')) |
-           (word & kHigh)) != 0);
+  return below_space | has_zero(word ^ (kOnes * '"')) | has_zero(word ^ (kOnes * '\\')) |
+         (word & kHigh);
 }
 
 // The end of the run of bytes from s[i] that are written as they are.
@@ -147,7 +150,13 @@ std::size_t plain_prefix(std::string_view s, std::size_t i) {
   while (i + 8 <= s.size()) {
     std::uint64_t word;
     std::memcpy(&word, s.data() + i, 8);
-    if (needs_look(word)) break;
+    if constexpr (std::endian::native == std::endian::little) {
+      if (const std::uint64_t marks = needs_look(word)) {
+        return i + static_cast<std::size_t>(std::countr_zero(marks)) / 8;
+      }
+    } else if (needs_look(word) != 0) {
+      break;
+    }
     i += 8;
   }
   while (i < s.size()) {
@@ -213,11 +222,13 @@ class ObjectWriter {
   void close() { out_.push_back('}'); }
 
  private:
+  // Keys are encode()'s own names, plain ASCII letters and '_': written as they are.
   void key(std::string_view key) {
     if (!first_) out_.push_back(',');
     first_ = false;
-    append_string(out_, key);
-    out_.push_back(':');
+    out_.push_back('"');
+    out_.append(key);
+    out_.append("\":");
   }
   std::string& out_;
   bool first_ = true;
