@@ -18,7 +18,8 @@
 //       Fails after TIMEOUT_S, or as soon as process PID has ended.
 //   bench_amqp URL count|purge|delete|exists QUEUE
 //   bench_amqp URL sample QUEUE BODY_FILE    takes one message, writes its body; prints
-//                                           {"bytes": …, "priority": …}
+//                                           {"bytes": …, "priority": …, "message_id": …,
+//                                            "headers": {…}} (its string-valued headers)
 //
 // The project's AMQP edge (notify_core) is the only place that includes <amqp.h>; this tool is
 // the exception on purpose: the ceiling measures the library and the broker without our code.
@@ -41,6 +42,8 @@
 #include <thread>
 #include <vector>
 
+#include <nlohmann/json.hpp>
+
 namespace {
 
 using SteadyClock = std::chrono::steady_clock;
@@ -51,6 +54,10 @@ double seconds_now() {
 
 amqp_bytes_t bytes_of(const std::string& s) {
   return amqp_bytes_t{s.size(), const_cast<char*>(s.data())};
+}
+
+std::string text_of(const amqp_bytes_t& b) {
+  return std::string(static_cast<const char*>(b.bytes), b.len);
 }
 
 [[noreturn]] void fail(const std::string& what) {
@@ -386,13 +393,27 @@ int sample(Link& link, const std::vector<std::string>& a) {
   amqp_message_t message;
   check_reply(amqp_read_message(state, link.channel(), &message, 0), "read message");
   const std::string body(static_cast<const char*>(message.body.bytes), message.body.len);
-  const int priority =
-      (message.properties._flags & AMQP_BASIC_PRIORITY_FLAG) ? message.properties.priority : 0;
+  const amqp_basic_properties_t& p = message.properties;
+  nlohmann::json sampled = {{"bytes", body.size()},
+                            {"priority", (p._flags & AMQP_BASIC_PRIORITY_FLAG) ? p.priority : 0},
+                            {"message_id", ""},
+                            {"headers", nlohmann::json::object()}};
+  // The relays publish messages with the same properties: their size and what the broker
+  // stores of them are the same as the service's.
+  if (p._flags & AMQP_BASIC_MESSAGE_ID_FLAG) sampled["message_id"] = text_of(p.message_id);
+  if (p._flags & AMQP_BASIC_HEADERS_FLAG) {
+    for (int i = 0; i < p.headers.num_entries; ++i) {
+      const amqp_table_entry_t& entry = p.headers.entries[i];
+      if (entry.value.kind == AMQP_FIELD_KIND_UTF8 || entry.value.kind == AMQP_FIELD_KIND_BYTES) {
+        sampled["headers"][text_of(entry.key)] = text_of(entry.value.value.bytes);
+      }
+    }
+  }
   amqp_destroy_message(&message);
   std::ofstream out(a[1], std::ios::binary | std::ios::trunc);
   out << body;
   if (!out.flush()) fail("cannot write " + a[1]);
-  std::printf("{\"bytes\": %zu, \"priority\": %d}\n", body.size(), priority);
+  std::printf("%s\n", sampled.dump().c_str());
   return 0;
 }
 

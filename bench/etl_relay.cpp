@@ -5,7 +5,11 @@
 //
 //   bench_etl_relay --bootstrap HOST:PORT --topic T --group G --count N --rabbitmq-url URL
 //                   --exchange X --routing-key K --window W --body FILE --priority P
-//                   [--consumer-config name=value,...] [--commit-interval-ms 250]
+//                   [--message-id ID] [--header name=value]... [--consumer-config name=value,...]
+//                   [--commit-interval-ms 250]
+//
+// --message-id and --header give each message the properties of a posting the ETL made (its
+// message id made unique per message, as long as the sampled one).
 //
 // As the ETL by default: a consumer group, offsets stored only past confirmed publishes
 // (enable.auto.offset.store=false) and committed asynchronously, coalesced, at most every
@@ -24,6 +28,7 @@
 #include <sys/time.h>
 #include <CLI/CLI.hpp>
 
+#include <algorithm>
 #include <chrono>
 #include <cstdio>
 #include <cstdlib>
@@ -51,6 +56,10 @@ double seconds_now() {
 struct Options {
   std::string bootstrap, topic, group, rabbitmq_url, exchange, routing_key, body_path;
   std::string consumer_config;
+  // The properties of a posting the ETL made: each message carries these headers and a
+  // message id of the same length, unique per message.
+  std::string message_id;
+  std::vector<std::string> headers;  // name=value
   long long count = 0;
   long long window = 512;
   int priority = 0;
@@ -72,6 +81,8 @@ Options parse(int argc, char** argv) {
   app.add_option("--priority", o.priority);
   app.add_option("--consumer-config", o.consumer_config);
   app.add_option("--commit-interval-ms", o.commit_interval_ms);
+  app.add_option("--message-id", o.message_id, "a posting's message id (made unique per message)");
+  app.add_option("--header", o.headers, "a posting's header, name=value (repeatable)");
   try {
     app.parse(argc, argv);
   } catch (const CLI::ParseError& e) {
@@ -172,6 +183,22 @@ int main(int argc, char** argv) {
   props.delivery_mode = 2;
   props.content_type = amqp_cstring_bytes("application/json");
   props.priority = static_cast<std::uint8_t>(o.priority);
+  std::vector<amqp_table_entry_t> header_entries;
+  for (const std::string& h : o.headers) {
+    const auto eq = h.find('=');
+    if (eq == std::string::npos) fail("--header " + h + ": not name=value");
+    amqp_table_entry_t& entry = header_entries.emplace_back();
+    entry.key = amqp_bytes_t{eq, const_cast<char*>(h.data())};
+    entry.value.kind = AMQP_FIELD_KIND_UTF8;
+    entry.value.value.bytes = amqp_bytes_t{h.size() - eq - 1, const_cast<char*>(h.data() + eq + 1)};
+  }
+  if (!header_entries.empty()) {
+    props._flags |= AMQP_BASIC_HEADERS_FLAG;
+    props.headers = amqp_table_t{static_cast<int>(header_entries.size()), header_entries.data()};
+  }
+  // The sampled id with its last digits replaced by the message's number: the same length.
+  std::string message_id = o.message_id;
+  if (!message_id.empty()) props._flags |= AMQP_BASIC_MESSAGE_ID_FLAG;
   const amqp_bytes_t exchange = amqp_cstring_bytes(o.exchange.c_str());
   const amqp_bytes_t routing_key = amqp_cstring_bytes(o.routing_key.c_str());
   const amqp_bytes_t payload{body.size(), const_cast<char*>(body.data())};
@@ -248,6 +275,12 @@ int main(int argc, char** argv) {
       if (m != nullptr) {
         if (m->err == RD_KAFKA_RESP_ERR_NO_ERROR) {
           if (first == 0) first = seconds_now();
+          if (!message_id.empty()) {
+            const std::string number = std::to_string(consumed);
+            const std::size_t n = std::min(number.size(), message_id.size());
+            message_id.replace(message_id.size() - n, n, number, number.size() - n, n);
+            props.message_id = amqp_bytes_t{message_id.size(), message_id.data()};
+          }
           const int status =
               amqp_basic_publish(amqp, 1, exchange, routing_key, 1, 0, &props, payload);
           if (status != AMQP_STATUS_OK) fail(std::string("publish: ") + amqp_error_string2(status));

@@ -494,7 +494,7 @@ class Bench:
                 raise BenchError(f"{name}: the bare publisher failed: {pub_err.strip()}")
             seen = self.watched(watcher, f"{name}: ceiling")
             # The honest ceiling: the same events, consumed and relayed without the ETL's work.
-            relay = self.run_etl_relay(name, topic, exchange, body, sample["priority"], n)
+            relay = self.run_etl_relay(name, topic, exchange, body, sample, n)
             etl_rate = (n - 1) / (etl["done"] - etl["first"])
             paced = self.paced_publish(name, exchange, etl["queue"], body, sample["priority"],
                                        etl_rate)
@@ -525,9 +525,14 @@ class Bench:
             runs.append(run)
         self.results["etl"] = runs
 
-    def run_etl_relay(self, name, topic, exchange, body, priority, n):
+    def run_etl_relay(self, name, topic, exchange, body, sample, n):
         """bench_etl_relay on the ETL's events (a consumer group of its own): the same events,
-        the same posting bytes, the same confirm window and commits, none of the ETL's work."""
+        the same posting bytes and properties (priority, headers, a message id as long), the
+        same confirm window and commits, none of the ETL's work."""
+        properties = [f"--priority={sample['priority']}"]
+        if sample.get("message_id"):
+            properties.append(f"--message-id={sample['message_id']}")
+        properties += [f"--header={k}={v}" for k, v in sample.get("headers", {}).items()]
         queue = exchange + ".email"
         self.amqp("purge", queue)
         watcher = self.watch_queue(queue, n)
@@ -537,7 +542,7 @@ class Bench:
             "--topic", topic, "--group", f"{name}-relay", "--count", str(n),
             "--rabbitmq-url", self.env["RABBITMQ_URL"], "--exchange", exchange,
             "--routing-key", "email", "--window", str(self.args.confirm_window), "--body", body,
-            "--priority", str(priority), "--consumer-config", ETL_CONSUMER_CONFIG,
+            *properties, "--consumer-config", ETL_CONSUMER_CONFIG,
             "--commit-interval-ms", str(ETL_COMMIT_INTERVAL_MS)], base_env(), stdout_pipe=True)
         self.cpu.track("service", relay.pid)
         try:
@@ -1286,7 +1291,8 @@ def write_report(bench, path, argv):
             "consumer group of its own, with the ETL's consumer settings (offsets stored only past "
             f"confirmed publishes, committed asynchronously and coalesced every "
             f"{ETL_COMMIT_INTERVAL_MS} ms, `{ETL_CONSUMER_CONFIG}`), and publishes for each the bytes "
-            "of a posting the ETL made (persistent, mandatory) with rabbitmq-c into the same exchange "
+            "of a posting the ETL made, with its properties (priority, headers, a message id as long, "
+            "unique per message; persistent, mandatory), with rabbitmq-c into the same exchange "
             "and queue with the same confirm window; no decoding, no rendering. For reference, "
             "`bench_amqp publish` publishes as many such messages without consuming anything. Both "
             "are timed like the ETL, from the first to the last message in the queue; the ratio is "
