@@ -745,3 +745,24 @@ TEST_CASE("shared layers: their converted values are used again only while they 
     derived["m"]["k"] = "changed in place";
   }
 }
+
+TEST_CASE("values are HTML-escaped as kainjow's html_escape escapes them") {
+  TemplateTree t;
+  t.parts("email/escaped", "{{v}}", "{{v}}", "<p title=\"{{v}}\">{{v}}|{{{v}}}|{{&v}}</p>");
+  TemplateStore store(t.root());
+  const ReferenceRenderer reference(t.root());
+  std::mt19937 random(5);  // fixed: a failure can be replayed
+  const std::string alphabet = "&<>\"'a Z;\n\xc3\xa9";
+  for (int round = 0; round < 500; ++round) {
+    std::string value;
+    const int size = static_cast<int>(random() % 24);
+    for (int i = 0; i < size; ++i) value.push_back(alphabet[random() % alphabet.size()]);
+    CAPTURE(value);
+    const nlohmann::json context = {{"v", value}};
+    const notify::Content want = reference.render("email/escaped", "", context);
+    const notify::Content got = store.render("email/escaped", "", context);
+    CHECK(got.html == want.html);
+    CHECK(got.text == want.text);
+    CHECK(got.subject == want.subject);
+  }
+}
