@@ -227,6 +227,10 @@ class LazyValues {
   LazyValues(std::initializer_list<const nlohmann::json*> own,
              std::initializer_list<const nlohmann::json*> shared, ValueCache& cache)
       : own_(own), shared_(shared), cache_(cache) {}
+  // The render's own values given as kainjow data (an object) instead of JSON layers.
+  LazyValues(const mustache::data& own, std::initializer_list<const nlohmann::json*> shared,
+             ValueCache& cache)
+      : own_values_(&own), shared_(shared), cache_(cache) {}
 
   // The context's value of `key` (what kainjow's data of the whole context holds under it);
   // null when there is none.
@@ -238,6 +242,8 @@ class LazyValues {
     if (const nlohmann::json* found = find(own_, key)) {
       converted_.push_back(std::make_unique<mustache::data>(to_data(*found)));
       value = converted_.back().get();
+    } else if (const mustache::data* given = own_values_ ? own_values_->get(key) : nullptr) {
+      value = given;
     } else if (const nlohmann::json* shared = find(shared_, key)) {
       value = &cache_.get(key, *shared);
     }
@@ -247,12 +253,14 @@ class LazyValues {
   // The whole context, for {{.}} outside any section (rare: converted then).
   const mustache::data* whole() {
     if (whole_) return whole_.get();
-    if (own_.size() + shared_.size() == 1) {
+    if (own_values_ == nullptr && own_.size() + shared_.size() == 1) {
       const nlohmann::json* only = own_.size() == 1 ? *own_.begin() : *shared_.begin();
       whole_ = std::make_unique<mustache::data>(to_data(*only));
       return whole_.get();
     }
-    whole_ = std::make_unique<mustache::data>(mustache::data::type::object);
+    // kainjow's data cannot be iterated: given values are copied whole, the layers' added.
+    whole_ = own_values_ ? std::make_unique<mustache::data>(*own_values_)
+                         : std::make_unique<mustache::data>(mustache::data::type::object);
     for (const auto* layers : {&own_, &shared_}) {
       for (const nlohmann::json* layer : *layers) {
         if (!layer->is_object()) continue;
@@ -274,8 +282,9 @@ class LazyValues {
     return nullptr;
   }
 
-  // Both live while render() runs.
+  // All live while render() runs.
   std::initializer_list<const nlohmann::json*> own_;
+  const mustache::data* own_values_ = nullptr;
   std::initializer_list<const nlohmann::json*> shared_;
   ValueCache& cache_;
   std::vector<std::pair<std::string, const mustache::data*>> looked_up_;  // a few per render
@@ -749,9 +758,22 @@ notify::Content TemplateStore::render(const std::string& name, const std::string
 notify::Content TemplateStore::render(const std::string& name, const std::string& locale_name,
                                       std::initializer_list<const nlohmann::json*> layers,
                                       std::initializer_list<const nlohmann::json*> shared) {
-  if (!valid_name(name)) throw TemplateError("template name not allowed: '" + name + "'");
   value_cache_->trim();
   LazyValues values(layers, shared, *value_cache_);
+  return render_with(name, locale_name, values);
+}
+
+notify::Content TemplateStore::render(const std::string& name, const std::string& locale_name,
+                                      const Values& own,
+                                      std::initializer_list<const nlohmann::json*> shared) {
+  value_cache_->trim();
+  LazyValues values(own, shared, *value_cache_);
+  return render_with(name, locale_name, values);
+}
+
+notify::Content TemplateStore::render_with(const std::string& name, const std::string& locale_name,
+                                           LazyValues& values) {
+  if (!valid_name(name)) throw TemplateError("template name not allowed: '" + name + "'");
   Locale& view = locale(locale_name);
   const auto slash = name.find('/');
   const std::string layouts = slash == std::string::npos ? "" : name.substr(0, slash) + "/_layout";
@@ -770,8 +792,8 @@ notify::Content TemplateStore::render(const std::string& name, const std::string
     Compiled* layout = layouts.empty() ? nullptr : localized(view, layouts, part);
     if (layout == nullptr) return body;
     mustache::data extra{mustache::data::type::object};
-    extra.set("content", mustache::data{body});
-    extra.set("subject", mustache::data{content.subject});
+    extra["content"] = mustache::data{body};  // not set(), which copies the value again
+    extra["subject"] = mustache::data{content.subject};
     return render_one(*layout, view, values, &extra);
   };
 

@@ -60,6 +60,12 @@ class TemplateStore {
   notify::Content render(const std::string& name, const std::string& locale_name,
                          std::initializer_list<const nlohmann::json*> layers,
                          std::initializer_list<const nlohmann::json*> shared = {});
+  // The same with the render's own values (a recipient's) given as kainjow data, an object
+  // (kainjow/mustache.hpp), in place of `layers`: built for each recipient, they are not built
+  // as JSON first and then converted.
+  using Values = kainjow::mustache::basic_data<std::string>;
+  notify::Content render(const std::string& name, const std::string& locale_name, const Values& own,
+                         std::initializer_list<const nlohmann::json*> shared);
 
   // Segments of lowercase letters, digits, '_' and '-' joined by '/', none starting with '_':
   // a name never leaves the templates directory and never names a layout or partial folder.
@@ -81,6 +87,8 @@ class TemplateStore {
                       Part part);  // nullptr: neither localized nor default
   const Partials& partials();
   using Data = kainjow::mustache::basic_data<std::string>;
+  notify::Content render_with(const std::string& name, const std::string& locale_name,
+                              LazyValues& values);
   std::string render_one(Compiled& compiled, Locale& locale, LazyValues& values, const Data* extra);
 
   std::string root_;

@@ -3,6 +3,7 @@
 #include <string_view>
 
 #include <date/date.h>
+#include <kainjow/mustache.hpp>
 
 #include "auth_client/url.hpp"
 #include "notify/time.hpp"
@@ -12,12 +13,20 @@ namespace {
 
 using nlohmann::json;
 
-json user_context(const auth::User& user) {
-  json context = {{"id", user.id}, {"last_name", user.last_name}, {"email", user.email}};
+// What templates see of the user, under "user": built for each recipient as the renderer's data
+// directly, not as JSON to be converted.
+TemplateStore::Values user_values(const auth::User& user) {
+  using Values = TemplateStore::Values;
+  Values fields{Values::type::object};
+  fields["id"] = Values{user.id};
+  fields["last_name"] = Values{user.last_name};
+  fields["email"] = Values{user.email};
   // An empty string is true in a Mustache section: without a first name the key is left out, so
   // that templates greet "Hello," rather than "Hello ,".
-  if (!user.first_name.empty()) context["first_name"] = user.first_name;
-  return context;
+  if (!user.first_name.empty()) fields["first_name"] = Values{user.first_name};
+  Values values{Values::type::object};
+  values["user"] = std::move(fields);
+  return values;
 }
 
 std::string display_name(const auth::User& user) {
@@ -310,9 +319,8 @@ Transformer::Result Transformer::postings(const Event& event, const Request& req
     if (!content) {
       // The request's context is the same for every recipient: layered under what the ETL
       // derived and the user, not copied.
-      const json user_values = {{"user", user_context(user)}};
       try {
-        content = templates_.render(request.template_name, user.locale, {&user_values},
+        content = templates_.render(request.template_name, user.locale, user_values(user),
                                     {&request.derived, &request.context});
       } catch (const TemplateError& e) {
         return Rejection{e.what()};

@@ -766,3 +766,31 @@ TEST_CASE("values are HTML-escaped as kainjow's html_escape escapes them") {
     CHECK(got.subject == want.subject);
   }
 }
+
+TEST_CASE("own values given as kainjow data render as the same values in a JSON layer") {
+  TemplateTree t;
+  t.parts("email/own", "{{user.first_name}} {{link}}",
+          "{{#user}}{{first_name}} {{email}}{{/user}} {{link}} {{shared}} {{user.missing}}\n"
+          "{{#.}}{{shared}}/{{user.first_name}}{{/.}}|{{.}}",
+          "<p>{{user.first_name}} {{link}} {{#list}}{{.}}{{/list}}</p>");
+  TemplateStore store(t.root());
+  const nlohmann::json context = {{"user", {{"first_name", "from the event"}}},
+                                  {"link", "https://example.org/event"},
+                                  {"shared", "<shared>"},
+                                  {"list", {1, 2}}};
+  const nlohmann::json derived = {{"link", "https://example.org/derived"}};
+  const nlohmann::json user = {{"user", {{"first_name", "Ann & <Bob>"}, {"email", "a@b"}}}};
+  TemplateStore::Values fields{TemplateStore::Values::type::object};
+  fields["first_name"] = TemplateStore::Values{"Ann & <Bob>"};
+  fields["email"] = TemplateStore::Values{"a@b"};
+  TemplateStore::Values own{TemplateStore::Values::type::object};
+  own["user"] = std::move(fields);
+  for (int again = 0; again < 2; ++again) {
+    const notify::Content want = store.render("email/own", "", {&user, &derived, &context});
+    const notify::Content got = store.render("email/own", "", own, {&derived, &context});
+    CHECK(got.subject == "Ann & <Bob> https://example.org/derived");
+    CHECK(got.subject == want.subject);
+    CHECK(got.text == want.text);
+    CHECK(got.html == want.html);
+  }
+}
