@@ -93,6 +93,26 @@ std::optional<Origin> origin_of(CURLU* u) {
   return o;
 }
 
+// `base` parsed, with its origin, for resolve_link: remembered for the last base seen on this
+// thread (the ETL resolves every link against PUBLIC_BASE_URL) and duplicated for each link
+// (curl_url_dup copies every part) instead of parsed again. A null handle or origin: `base` is
+// not an http(s) URL with a host.
+struct ParsedBase {
+  std::string text;
+  UrlHandle handle;
+  std::optional<Origin> origin;
+};
+
+const ParsedBase& parsed_base(const std::string& base) {
+  thread_local std::optional<ParsedBase> last;
+  if (!last || last->text != base) {
+    UrlHandle handle = parse(base);
+    std::optional<Origin> origin = handle ? origin_of(handle.get()) : std::nullopt;
+    last = ParsedBase{base, std::move(handle), std::move(origin)};
+  }
+  return *last;
+}
+
 bool has_userinfo(CURLU* u) {
   return part(u, CURLUPART_USER) || part(u, CURLUPART_PASSWORD) || part(u, CURLUPART_OPTIONS);
 }
@@ -265,10 +285,11 @@ std::optional<std::string> link_scheme(std::string_view text) {
 }
 
 std::optional<std::string> resolve_link(std::string_view raw, const std::string& base) {
-  auto u = parse(base);
-  if (!u) return std::nullopt;
-  const auto base_origin = origin_of(u.get());
-  if (!base_origin) return std::nullopt;
+  const ParsedBase& parsed = parsed_base(base);
+  if (!parsed.handle || !parsed.origin) return std::nullopt;
+  UrlHandle u(curl_url_dup(parsed.handle.get()));
+  if (!u) throw std::bad_alloc();
+  const auto& base_origin = parsed.origin;
 
   const std::string text = link_text(raw);
   std::optional<std::string> absolute;

@@ -219,6 +219,22 @@ TEST_CASE("resolve_link: relative links are joined to the base") {
   CHECK_FALSE(auth::resolve_link("/s/x", "file:///tmp/").has_value());
 }
 
+TEST_CASE("resolve_link: the remembered base is the one given, whatever came before") {
+  // The last base is kept parsed: alternating bases, a refused one among them, and links that
+  // change the handle they are joined on must not leak into the next link.
+  for (int round = 0; round < 2; ++round) {
+    CHECK(auth::resolve_link("s/x", "https://a.example/app/") == "https://a.example/app/s/x");
+    CHECK(auth::resolve_link("https://evil.example/y?q#f", "https://a.example/app/") ==
+          "https://evil.example/y?q#f");
+    CHECK(auth::resolve_link("s/x", "https://a.example/app/") == "https://a.example/app/s/x");
+    CHECK(auth::resolve_link("s/x", "http://b.example:8080/") == "http://b.example:8080/s/x");
+    CHECK_FALSE(auth::resolve_link("s/x", "not a url").has_value());
+    CHECK_FALSE(auth::resolve_link("s/x", "file:///tmp/").has_value());
+    CHECK(auth::resolve_link("?q=1", "https://a.example/app/") == "https://a.example/app/?q=1");
+    CHECK(auth::resolve_link("//c.example/z", "http://b.example:8080/") == "http://c.example/z");
+  }
+}
+
 TEST_CASE("resolve_link: absolute links are normalised") {
   const std::string base = "https://public.example";
   CHECK(auth::resolve_link("https://public.example/a", base) == "https://public.example/a");
