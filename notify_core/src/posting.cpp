@@ -169,34 +169,50 @@ std::size_t plain_prefix(std::string_view s, std::size_t i) {
 
 // Appends s as a JSON string, byte for byte what nlohmann's dump() writes for it. Text that is
 // not UTF-8 is left to nlohmann, which throws its type_error as encode() always did.
+// Written in place rather than appended run by run and escape by escape (a mail's HTML breaks
+// into a run at every quote and line): `out` is grown to what is left of s unescaped plus the
+// closing quote, and again by some slack when an escape needs more, then cut to what was written.
 void append_string(std::string& out, std::string_view s) {
-  out.push_back('"');
+  std::size_t w = out.size();
+  out.resize(w + s.size() + 2);
+  out[w++] = '"';
   std::size_t i = 0;
   while (i < s.size()) {
-    std::size_t run = plain_prefix(s, i);
-    out.append(s.data() + i, run - i);
+    // Here out has room for s[i..] unescaped and the closing quote.
+    const std::size_t run = plain_prefix(s, i);
+    std::memcpy(out.data() + w, s.data() + i, run - i);
+    w += run - i;
     i = run;
     if (i == s.size()) break;
     const auto c = static_cast<unsigned char>(s[i]);
     if (c >= 0x80) {
       const std::size_t n = utf8_sequence(s, i);
       if (n == 0) (void)json(std::string(s)).dump();  // throws, naming the bad byte
-      out.append(s.data() + i, n);
+      std::memcpy(out.data() + w, s.data() + i, n);
+      w += n;
       i += n;
       continue;
     }
-    out.push_back('\\');
-    if (kEscapes[c] == 'u') {
+    const std::size_t written = kEscapes[c] == 'u' ? 6 : 2;  // for one byte of s
+    const std::size_t needed = w + written + (s.size() - i - 1) + 1;
+    if (needed > out.size()) out.resize(needed + 64 + (s.size() - i) / 4);
+    char* at = out.data() + w;
+    at[0] = '\\';
+    if (written == 6) {
       static constexpr char kHex[] = "0123456789abcdef";
-      out.append("u00");
-      out.push_back(kHex[c >> 4]);
-      out.push_back(kHex[c & 0xF]);
+      at[1] = 'u';
+      at[2] = '0';
+      at[3] = '0';
+      at[4] = kHex[c >> 4];
+      at[5] = kHex[c & 0xF];
     } else {
-      out.push_back(kEscapes[c]);
+      at[1] = kEscapes[c];
     }
+    w += written;
     ++i;
   }
-  out.push_back('"');
+  out[w++] = '"';
+  out.resize(w);
 }
 
 // "key":"value" (with a comma before unless first): the writer of encode().
