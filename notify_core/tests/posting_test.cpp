@@ -136,6 +136,24 @@ TEST_CASE("a posting is encoded byte for byte as the JSON tree was serialised") 
       check_same_as_tree(p);
     }
   }
+  SUBCASE("every byte at every place of a long text (read 16 and 8 bytes at a time)") {
+    const std::string plain(70, 'p');
+    for (int c = 0; c < 0x100; ++c) {
+      for (std::size_t at = 0; at < plain.size(); at += (c % 7 == 0 ? 1 : 5)) {
+        std::string text = plain;
+        text[at] = static_cast<char>(c);
+        // Continuation bytes after a lead byte, so that UTF-8 is whole where it can be.
+        const std::size_t continuations = c >= 0xF0 ? 3 : c >= 0xE0 ? 2 : c >= 0xC2 ? 1 : 0;
+        if (c <= 0xF4 && at + continuations < text.size()) {
+          for (std::size_t k = 1; k <= continuations; ++k) text[at + k] = static_cast<char>(0x80);
+          if (c == 0xE0) text[at + 1] = static_cast<char>(0xA0);
+          if (c == 0xF0) text[at + 1] = static_cast<char>(0x90);
+        }
+        p.content.text = text;
+        check_same_as_tree(p);
+      }
+    }
+  }
   SUBCASE("random bytes: the same output, or the same refusal") {
     std::mt19937 random(12);  // fixed: a failure can be replayed
     const std::string alphabet = std::string("\x00\x1f\"\\aZ~\x7f", 8) +
