@@ -4,8 +4,9 @@
 
 #include <algorithm>
 #include <array>
+#include <bit>
 #include <charconv>
-#include <cstring>
+#include <cstdint>
 #include <filesystem>
 #include <fstream>
 #include <functional>
@@ -176,11 +177,9 @@ bool same_values(const nlohmann::json& a, const nlohmann::json& b) {
       const auto& y = b.get_ref<const nlohmann::json::array_t&>();
       return x.size() == y.size() && std::equal(x.begin(), x.end(), y.begin(), same_values);
     }
-    case value_t::number_float: {
-      const double x = a.get<double>();
-      const double y = b.get<double>();
-      return std::memcmp(&x, &y, sizeof x) == 0;
-    }
+    case value_t::number_float:  // bit for bit: 0.0 and -0.0 are written differently
+      return std::bit_cast<std::uint64_t>(a.get<double>()) ==
+             std::bit_cast<std::uint64_t>(b.get<double>());
     default:  // strings, booleans, integers, null, binary: equal JSON is the same data
       return a == b;
   }

@@ -690,8 +690,10 @@ TEST_CASE("static text rendered in few pieces keeps kainjow's lines, blanks and 
       {"\x01"
        "0",
        "the context's value"}};
-  for (const auto& [name, context] :
+  for (const auto& test :
        {std::pair{"email/lines", with}, {"email/lines", without}, {"email/marked", marked}}) {
+    const std::string name = test.first;  // not bound: clang cannot capture it in CAPTURE
+    const nlohmann::json& context = test.second;
     CAPTURE(name);
     CAPTURE(context.dump());
     const notify::Content want = reference.render(name, "", context);
