@@ -129,16 +129,18 @@ restart: deps-and-build-stack
 	@$(MAKE) banner
 
 # What building needs first; then, while the stack's programs compile, what only running needs
-# (the brokers, supervisor, Prometheus, node) and npm ci, in the background: on a first start
-# that hides most of the packages' time behind the build. Its output goes to
-# BUILD_DIR/run-deps.log, shown when it fails; a failed build waits for it before failing.
+# (the brokers, supervisor, Prometheus, node) and npm ci, in the background and at a lower
+# priority than the build, which is what the start waits for: on a first start that hides most
+# of the packages' time behind the build. Its output goes to BUILD_DIR/run-deps.log, shown when
+# it fails; a failed build waits for it before failing.
 # Without root, sudo asks for its password before anything runs in the background.
 deps-and-build-stack:
 	@scripts/install-deps.sh --build
 	@if [ "$$(id -u)" -ne 0 ] && [ -n "$$(scripts/install-deps.sh --missing --run)" ]; then \
 	  sudo -v; fi
 	@mkdir -p $(BUILD_DIR) && \
-	{ scripts/install-deps.sh --run && scripts/node-deps.sh; } </dev/null >$(BUILD_DIR)/run-deps.log 2>&1 & \
+	{ nice -n 10 scripts/install-deps.sh --run && nice -n 10 scripts/node-deps.sh; } \
+	  </dev/null >$(BUILD_DIR)/run-deps.log 2>&1 & \
 	run_deps=$$!; \
 	built=0; $(MAKE) build-stack || built=$$?; \
 	if ! wait $$run_deps; then \
