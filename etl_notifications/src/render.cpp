@@ -84,49 +84,6 @@ std::string outside_error(const std::string& rel) {
 
 std::string verbatim(const std::string& s) { return s; }
 
-// kainjow's html_escape, byte for byte, with the text between the characters it escapes copied
-// in runs rather than appended one byte at a time.
-std::string html_escaped(const std::string& s) {
-  static constexpr std::array<bool, 256> kEscaped = [] {
-    std::array<bool, 256> t{};
-    for (unsigned char c : {'&', '<', '>', '"', '\''}) t[c] = true;
-    return t;
-  }();
-  std::string out;
-  out.reserve(s.size() + s.size() / 8);
-  std::size_t run = 0;
-  for (std::size_t i = 0; i < s.size(); ++i) {
-    const char c = s[i];
-    if (!kEscaped[static_cast<unsigned char>(c)]) continue;
-    out.append(s, run, i - run);
-    run = i + 1;
-    switch (c) {
-      case '&':
-        out.append("&amp;");
-        break;
-      case '<':
-        out.append("&lt;");
-        break;
-      case '>':
-        out.append("&gt;");
-        break;
-      case '"':
-        out.append("&quot;");
-        break;
-      default:
-        out.append("&apos;");
-        break;
-    }
-  }
-  out.append(s, run, std::string::npos);
-  return out;
-}
-
-// The escape of a part: HTML-escaped values in HTML, verbatim ones elsewhere.
-std::string (*escape_for(bool escape_html))(const std::string&) {
-  return escape_html ? html_escaped : verbatim;
-}
-
 // A subject is one header line: the file's trailing newline is not part of it, and a line
 // break inside a value must not start a new header.
 std::string one_line(std::string s) {
@@ -593,7 +550,7 @@ TemplateStore::Compiled* TemplateStore::load(const std::string& path, bool escap
     if (!compiled->tmpl.is_valid()) {
       throw TemplateError("template " + compiled->name + ": " + compiled->tmpl.error_message());
     }
-    compiled->tmpl.set_custom_escape(escape_for(escape_html));
+    if (!escape_html) compiled->tmpl.set_custom_escape(verbatim);
   }
   return cache_.emplace(path, std::move(compiled)).first->second.get();
 }
@@ -707,7 +664,7 @@ std::string TemplateStore::render_one(Compiled& compiled, Locale& locale, LazyVa
         if (candidate == nullptr || *candidate == compiled.text) continue;
         auto prepared = std::make_unique<Prepared>(*candidate);
         if (!prepared->tmpl.is_valid()) continue;
-        prepared->tmpl.set_custom_escape(escape_for(compiled.escape_html));
+        if (!compiled.escape_html) prepared->tmpl.set_custom_escape(verbatim);
         if (candidate == merged_text) {
           prepared->pieces.reserve(pieces.size());
           for (std::string& piece : pieces) prepared->pieces.emplace_back(std::move(piece));
