@@ -20,6 +20,7 @@
 #include "intake.hpp"
 #include "notify/posting.hpp"
 #include "notify/time.hpp"
+#include "notify/unsubscribe.hpp"
 #include "render.hpp"
 #include "transform.hpp"
 
@@ -34,6 +35,10 @@ etl::TransformOptions options() {
   o.public_base_url = "https://example.org/";
   o.webhook_allowlist = {"https://hooks.example.org/notify"};
   o.context_allowlist = {"https://content.example.org/api"};
+  // Mailings are bulk: without these they are refused before their postings are made.
+  o.unsubscribe.secret = "fuzz_event's secret, 32 bytes..";
+  o.unsubscribe.url = "https://example.org/unsubscribe";
+  o.unsubscribe.mailto = "unsubscribe@example.org";
   return o;
 }
 
@@ -86,7 +91,10 @@ std::optional<std::string_view> differs(const notify::Posting& a, const notify::
       {a.quiet_hours == b.quiet_hours, "quiet_hours"},
       {a.created_at == b.created_at, "created_at"},
       {a.expires_at == b.expires_at, "expires_at"},
-      {a.not_before == b.not_before, "not_before"}};
+      {a.not_before == b.not_before, "not_before"},
+      {a.category == b.category, "category"},
+      {a.unsubscribe.url == b.unsubscribe.url, "unsubscribe.url"},
+      {a.unsubscribe.mailto == b.unsubscribe.mailto, "unsubscribe.mailto"}};
   for (const auto& [same, name] : fields) {
     if (!same) return name;
   }
@@ -171,6 +179,19 @@ void check_posting(const notify::Posting& p, const etl::TransformOptions& o) {
                   "a webhook posting names a URL outside the allowlist", p.recipient.address);
   }
   check_links(p.content.html, o);
+  // Bulk mail carries a token of its recipient that verifies; transactional mail none.
+  fuzz::require(p.unsubscribe.empty() == (p.category == notify::Category::kTransactional),
+                "unsubscribe links on the wrong posting", encoded);
+  if (p.category == notify::Category::kBulk) {
+    static const notify::UnsubscribeSigner signer(o.unsubscribe.secret);
+    const std::string prefix = o.unsubscribe.url + "?token=";
+    fuzz::require(p.unsubscribe.url.rfind(prefix, 0) == 0, "an unsubscribe URL not on ours",
+                  p.unsubscribe.url);
+    const auto claim = signer.verify(p.unsubscribe.url.substr(prefix.size()), kNow);
+    fuzz::require(std::holds_alternative<notify::UnsubscribeClaim>(claim) &&
+                      std::get<notify::UnsubscribeClaim>(claim).user_id == p.recipient.user_id,
+                  "an unsubscribe token that does not name its recipient", p.unsubscribe.url);
+  }
 }
 
 void run(etl::Transformer& transformer, const etl::Event& event, const etl::Request& request,

@@ -16,6 +16,7 @@
 #include "fuzz_check.hpp"
 #include "notify/posting.hpp"
 #include "notify/time.hpp"
+#include "outcomes.hpp"
 #include "policy.hpp"
 #include "senders/mime_encoding.hpp"
 #include "senders/webhook_sender.hpp"
@@ -105,6 +106,22 @@ void check_email(const notify::Posting& p) {
                   "the recipient's mailbox does not read back", to);
   }
   check_header("Subject: " + mime::encode_header_text(email.subject));
+  // Bulk mail: List-Unsubscribe is written as it is, never encoded, so what goes in must be
+  // checked; a posting whose links it cannot carry is dead-lettered before any send.
+  fuzz::require(email.list_unsubscribe_url.empty() ==
+                    (p.category != notify::Category::kBulk || p.unsubscribe.url.empty()),
+                "List-Unsubscribe on the wrong mail", p.unsubscribe.url);
+  if (!email.list_unsubscribe_url.empty()) {
+    const auto value =
+        mime::list_unsubscribe_value(email.list_unsubscribe_url, email.list_unsubscribe_mailto);
+    fuzz::require(value.has_value() == !worker::unsendable(p).has_value(),
+                  "the worker's check and the header's disagree", email.list_unsubscribe_url);
+    if (value) {
+      check_header("List-Unsubscribe: " + *value);
+      fuzz::require(value->find(email.list_unsubscribe_url) != std::string::npos,
+                    "List-Unsubscribe lost its URL", *value);
+    }
+  }
   for (const auto& [name, value] : email.extra_headers) {
     if (!mime::is_valid_header_name(name)) continue;
     check_header(name + ": " + mime::encode_header_text(value));

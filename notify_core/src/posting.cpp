@@ -86,6 +86,16 @@ std::string_view to_string(Channel channel) {
   return channel == Channel::kWebhook ? "webhook" : "email";
 }
 
+std::string_view to_string(Category category) {
+  return category == Category::kBulk ? "bulk" : "transactional";
+}
+
+std::optional<Category> category_from(std::string_view name) {
+  if (name == "bulk") return Category::kBulk;
+  if (name == "transactional") return Category::kTransactional;
+  return std::nullopt;
+}
+
 std::optional<Channel> channel_from(std::string_view name) {
   for (Channel c : kChannels) {
     if (to_string(c) == name) return c;
@@ -281,10 +291,12 @@ std::string encode(const Posting& p) {
   out.reserve(400 + p.posting_id.size() + p.event_id.size() + p.event_type.size() +
               p.source.size() + p.template_name.size() + p.recipient.user_id.size() +
               p.recipient.address.size() + p.recipient.name.size() + p.recipient.timezone.size() +
-              p.recipient.locale.size() +
+              p.recipient.locale.size() + p.unsubscribe.url.size() + p.unsubscribe.mailto.size() +
               (p.content.subject.size() + p.content.text.size() + p.content.html.size()) * 9 / 8);
   ObjectWriter top(out);
-  top.string("channel", to_string(p.channel)).object("content");
+  top.string("category", to_string(p.category))
+      .string("channel", to_string(p.channel))
+      .object("content");
   ObjectWriter(out)
       .string("html", p.content.html)
       .string("subject", p.content.subject)
@@ -310,7 +322,15 @@ std::string encode(const Posting& p) {
       .string("timezone", p.recipient.timezone)
       .string("user_id", p.recipient.user_id)
       .close();
-  top.integer("schema_version", kPostingSchemaVersion).string("template", p.template_name).close();
+  top.integer("schema_version", kPostingSchemaVersion).string("template", p.template_name);
+  if (!p.unsubscribe.empty()) {
+    top.object("unsubscribe");
+    ObjectWriter links(out);
+    if (!p.unsubscribe.mailto.empty()) links.string("mailto", p.unsubscribe.mailto);
+    if (!p.unsubscribe.url.empty()) links.string("url", p.unsubscribe.url);
+    links.close();
+  }
+  top.close();
   return out;
 }
 
@@ -376,6 +396,20 @@ Posting decode_posting(std::string_view text, const JsonLimits& limits) {
   p.expires_at = time_field(j, "expires_at", "");
   if (j.contains("not_before") && !j["not_before"].is_null()) {
     p.not_before = time_field(j, "not_before", "");
+  }
+  if (auto it = j.find("category"); it != j.end() && !it->is_null()) {
+    const std::string category = string_field(j, "category", "");
+    const auto known_category = category_from(category);
+    if (!known_category) {
+      throw PostingError("posting: field category must be bulk or transactional, not " +
+                         quote(category));
+    }
+    p.category = *known_category;
+  }
+  if (auto it = j.find("unsubscribe"); it != j.end() && !it->is_null()) {
+    if (!it->is_object()) throw PostingError("posting: field unsubscribe must be an object");
+    p.unsubscribe.url = string_field(*it, "url", "unsubscribe.", false);
+    p.unsubscribe.mailto = string_field(*it, "mailto", "unsubscribe.", false);
   }
   return p;
 }

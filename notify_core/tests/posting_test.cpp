@@ -84,6 +84,9 @@ std::string tree_encoded(const Posting& p) {
       {"expires_at", written(p.expires_at)},
   };
   if (p.not_before) j["not_before"] = written(*p.not_before);
+  j["category"] = to_string(p.category);
+  if (!p.unsubscribe.url.empty()) j["unsubscribe"]["url"] = p.unsubscribe.url;
+  if (!p.unsubscribe.mailto.empty()) j["unsubscribe"]["mailto"] = p.unsubscribe.mailto;
   return j.dump();
 }
 
@@ -113,6 +116,13 @@ TEST_CASE("a posting is encoded byte for byte as the JSON tree was serialised") 
   p.priority = 0;
   p.expires_at = TimePoint::max();  // capped as written
   check_same_as_tree(p);
+  p.category = Category::kBulk;
+  p.unsubscribe.url = "https://example.org/unsubscribe?token=v1.dS0x.bulk.1.AAAA";
+  check_same_as_tree(p);
+  p.unsubscribe.mailto = "mailto:unsubscribe@example.org?subject=unsubscribe%20v1.x";
+  check_same_as_tree(p);
+  p.unsubscribe.url.clear();
+  check_same_as_tree(p);
 
   SUBCASE("quotes, backslashes, control characters, DEL and Unicode") {
     std::string every_ascii;
@@ -121,6 +131,7 @@ TEST_CASE("a posting is encoded byte for byte as the JSON tree was serialised") 
     p.content.text = "\"quoted\" \\ back\\slash\n\r\t\b\f tab\x01\x1f end";
     p.content.html = "<a href=\"x\">Zoë – 日本語 😀 \u2028 \xef\xbf\xbf</a>";
     p.recipient.name = "O'Brien \"the\" \x7f";
+    p.unsubscribe.url = "https://example.org/u?a=\"b\"&c=\\\n";
     check_same_as_tree(p);
     const Posting q = decode_posting(encode(p));
     CHECK(q.content.subject == p.content.subject);
@@ -171,6 +182,54 @@ TEST_CASE("a posting is encoded byte for byte as the JSON tree was serialised") 
       check_same_as_tree(p);
     }
   }
+}
+
+TEST_CASE("a posting's category and unsubscribe links survive its encoding") {
+  Posting p = sample();
+  CHECK(p.category == Category::kTransactional);
+  auto q = decode_posting(encode(p));
+  CHECK(q.category == Category::kTransactional);
+  CHECK(q.unsubscribe.empty());
+  CHECK(encode(p).find("unsubscribe") == std::string::npos);  // transactional mail has none
+
+  p.category = Category::kBulk;
+  p.unsubscribe = {"https://example.org/unsubscribe?token=T",
+                   "mailto:unsubscribe@example.org?subject=unsubscribe%20T"};
+  q = decode_posting(encode(p));
+  CHECK(q.category == Category::kBulk);
+  CHECK(q.unsubscribe.url == p.unsubscribe.url);
+  CHECK(q.unsubscribe.mailto == p.unsubscribe.mailto);
+  p.unsubscribe.mailto.clear();
+  q = decode_posting(encode(p));
+  CHECK(q.unsubscribe.url == p.unsubscribe.url);
+  CHECK(q.unsubscribe.mailto.empty());
+}
+
+TEST_CASE("a posting queued before categories existed reads as transactional") {
+  auto j = nlohmann::json::parse(encode(sample()));
+  j.erase("category");
+  CHECK(decode_posting(j.dump()).category == Category::kTransactional);
+  j["category"] = nullptr;
+  CHECK(decode_posting(j.dump()).category == Category::kTransactional);
+  j["category"] = "bulk";
+  CHECK(decode_posting(j.dump()).category == Category::kBulk);
+  for (const auto& bad : {nlohmann::json("newsletter"), nlohmann::json(""), nlohmann::json(1)}) {
+    j["category"] = bad;
+    CHECK_THROWS_AS(decode_posting(j.dump()), PostingError);
+  }
+  j["category"] = "newsletter";
+  CHECK_THROWS_WITH_AS(decode_posting(j.dump()),
+                       "posting: field category must be bulk or transactional, not \"newsletter\"",
+                       PostingError);
+  j["category"] = "bulk";
+  j["unsubscribe"] = "https://example.org/u";
+  CHECK_THROWS_WITH_AS(decode_posting(j.dump()), "posting: field unsubscribe must be an object",
+                       PostingError);
+  j["unsubscribe"] = {{"url", 12}};
+  CHECK_THROWS_WITH_AS(decode_posting(j.dump()), "posting: field unsubscribe.url must be a string",
+                       PostingError);
+  j["unsubscribe"] = nlohmann::json::object();
+  CHECK(decode_posting(j.dump()).unsubscribe.empty());
 }
 
 TEST_CASE("times are encoded as format_iso8601 writes them, within the readable range") {

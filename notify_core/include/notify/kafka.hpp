@@ -9,6 +9,7 @@
 #include <optional>
 #include <stdexcept>
 #include <string>
+#include <string_view>
 #include <vector>
 
 namespace notify::kafka {
@@ -134,6 +135,59 @@ class Producer {
                    const std::string& value,
                    std::chrono::milliseconds timeout = std::chrono::seconds(10),
                    const Headers& headers = {});
+
+ private:
+  struct Impl;
+  std::unique_ptr<Impl> impl_;
+};
+
+// Sends without waiting, for messages that must never hold up their producer (the status
+// events of documentation/status.md): send() hands the message to librdkafka's queue and
+// returns; delivery reports are served by a thread of the producer's own. While Kafka is
+// unreachable messages wait in that queue, bounded by max_buffered and never timed out, and are
+// delivered when it is back (acks=all, idempotent: no duplicates from librdkafka's retries).
+// When the queue is full a message is dropped; a delivery that fails for good (the message too
+// large, the topic refused) is lost too. Both are counted, reported to on_lost and logged at
+// most once per kLossLogInterval with the count since, so an outage does not flood the log.
+// Thread-safe: any number of threads may send through one producer.
+class BufferedProducer {
+ public:
+  enum class Loss {
+    kDropped,  // not taken: the buffer was full (or librdkafka refused the message at once)
+    kFailed,   // taken, but its delivery failed for good (or it was unsent at destruction)
+  };
+  struct Options {
+    std::string bootstrap_servers;
+    std::size_t max_buffered = 100000;  // messages waiting or in flight (at least 1)
+    // Any librdkafka property; acks, idempotence and the queue's bounds are set already.
+    std::map<std::string, std::string> extra;
+    // Called once per lost message, from the sending thread (kDropped) or the producer's own
+    // (kFailed); must not throw and must not block.
+    std::function<void(Loss)> on_lost;
+  };
+  static constexpr std::chrono::seconds kLossLogInterval{10};
+  // How long the destructor waits for what is still buffered.
+  static constexpr std::chrono::seconds kCloseTimeout{5};
+
+  // Throws Error when librdkafka refuses the configuration. Connects in the background: a
+  // broker down at start is not an error.
+  explicit BufferedProducer(Options options);
+  // Waits up to kCloseTimeout for buffered messages, then logs (and counts as failed) what is
+  // left.
+  ~BufferedProducer();
+  BufferedProducer(const BufferedProducer&) = delete;
+  BufferedProducer& operator=(const BufferedProducer&) = delete;
+
+  // Queues the message (an empty key is sent as none); false when it was dropped. Never blocks,
+  // never throws.
+  bool send(const std::string& topic, std::string_view key, std::string_view value) noexcept;
+  // Waits until nothing is buffered or timeout passed; true when nothing is left.
+  bool flush(std::chrono::milliseconds timeout);
+
+  std::uint64_t dropped() const;    // not taken (buffer full)
+  std::uint64_t failed() const;     // taken but not delivered
+  std::uint64_t delivered() const;  // acknowledged by the broker
+  std::size_t buffered() const;     // waiting or in flight now
 
  private:
   struct Impl;

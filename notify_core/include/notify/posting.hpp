@@ -24,6 +24,20 @@ inline constexpr Channel kChannels[] = {Channel::kEmail, Channel::kWebhook};
 std::string_view to_string(Channel channel);                 // "email", "webhook"
 std::optional<Channel> channel_from(std::string_view name);  // nothing for another name
 
+// Bulk mail (mailings) must carry a one-click unsubscribe (RFC 8058); transactional mail (what
+// the user's own action or account needs: sign-up, password notice, reminders) never does.
+enum class Category { kTransactional, kBulk };
+std::string_view to_string(Category category);                 // "transactional", "bulk"
+std::optional<Category> category_from(std::string_view name);  // nothing for another name
+
+// Where a recipient of bulk mail unsubscribes (documentation/unsubscribe.md): the worker puts
+// both into List-Unsubscribe. Empty: none.
+struct Unsubscribe {
+  std::string url;     // the one-click URL, token included (https://.../unsubscribe?token=...)
+  std::string mailto;  // the mailto: URI, token included; empty without UNSUBSCRIBE_MAILTO
+  bool empty() const { return url.empty() && mailto.empty(); }
+};
+
 struct Recipient {
   std::string user_id;
   std::string address;   // the e-mail address (email) or the URL to POST to (webhook)
@@ -53,6 +67,9 @@ struct Posting {
   TimePoint created_at{};
   TimePoint expires_at{};
   std::optional<TimePoint> not_before;
+  // Absent in postings queued before categories existed: those read as transactional.
+  Category category = Category::kTransactional;
+  Unsubscribe unsubscribe;
 };
 
 // Thrown when a posting cannot be decoded or violates the schema; what() names the field.
