@@ -7,6 +7,7 @@
 #include "notify/envelope.hpp"
 #include "notify/log.hpp"
 #include "notify/posting.hpp"
+#include "status_events.hpp"
 
 namespace etl {
 namespace {
@@ -84,6 +85,10 @@ Step AudienceWalk::add_user(Job& job, const auth::User& user) {
     notify::log::debug(
         "recipient skipped",
         {{"event_id", job.event->identity}, {"user_id", user.id}, {"reason", skip->reason}});
+    for (const auto& e :
+         skipped_events(*job.event, *job.request, user.id, skip->reason, clock_.now())) {
+      status_.emit(e);
+    }
     return Step::more();
   }
   // The fields are built only when they are written, not for every posting at info level.

@@ -18,12 +18,13 @@ namespace etl {
 class AudienceWalk {
  public:
   AudienceWalk(const EtlConfig& config, Transformer& transformer, UserDirectory& users,
-               Publishing& publishing, EtlMetrics& metrics, const notify::Clock& clock,
-               const MonotonicClock& monotonic)
+               Publishing& publishing, StatusSink& status, EtlMetrics& metrics,
+               const notify::Clock& clock, const MonotonicClock& monotonic)
       : config_(config),
         transformer_(transformer),
         users_(users),
         publishing_(publishing),
+        status_(status),
         metrics_(metrics),
         clock_(clock),
         monotonic_(monotonic) {}
@@ -42,6 +43,7 @@ class AudienceWalk {
   Transformer& transformer_;
   UserDirectory& users_;
   Publishing& publishing_;
+  StatusSink& status_;  // recipients skipped
   EtlMetrics& metrics_;
   const notify::Clock& clock_;
   const MonotonicClock& monotonic_;

@@ -3,8 +3,60 @@
 #include <vector>
 
 #include "notify/amqp.hpp"
+#include "notify/unsubscribe.hpp"
 
 namespace etl {
+namespace {
+
+// A URI that goes into List-Unsubscribe as it is: printable ASCII without blanks, and none of
+// the characters that end or split the header's <...> entries (RFC 2369: a literal comma must
+// be encoded).
+bool header_safe(std::string_view text) {
+  for (const char c : text) {
+    if (c <= 0x20 || c >= 0x7f || c == '<' || c == '>' || c == ',' || c == '"') return false;
+  }
+  return true;
+}
+
+void read_unsubscribe(const notify::Env& env, EtlConfig& c) {
+  c.unsubscribe_secret = env.str("UNSUBSCRIBE_SECRET", "");
+  if (!c.unsubscribe_secret.empty() &&
+      c.unsubscribe_secret.size() < notify::UnsubscribeSigner::kMinSecretBytes) {
+    // The value is a secret: named, never shown.
+    throw notify::ConfigError("UNSUBSCRIBE_SECRET: must be at least " +
+                              std::to_string(notify::UnsubscribeSigner::kMinSecretBytes) +
+                              " bytes long");
+  }
+  c.unsubscribe_url = env.str("UNSUBSCRIBE_URL", "");
+  if (!c.unsubscribe_url.empty() && ((c.unsubscribe_url.rfind("http://", 0) != 0 &&
+                                      c.unsubscribe_url.rfind("https://", 0) != 0) ||
+                                     !header_safe(c.unsubscribe_url))) {
+    throw notify::ConfigError("UNSUBSCRIBE_URL=" + c.unsubscribe_url +
+                              ": must be an http:// or https:// URL without blanks, control "
+                              "characters, '<', '>', ',' or '\"'");
+  }
+  c.unsubscribe_mailto = env.str("UNSUBSCRIBE_MAILTO", "");
+  if (c.unsubscribe_mailto.rfind("mailto:", 0) == 0) c.unsubscribe_mailto.erase(0, 7);
+  if (!c.unsubscribe_mailto.empty()) {
+    const auto at = c.unsubscribe_mailto.find('@');
+    const bool address = at != std::string::npos && at > 0 &&
+                         at + 1 < c.unsubscribe_mailto.size() &&
+                         c.unsubscribe_mailto.find_first_of("?&%()[];:\\") == std::string::npos &&
+                         header_safe(c.unsubscribe_mailto);
+    if (!address) {
+      throw notify::ConfigError("UNSUBSCRIBE_MAILTO=" + c.unsubscribe_mailto +
+                                ": must be an e-mail address (unsubscribe@example.org)");
+    }
+  }
+  c.unsubscribe_ttl = env.duration("UNSUBSCRIBE_TTL", c.unsubscribe_ttl);
+  if (c.unsubscribe_ttl < std::chrono::hours(1)) {
+    throw notify::ConfigError(
+        "UNSUBSCRIBE_TTL=" + env.optional_str("UNSUBSCRIBE_TTL").value_or("") +
+        ": must be at least 1h (mail is read days after it is sent)");
+  }
+}
+
+}  // namespace
 
 EtlConfig load_config(const notify::Env& env) {
   EtlConfig c;
@@ -59,10 +111,15 @@ EtlConfig load_config(const notify::Env& env) {
   c.templates_dir = env.str("TEMPLATES_DIR", c.templates_dir);
   c.public_base_url = env.str("PUBLIC_BASE_URL", c.public_base_url);
   c.dlq_topic = env.str("NOTIFY_EVENTS_DLQ_TOPIC", c.events_topic + ".dlq");
+  c.status_topic = notify::trim(env.str("NOTIFY_STATUS_TOPIC", c.status_topic));
+  // librdkafka's queue.buffering.max.messages holds at most ten million.
+  c.status_buffer = static_cast<std::size_t>(
+      env.integer("STATUS_BUFFER", static_cast<std::int64_t>(c.status_buffer), 1, 10000000));
   c.welcome_ttl = env.duration("WELCOME_TTL", c.welcome_ttl);
   c.security_ttl = env.duration("SECURITY_NOTICE_TTL", c.security_ttl);
   c.default_ttl = env.duration("DEFAULT_TTL", c.default_ttl);
   c.reminder_ttl = env.duration("REMINDER_TTL", c.reminder_ttl);
+  read_unsubscribe(env, c);
   c.context_url_allowlist = env.url_list("CONTEXT_URL_ALLOWLIST");
   c.webhook_url_allowlist = env.url_list("WEBHOOK_URL_ALLOWLIST");
   c.max_event_bytes = static_cast<std::size_t>(

@@ -31,11 +31,22 @@ struct EtlConfig {
   int auth_max_attempts = 3;
   std::string templates_dir = "templates";
   std::string dlq_topic = "notify_events.dlq";
+  // Status events of skipped recipients and refused events (documentation/status.md):
+  // NOTIFY_STATUS_TOPIC, at most STATUS_BUFFER of them waiting while Kafka is unreachable. An
+  // empty topic: none.
+  std::string status_topic = "notify_status";
+  std::size_t status_buffer = 100000;
   std::string public_base_url = "http://localhost:8000";
   std::chrono::milliseconds welcome_ttl = std::chrono::hours(24);
   std::chrono::milliseconds security_ttl = std::chrono::hours(24);
   std::chrono::milliseconds default_ttl = std::chrono::hours(48);
   std::chrono::milliseconds reminder_ttl = std::chrono::hours(1);
+  // One-click unsubscribe of bulk mail (documentation/unsubscribe.md): without secret and URL,
+  // bulk events are refused.
+  std::string unsubscribe_secret;  // UNSUBSCRIBE_SECRET, at least 16 bytes
+  std::string unsubscribe_url;     // UNSUBSCRIBE_URL, http(s)
+  std::string unsubscribe_mailto;  // UNSUBSCRIBE_MAILTO, an address; empty: no mailto: form
+  std::chrono::milliseconds unsubscribe_ttl = std::chrono::hours(24 * 60);
   std::vector<std::string> context_url_allowlist;
   std::vector<std::string> webhook_url_allowlist;
   // Below librdkafka's default message.max.bytes (1,000,000): a refused event, with its

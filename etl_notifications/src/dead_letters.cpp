@@ -7,6 +7,7 @@
 #include "notify/envelope.hpp"
 #include "notify/json.hpp"
 #include "notify/log.hpp"
+#include "status_events.hpp"
 
 namespace etl {
 namespace {
@@ -130,6 +131,10 @@ Step DeadLetters::refuse(Job& job, const std::string& full_reason, RefusalClass 
   notify::log::warn("event rejected", fields);
   metrics_.event(job.type, refusal == RefusalClass::kInvalidEvent ? "rejected" : "dead_lettered");
   metrics_.dead_lettered(outcome == Copy::kRefused ? "dead_letter_refused" : to_string(refusal));
+  const IntakeLimits limits{config_.max_event_bytes, config_.max_recipients,
+                            config_.max_json_depth};
+  status_.emit(
+      refused_event(m, job.event ? &*job.event : nullptr, job.type, reason, limits, clock_.now()));
   job.request.reset();
   return Step::done();
 }

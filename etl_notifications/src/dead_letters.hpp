@@ -15,6 +15,7 @@
 #include "job.hpp"
 #include "metrics.hpp"
 #include "notify/kafka.hpp"
+#include "notify/time.hpp"
 #include "ports.hpp"
 
 namespace etl {
@@ -41,10 +42,12 @@ DeadLetter shortened_copy(const notify::kafka::Message& original, DeadLetter who
 
 class DeadLetters {
  public:
-  DeadLetters(const EtlConfig& config, DeadLetterSink& sink, EtlMetrics& metrics)
-      : config_(config), sink_(sink), metrics_(metrics) {}
+  DeadLetters(const EtlConfig& config, DeadLetterSink& sink, StatusSink& status,
+              const notify::Clock& clock, EtlMetrics& metrics)
+      : config_(config), sink_(sink), status_(status), clock_(clock), metrics_(metrics) {}
 
-  // Writes the job's event to the dead-letter topic, logs "event rejected" and counts it.
+  // Writes the job's event to the dead-letter topic, logs "event rejected", counts it and
+  // reports it refused (a status event) once it is done with it.
   // Step::done() when the offset may move on (also when the broker refused even the shortened
   // copy), Step::wait() when the topic is unavailable for now (nothing written, the job kept).
   Step refuse(Job& job, const std::string& reason, RefusalClass refusal);
@@ -52,6 +55,8 @@ class DeadLetters {
  private:
   const EtlConfig& config_;
   DeadLetterSink& sink_;
+  StatusSink& status_;
+  const notify::Clock& clock_;
   EtlMetrics& metrics_;
 };
 

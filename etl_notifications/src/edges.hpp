@@ -88,6 +88,12 @@ class KafkaDeadLetterSink final : public DeadLetterSink {
   notify::kafka::Producer producer_;
 };
 
+// NOTIFY_STATUS_TOPIC empty: no status events.
+class NoStatusEvents final : public StatusSink {
+ public:
+  void emit(const notify::status::Event&) override {}
+};
+
 class SteadyClock final : public MonotonicClock {
  public:
   std::chrono::steady_clock::time_point now() const override {

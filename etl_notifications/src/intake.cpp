@@ -199,6 +199,14 @@ std::optional<Rejection> decode_request(const json& doc, Event* event, const Int
       return Rejection{"quiet_hours must be respect or bypass, not '" + excerpt(*q) + "'"};
     }
   }
+  if (auto it = doc.find("category"); it != doc.end() && !it->is_null()) {
+    const auto category =
+        it->is_string() ? notify::category_from(it->get_ref<const std::string&>()) : std::nullopt;
+    if (!category) {
+      return Rejection{"category must be transactional or bulk, not " + excerpt(it->dump())};
+    }
+    event->category = *category;
+  }
   return std::nullopt;
 }
 

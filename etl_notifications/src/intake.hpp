@@ -35,6 +35,7 @@ struct Event {
   std::optional<std::chrono::milliseconds> expires_in;
   std::optional<notify::TimePoint> send_at;       // reminder
   std::optional<notify::QuietHours> quiet_hours;  // notification_requested
+  std::optional<notify::Category> category;       // notification_requested (else by type)
   std::string webhook_url;                        // for the webhook channel, optional
 };
 

@@ -99,6 +99,19 @@ EtlMetrics::EtlMetrics(prometheus::Registry& registry)
   for (const char* code : {"403", "404", "406", "530"}) amqp_refusals_.Add({{"code", code}});
 }
 
+StatusLossMetric::StatusLossMetric(prometheus::Registry& registry)
+    : lost_(prometheus::BuildCounter()
+                .Name("notify_etl_status_events_lost_total")
+                .Help("Status events lost, by cause: dropped (the buffer was full while Kafka was "
+                      "unreachable) or failed (delivery failed)")
+                .Register(registry)) {
+  for (const char* cause : {"dropped", "failed"}) lost_.Add({{"cause", cause}});
+}
+
+void StatusLossMetric::lost(std::string_view cause) {
+  lost_.Add({{"cause", s(cause)}}).Increment();
+}
+
 void EtlMetrics::event(std::string_view type, std::string_view outcome) {
   events_.Add({{"type", event_type_label(type)}, {"outcome", s(outcome)}}).Increment();
 }

@@ -9,6 +9,7 @@
 //   notify_etl_consumer_lag{topic,partition}         messages past the consumer's position
 //   notify_etl_amqp_refusals_total{code}             RabbitMQ refusals (403, 404, 406, 530...)
 //   notify_etl_postings_republished_total            postings sent again after a reconnect
+//   notify_etl_status_events_lost_total{cause}       status events dropped (buffer full) or failed
 // Label values are bounded: event types of the catalogue, channels, template names (files of
 // TEMPLATES_DIR), classes of refusal; never raw reasons or ids.
 
@@ -74,6 +75,20 @@ class EtlMetrics {
   prometheus::Counter& republished_;
   prometheus::Histogram& confirm_;
   std::set<notify::kafka::TopicPartition> lag_partitions_;
+};
+
+// notify_etl_status_events_lost_total{cause}: apart from EtlMetrics because the status sink it
+// counts for is made before the pipeline (and outlives it). Safe from any thread: the
+// producer's own thread reports the failed ones.
+class StatusLossMetric {
+ public:
+  explicit StatusLossMetric(prometheus::Registry& registry);
+  // "dropped" (the buffer was full while Kafka was unreachable) or "failed" (its delivery failed
+  // for good).
+  void lost(std::string_view cause);
+
+ private:
+  prometheus::Family<prometheus::Counter>& lost_;
 };
 
 }  // namespace etl

@@ -35,6 +35,8 @@ TransformOptions transform_options(const EtlConfig& c) {
   o.reminder_ttl = c.reminder_ttl;
   o.webhook_allowlist = c.webhook_url_allowlist;
   o.context_allowlist = c.context_url_allowlist;
+  o.unsubscribe = {c.unsubscribe_secret, c.unsubscribe_url, c.unsubscribe_mailto,
+                   c.unsubscribe_ttl};
   return o;
 }
 
@@ -50,9 +52,9 @@ Pipeline::Pipeline(const EtlConfig& config, Ports ports,
       transformer_(transform_options(config), templates_),
       publishing_(ports.publisher, metrics_, ports.monotonic,
                   [this](const Ticket& ticket) { finish(ticket); }),
-      audience_(config_, transformer_, ports.users, publishing_, metrics_, ports.clock,
-                ports.monotonic),
-      dead_letters_(config_, ports.dead_letters, metrics_) {
+      audience_(config_, transformer_, ports.users, publishing_, ports.status, metrics_,
+                ports.clock, ports.monotonic),
+      dead_letters_(config_, ports.dead_letters, ports.status, ports.clock, metrics_) {
   ports_.events.set_listener(this);
 }
 

@@ -15,6 +15,7 @@
 #include "auth_client/auth_client.hpp"
 #include "notify/amqp.hpp"
 #include "notify/kafka.hpp"
+#include "notify/status.hpp"
 #include "notify/time.hpp"
 
 namespace etl {
@@ -87,6 +88,12 @@ class DeadLetterSink {
                        const notify::kafka::Headers& headers) = 0;
 };
 
+// Status events out (documentation/status.md): the recipients skipped and the events refused,
+// for other services to follow. notify::status::Sink is the seam already: main.cpp gives a
+// notify::status::KafkaSink (or NoStatusEvents when NOTIFY_STATUS_TOPIC is empty), the tests a
+// fake. emit() never blocks and never throws: a bounded buffer stands in front of Kafka.
+using StatusSink = notify::status::Sink;
+
 // Monotonic time for backoffs, intervals and latencies (wall time is notify::Clock).
 class MonotonicClock {
  public:
@@ -100,6 +107,7 @@ struct Ports {
   UserDirectory& users;
   PostingPublisher& publisher;
   DeadLetterSink& dead_letters;
+  StatusSink& status;
   const notify::Clock& clock;
   const MonotonicClock& monotonic;
 };

@@ -15,7 +15,7 @@ using nlohmann::json;
 
 // What templates see of the user, under "user": built for each recipient as the renderer's data
 // directly, not as JSON to be converted.
-TemplateStore::Values user_values(const auth::User& user) {
+TemplateStore::Values user_values(const auth::User& user, std::string_view unsubscribe_url) {
   using Values = TemplateStore::Values;
   Values fields{Values::type::object};
   fields["id"] = Values{user.id};
@@ -26,6 +26,8 @@ TemplateStore::Values user_values(const auth::User& user) {
   if (!user.first_name.empty()) fields["first_name"] = Values{user.first_name};
   Values values{Values::type::object};
   values["user"] = std::move(fields);
+  // The recipient's own link: before the event's template_context, which cannot replace it.
+  if (!unsubscribe_url.empty()) values["unsubscribe_url"] = Values{std::string(unsubscribe_url)};
   return values;
 }
 
@@ -213,6 +215,7 @@ std::variant<Request, Rejection> plan(const Event& event, const TransformOptions
     r.expires_at = notify::add_capped(event.time, ttl(o.default_ttl));
     r.audience.kind = Audience::Kind::kUsersUrl;
     r.audience.users_url = event.receivers;
+    r.category = notify::Category::kBulk;
   } else if (event.type == "reminder") {
     // The user chose the time: not before send_at, and at send_at even inside quiet hours.
     r.template_name = event.template_name;
@@ -229,8 +232,12 @@ std::variant<Request, Rejection> plan(const Event& event, const TransformOptions
     r.expires_at = notify::add_capped(event.time, ttl(o.default_ttl));
     r.single_user = event.user_ids.size() == 1;
     r.audience.user_ids = event.user_ids;
+    r.category = event.category.value_or(notify::Category::kTransactional);
   } else {
     return Rejection{"no postings defined for event_type '" + event.type + "'"};
+  }
+  if (r.category == notify::Category::kBulk && !o.unsubscribe.configured()) {
+    return Rejection{kUnsubscribeNotConfigured};
   }
   if (!TemplateStore::valid_name(r.template_name)) {
     return Rejection{"template name not allowed: '" + r.template_name + "'"};
@@ -281,11 +288,31 @@ std::variant<std::vector<std::string>, Rejection> context_urls_to_fetch(
   return keys;
 }
 
+Transformer::Transformer(TransformOptions options, TemplateStore& templates)
+    : options_(std::move(options)), templates_(templates) {
+  if (options_.unsubscribe.configured()) signer_.emplace(options_.unsubscribe.secret);
+}
+
+notify::Unsubscribe Transformer::unsubscribe_links(const std::string& user_id,
+                                                   notify::TimePoint now) const {
+  const auto expires_at =
+      std::chrono::floor<std::chrono::seconds>(notify::add_capped(now, options_.unsubscribe.ttl));
+  const std::string token = signer_->sign(user_id, notify::Category::kBulk, expires_at);
+  notify::Unsubscribe links;
+  links.url = notify::make_unsubscribe_url(options_.unsubscribe.url, token);
+  if (!options_.unsubscribe.mailto.empty()) {
+    // The token in the subject tells the reader of that mailbox who wants out.
+    links.mailto = "mailto:" + options_.unsubscribe.mailto + "?subject=unsubscribe%20" + token;
+  }
+  return links;
+}
+
 Transformer::Result Transformer::postings(const Event& event, const Request& request,
                                           const auth::User& user, notify::TimePoint now) {
   if (request.skip_inactive && !user.active) return Skip{"inactive"};
   std::vector<notify::Posting> out;
-  std::optional<notify::Content> content;  // rendered once, shared by the channels
+  std::optional<notify::Unsubscribe> unsubscribe;  // a bulk request's, made with the content
+  std::optional<notify::Content> content;          // rendered once, shared by the channels
   for (std::size_t c = 0; c < request.channels.size(); ++c) {
     const notify::Channel channel = request.channels[c];
     notify::Posting p;
@@ -316,11 +343,19 @@ Transformer::Result Transformer::postings(const Event& event, const Request& req
     p.created_at = now;
     p.expires_at = request.expires_at;
     p.not_before = request.not_before;
+    p.category = request.category;
     if (!content) {
+      unsubscribe.emplace();
+      if (request.category == notify::Category::kBulk) {
+        // plan() refuses bulk requests without it; a Request made elsewhere must not slip by.
+        if (!signer_) return Rejection{kUnsubscribeNotConfigured};
+        *unsubscribe = unsubscribe_links(user.id, now);
+      }
       // The request's context is the same for every recipient: layered under what the ETL
       // derived and the user, not copied.
       try {
-        content = templates_.render(request.template_name, user.locale, user_values(user),
+        content = templates_.render(request.template_name, user.locale,
+                                    user_values(user, unsubscribe->url),
                                     {&request.derived, &request.context});
       } catch (const TemplateError& e) {
         return Rejection{e.what()};
@@ -330,8 +365,10 @@ Transformer::Result Transformer::postings(const Event& event, const Request& req
     // (a mail's text and HTML are copied only when another channel needs them too).
     if (c + 1 == request.channels.size()) {
       p.content = std::move(*content);
+      p.unsubscribe = std::move(*unsubscribe);
     } else {
       p.content = *content;
+      p.unsubscribe = *unsubscribe;
     }
     out.push_back(std::move(p));
   }

@@ -13,9 +13,25 @@
 #include "auth_client/auth_client.hpp"
 #include "intake.hpp"
 #include "notify/posting.hpp"
+#include "notify/unsubscribe.hpp"
 #include "render.hpp"
 
 namespace etl {
+
+// One-click unsubscribe for bulk mail (documentation/unsubscribe.md).
+struct UnsubscribeOptions {
+  std::string secret;  // UNSUBSCRIBE_SECRET: the HMAC key of the tokens
+  std::string url;     // UNSUBSCRIBE_URL: the endpoint the token is appended to
+  std::string mailto;  // UNSUBSCRIBE_MAILTO: an address for a mailto: form; empty: none
+  std::chrono::milliseconds ttl = std::chrono::hours(24 * 60);  // UNSUBSCRIBE_TTL
+  // Without a secret and a URL no bulk mail goes out: it could not carry the link.
+  bool configured() const { return !secret.empty() && !url.empty(); }
+};
+
+// Why a bulk event is refused when UnsubscribeOptions are not configured.
+inline constexpr const char* kUnsubscribeNotConfigured =
+    "unsubscribe not configured: UNSUBSCRIBE_SECRET and UNSUBSCRIBE_URL are required for bulk "
+    "mail";
 
 struct TransformOptions {
   std::string public_base_url = "http://localhost:8000";
@@ -25,6 +41,7 @@ struct TransformOptions {
   std::chrono::milliseconds reminder_ttl = std::chrono::hours(1);  // after send_at
   std::vector<std::string> webhook_allowlist;  // WEBHOOK_URL_ALLOWLIST: where webhooks may go
   std::vector<std::string> context_allowlist;  // CONTEXT_URL_ALLOWLIST: services fetched from
+  UnsubscribeOptions unsubscribe;
 };
 
 struct DeliveryTerms {
@@ -50,6 +67,9 @@ struct Request {
   nlohmann::json context = nlohmann::json::object();  // the event's template_context
   nlohmann::json derived = nlohmann::json::object();  // what the ETL adds (confirm_url, ...)
   std::vector<notify::Channel> channels;
+  // Bulk postings carry a one-click unsubscribe per recipient; mailings are bulk, a generic
+  // request says which, the other types are transactional.
+  notify::Category category = notify::Category::kTransactional;
   DeliveryTerms terms;
   notify::TimePoint expires_at{};
   std::optional<notify::TimePoint> not_before;
@@ -60,6 +80,7 @@ struct Request {
   Audience audience;
 };
 
+// A bulk request without UnsubscribeOptions configured is refused (kUnsubscribeNotConfigured).
 // Links are judged as a mail client reads them (documentation/templates.md, "Links"): the
 // sign-up's confirm_link and every value of template_context that looks like a link are
 // resolved against PUBLIC_BASE_URL (auth::resolve_link) and must land on the public site's
@@ -83,18 +104,24 @@ struct Skip {
 
 class Transformer {
  public:
-  Transformer(TransformOptions options, TemplateStore& templates)
-      : options_(std::move(options)), templates_(templates) {}
+  // Throws std::invalid_argument when the unsubscribe secret is set but too short.
+  Transformer(TransformOptions options, TemplateStore& templates);
 
   const TransformOptions& options() const { return options_; }
 
   using Result = std::variant<std::vector<notify::Posting>, Skip, Rejection>;
+  // A bulk request's postings carry the user's unsubscribe links (a token valid until now +
+  // UNSUBSCRIBE_TTL), which its templates see as `unsubscribe_url`, whatever the event's
+  // template_context says.
   Result postings(const Event& event, const Request& request, const auth::User& user,
                   notify::TimePoint now);
 
  private:
+  notify::Unsubscribe unsubscribe_links(const std::string& user_id, notify::TimePoint now) const;
+
   TransformOptions options_;
   TemplateStore& templates_;
+  std::optional<notify::UnsubscribeSigner> signer_;  // when unsubscribe is configured
 };
 
 }  // namespace etl

@@ -103,6 +103,14 @@ TEST_CASE("the catalogue: password change, mailing, reminder, generic request") 
   CHECK(request.channels == std::vector{notify::Channel::kEmail, notify::Channel::kWebhook});
   CHECK(request.expires_in == std::chrono::hours(2));
   CHECK(request.quiet_hours == notify::QuietHours::kBypass);
+  CHECK_FALSE(request.category);  // the type's default: transactional
+
+  const Event bulk = ok(R"({"event_type": "notification_requested", "event_id": "req-2",
+      "user_ids": ["u1"], "template": "email/generic", "category": "bulk"})");
+  CHECK(bulk.category == notify::Category::kBulk);
+  const Event transactional = ok(R"({"event_type": "notification_requested", "event_id": "req-3",
+      "user_ids": ["u1"], "template": "email/generic", "category": "transactional"})");
+  CHECK(transactional.category == notify::Category::kTransactional);
 }
 
 TEST_CASE("schema violations of the catalogue are refused with the field") {
@@ -128,6 +136,12 @@ TEST_CASE("schema violations of the catalogue are refused with the field") {
   CHECK(why(R"({"event_type": "notification_requested", "event_id": "e", "user_ids": ["u"],
                "template": "t", "quiet_hours": "sometimes"})") ==
         "quiet_hours must be respect or bypass, not 'sometimes'");
+  CHECK(why(R"({"event_type": "notification_requested", "event_id": "e", "user_ids": ["u"],
+               "template": "t", "category": "newsletter"})") ==
+        "category must be transactional or bulk, not \"newsletter\"");
+  CHECK(why(R"({"event_type": "notification_requested", "event_id": "e", "user_ids": ["u"],
+               "template": "t", "category": 1})") ==
+        "category must be transactional or bulk, not 1");
 }
 
 TEST_CASE("limits: event size and recipients per event") {

@@ -114,3 +114,17 @@ TEST_CASE("EtlMetrics: RabbitMQ refusals by reply code") {
   CHECK(has(text, "notify_etl_amqp_refusals_total{code=\"530\"} 1"));
   CHECK(has(text, "notify_etl_amqp_refusals_total{code=\"other\"} 1"));
 }
+
+TEST_CASE("StatusLossMetric: lost status events by cause, both at zero from the start") {
+  prometheus::Registry registry;
+  etl::StatusLossMetric lost(registry);
+  std::string text = notify::render_metrics(registry);
+  CHECK(has(text, "notify_etl_status_events_lost_total{cause=\"dropped\"} 0"));
+  CHECK(has(text, "notify_etl_status_events_lost_total{cause=\"failed\"} 0"));
+  lost.lost("dropped");
+  lost.lost("dropped");
+  lost.lost("failed");
+  text = notify::render_metrics(registry);
+  CHECK(has(text, "notify_etl_status_events_lost_total{cause=\"dropped\"} 2"));
+  CHECK(has(text, "notify_etl_status_events_lost_total{cause=\"failed\"} 1"));
+}

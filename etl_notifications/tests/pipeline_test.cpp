@@ -136,20 +136,26 @@ auth::User user(const std::string& id) {
   return u;
 }
 
-// Every user exists; a listing page n holds user "m<n>"; `unavailable` answers say so once;
-// Auth refuses the `refused_pages` with a 422, each time.
+// Every user exists (as user(id), or as `users` has them); a listing page n holds user "m<n>";
+// `unavailable` answers say so once; Auth refuses the `refused_pages` with a 422, each time.
 struct FakeDirectory final : UserDirectory {
   std::vector<std::string> lookups;  // ids and page numbers, in order
   std::set<std::string> unavailable_once;
   std::set<int> refused_pages;
+  std::map<std::string, auth::User> users;
   int pages = 1;
+
+  auth::User find(const std::string& id) const {
+    const auto it = users.find(id);
+    return it == users.end() ? user(id) : it->second;
+  }
 
   auth::Lookup get_user(std::string_view id) override {
     lookups.emplace_back(id);
     if (unavailable_once.erase(std::string(id))) {
       return {auth::LookupStatus::kUnavailable, std::nullopt, "503 from auth", 3, 503};
     }
-    return {auth::LookupStatus::kFound, user(std::string(id)), "", 1, 200};
+    return {auth::LookupStatus::kFound, find(std::string(id)), "", 1, 200};
   }
   auth::PageLookup list_users(const std::string& url) override {
     const auto n = std::stoi(url.substr(url.find("page_number=") + 12));
@@ -161,7 +167,7 @@ struct FakeDirectory final : UserDirectory {
       return {auth::LookupStatus::kUnavailable, std::nullopt, "422 from auth", 1, 422};
     }
     auth::Page page;
-    page.items = {user("m" + std::to_string(n))};
+    page.items = {find("m" + std::to_string(n))};
     page.page_number = n;
     page.page_size = 1;
     page.total = pages;
@@ -260,6 +266,20 @@ struct FakeDeadLetters final : DeadLetterSink {
   }
 };
 
+// Keeps what is emitted, and where on the timeline it came.
+struct FakeStatus final : StatusSink {
+  Timeline& timeline;
+  std::vector<notify::status::Event> emitted;
+  std::vector<std::size_t> at;  // the timeline's length at each
+
+  explicit FakeStatus(Timeline& t) : timeline(t) {}
+
+  void emit(const notify::status::Event& e) override {
+    emitted.push_back(e);
+    at.push_back(timeline.size());
+  }
+};
+
 std::string header(const DeadLetter& d, const std::string& key) {
   for (const auto& [k, v] : d.headers) {
     if (k == key) return v;
@@ -343,6 +363,7 @@ struct Harness {
   FakeDirectory users;
   FakePublisher publisher{timeline, time};
   FakeDeadLetters dead_letters{timeline};
+  FakeStatus status{timeline};
   std::shared_ptr<prometheus::Registry> registry = std::make_shared<prometheus::Registry>();
   EtlConfig config;
   std::unique_ptr<Pipeline> pipeline;
@@ -351,8 +372,11 @@ struct Harness {
     config.templates_dir = NOTIFY_SOURCE_DIR "/templates";
     config.auth_url = kAuth;
     config.confirm_window = confirm_window;
+    // Mailings are bulk mail: refused without one-click unsubscribe.
+    config.unsubscribe_secret = "pipeline_test's secret, 32 bytes";
+    config.unsubscribe_url = "https://example.org/unsubscribe";
     pipeline = std::make_unique<Pipeline>(
-        config, Ports{events, users, publisher, dead_letters, wall, time}, registry);
+        config, Ports{events, users, publisher, dead_letters, status, wall, time}, registry);
     events.assign({kP0, kP1});
   }
 
@@ -771,4 +795,81 @@ TEST_CASE("pipeline: a mailing refused on page 37 and replayed makes the same po
     CHECK(header(bad.dead_letters.written[0], "original_offset") == "3");  // its own place
     CHECK(bad.publisher.published.empty());
   }
+}
+
+TEST_CASE("pipeline: skipped recipients and refused events become status events, nothing else") {
+  Harness h;
+  auth::User opted = user("u-opted");
+  opted.email_notifications = false;
+  auth::User idle = user("u-idle");
+  idle.active = false;
+  auth::User mute = user("u-mute");
+  mute.email.clear();
+  auth::User m2 = user("m2");
+  m2.email_notifications = false;
+  h.users.users = {{"u-opted", opted}, {"u-idle", idle}, {"u-mute", mute}, {"m2", m2}};
+  h.users.pages = 2;
+  // A request to four users: one posting, three skipped.
+  h.events.add(kP0, 0, R"({"event_type": "notification_requested", "event_id": "req-1",
+                           "user_ids": ["u-ok", "u-opted", "u-idle", "u-mute"],
+                           "template": "email/generic",
+                           "template_context": {"title": "Hi", "message": "A message"}})");
+  // Not JSON: refused, known by where it arrived; the dead-letter topic is down at first.
+  h.events.add(kP0, 1, "not json");
+  h.dead_letters.errors = {notify::kafka::Error("broker down")};
+  // Refused before it was decoded, but with an event_id of its own.
+  h.events.add(kP0, 2, R"({"event_type": "notification_requested", "event_id": "req-bad",
+                           "priority": "urgent", "user_ids": ["u-ok"], "template": "email/generic"})");
+  // A mailing of two pages whose second user opted out.
+  h.events.add(kP0, 3, mailing());
+  // A sign-up reaches a user who opted out of other mail: no skip.
+  h.events.add(kP0, 4, signup("u-opted"));
+  h.run_until([&] { return h.stored(kP0, 5); });
+
+  const auto now = h.wall.now();
+  auto skipped = [&](const std::string& event_id, const std::string& type, const std::string& id,
+                     const std::string& template_name, const std::string& reason) {
+    notify::status::Event e;
+    e.status = "skipped";
+    e.time = now;
+    e.service = "etl_notifications";
+    e.event_id = event_id;
+    e.event_type = type;
+    e.posting_id = notify::make_posting_id(event_id, id, "email");
+    e.user_id = id;
+    e.channel = "email";
+    e.template_name = template_name;
+    e.reason = reason;
+    return e;
+  };
+  auto refused = [&](const std::string& event_id, const std::string& type,
+                     const std::string& reason) {
+    notify::status::Event e;
+    e.status = "refused";
+    e.time = now;
+    e.service = "etl_notifications";
+    e.event_id = event_id;
+    e.event_type = type;
+    e.reason = reason;
+    return e;
+  };
+  const std::vector<notify::status::Event> expected = {
+      skipped("req-1", "notification_requested", "u-opted", "email/generic", "opted_out"),
+      skipped("req-1", "notification_requested", "u-idle", "email/generic", "inactive"),
+      skipped("req-1", "notification_requested", "u-mute", "email/generic", "no_address"),
+      refused("notify_events/0/1", "", "value is not valid JSON"),
+      refused("req-bad", "notification_requested",
+              "unknown priority 'urgent' (immediate, high, normal, low)"),
+      skipped("notify_events/0/3", "mailing", "m2", "email/new_movies", "opted_out"),
+  };
+  CHECK(h.status.emitted == expected);
+  // Keyed by the user, or by the event when it has none.
+  REQUIRE(h.status.emitted.size() == expected.size());
+  CHECK(notify::status::key_of(h.status.emitted[0]) == "u-opted");
+  CHECK(notify::status::key_of(h.status.emitted[3]) == "notify_events/0/1");
+  // A refusal is reported once, when its dead letter is written, not while the topic is down.
+  CHECK(h.count("dead letter unavailable") == 1);
+  CHECK(h.status.at[3] > h.at("dead letter"));
+  // Every posting made all the same: u-ok, the mailing's m1, the sign-up.
+  CHECK(h.publisher.published.size() == 3);
 }

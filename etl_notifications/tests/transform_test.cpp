@@ -38,6 +38,26 @@ Request planned(const Event& e, const TransformOptions& o = {}) {
   return std::get<Request>(r);
 }
 
+constexpr const char* kSecret = "a development secret, 32 bytes.";
+
+TransformOptions with_unsubscribe(TransformOptions o = {}) {
+  o.unsubscribe.secret = kSecret;
+  o.unsubscribe.url = "https://example.org/unsubscribe";
+  return o;
+}
+
+Event mailing() {
+  Event e;
+  e.identity = "notify_events/1/3";
+  e.type = "mailing";
+  e.time = kEventTime;
+  e.receivers = "http://auth/api/v1/users/?page_number=1&page_size=500";
+  e.template_name = "email/new_movies";
+  e.channels = {notify::Channel::kEmail};
+  e.expires_in = std::chrono::hours(48);
+  return e;
+}
+
 std::vector<notify::Posting> render(Transformer& t, const Event& e, const auth::User& u) {
   auto result = t.postings(e, planned(e, t.options()), u, kNow);
   REQUIRE(std::holds_alternative<std::vector<notify::Posting>>(result));
@@ -125,15 +145,8 @@ TEST_CASE("a password change is a security notice: bypass, high priority, even i
 }
 
 TEST_CASE("a mailing respects quiet hours and opt-outs and walks a users URL") {
-  Event e;
-  e.identity = "notify_events/1/3";
-  e.type = "mailing";
-  e.time = kEventTime;
-  e.receivers = "http://auth/api/v1/users/?page_number=1&page_size=500";
-  e.template_name = "email/new_movies";
-  e.channels = {notify::Channel::kEmail};
-  e.expires_in = std::chrono::hours(48);
-  const Request r = planned(e);
+  const Event e = mailing();
+  const Request r = planned(e, with_unsubscribe());
   CHECK(r.audience.kind == Audience::Kind::kUsersUrl);
   CHECK(r.audience.users_url == e.receivers);
   CHECK(r.terms.quiet_hours == notify::QuietHours::kRespect);
@@ -141,7 +154,7 @@ TEST_CASE("a mailing respects quiet hours and opt-outs and walks a users URL") {
   CHECK(notify::format_iso8601(r.expires_at) == "2026-11-25T10:00:00.000Z");
 
   TemplateStore templates(NOTIFY_SOURCE_DIR "/templates");
-  Transformer transform({}, templates);
+  Transformer transform(with_unsubscribe(), templates);
   auto user = ann();
   user.email_notifications = false;
   auto result = transform.postings(e, r, user, kNow);
@@ -439,4 +452,121 @@ TEST_CASE("templates: locale fallback, missing templates and names that leave th
   CHECK(TemplateStore::valid_name("email/new_movies"));
   CHECK_FALSE(TemplateStore::valid_name("email//x"));
   CHECK_FALSE(TemplateStore::valid_name("Email/X"));
+}
+
+TEST_CASE("mailings are bulk; sign-up, password change and reminders transactional") {
+  CHECK(planned(mailing(), with_unsubscribe()).category == notify::Category::kBulk);
+  CHECK(planned(signup()).category == notify::Category::kTransactional);
+  Event password = signup();
+  password.type = "user_changed_password_successfully";
+  CHECK(planned(password).category == notify::Category::kTransactional);
+  Event reminder;
+  reminder.identity = "evt-9";
+  reminder.type = "reminder";
+  reminder.time = kEventTime;
+  reminder.user_id = "u-1";
+  reminder.send_at = kEventTime;
+  reminder.template_name = "email/event_reminder";
+  CHECK(planned(reminder).category == notify::Category::kTransactional);
+  // A generic request says which; transactional by default.
+  Event request = request_with({});
+  CHECK(planned(request).category == notify::Category::kTransactional);
+  request.category = notify::Category::kBulk;
+  CHECK(planned(request, with_unsubscribe()).category == notify::Category::kBulk);
+  request.category = notify::Category::kTransactional;
+  CHECK(planned(request).category == notify::Category::kTransactional);
+}
+
+TEST_CASE("without UNSUBSCRIBE_SECRET and UNSUBSCRIBE_URL bulk events are refused") {
+  const std::string why =
+      "unsubscribe not configured: UNSUBSCRIBE_SECRET and UNSUBSCRIBE_URL are required for "
+      "bulk mail";
+  for (const auto& options : {TransformOptions{},
+                              [] {
+                                auto o = with_unsubscribe();
+                                o.unsubscribe.secret.clear();
+                                return o;
+                              }(),
+                              [] {
+                                auto o = with_unsubscribe();
+                                o.unsubscribe.url.clear();
+                                return o;
+                              }()}) {
+    auto r = plan(mailing(), options);
+    REQUIRE(std::holds_alternative<Rejection>(r));
+    CHECK(std::get<Rejection>(r).reason == why);
+    Event bulk_request = request_with({});
+    bulk_request.category = notify::Category::kBulk;
+    auto refused = plan(bulk_request, options);
+    REQUIRE(std::holds_alternative<Rejection>(refused));
+    CHECK(std::get<Rejection>(refused).reason == why);
+  }
+  // Transactional mail needs none of it.
+  CHECK(std::holds_alternative<Request>(plan(signup(), {})));
+  // A bulk Request given to a Transformer without the settings makes no posting either.
+  TemplateStore templates(NOTIFY_SOURCE_DIR "/templates");
+  Transformer bare({}, templates);
+  auto result = bare.postings(mailing(), planned(mailing(), with_unsubscribe()), ann(), kNow);
+  REQUIRE(std::holds_alternative<Rejection>(result));
+  CHECK(std::get<Rejection>(result).reason == why);
+}
+
+TEST_CASE("a bulk posting carries the recipient's unsubscribe links; the footer shows them") {
+  TemplateStore templates(NOTIFY_SOURCE_DIR "/templates");
+  TransformOptions options = with_unsubscribe();
+  options.public_base_url = "https://example.org";  // where the event's own link may point
+  options.unsubscribe.url = "https://example.org/unsubscribe?list=movies";
+  options.unsubscribe.mailto = "unsubscribe@example.org";
+  options.unsubscribe.ttl = std::chrono::hours(24 * 30);
+  Transformer transform(options, templates);
+  Event e = mailing();
+  // The event's own link must not replace the recipient's.
+  e.template_context = {{"movies", nlohmann::json::array()},
+                        {"unsubscribe_url", "https://example.org/unsubscribe?list=all"}};
+  const auto postings = render(transform, e, ann());
+  REQUIRE(postings.size() == 1);
+  const notify::Posting& p = postings[0];
+  CHECK(p.category == notify::Category::kBulk);
+  const std::string prefix = "https://example.org/unsubscribe?list=movies&token=";
+  REQUIRE(p.unsubscribe.url.rfind(prefix, 0) == 0);
+  const std::string token = p.unsubscribe.url.substr(prefix.size());
+  CHECK(p.unsubscribe.mailto == "mailto:unsubscribe@example.org?subject=unsubscribe%20" + token);
+
+  const notify::UnsubscribeSigner signer(kSecret);
+  const auto verified = signer.verify(token, kNow);
+  REQUIRE(std::holds_alternative<notify::UnsubscribeClaim>(verified));
+  const auto& claim = std::get<notify::UnsubscribeClaim>(verified);
+  CHECK(claim.user_id == "u-1");
+  CHECK(claim.category == notify::Category::kBulk);
+  CHECK(claim.expires_at ==
+        std::chrono::floor<std::chrono::seconds>(kNow) + std::chrono::hours(24 * 30));
+
+  CHECK(p.content.text.find("Unsubscribe from these emails: " + p.unsubscribe.url) !=
+        std::string::npos);
+  CHECK(p.content.html.find("href=\"https://example.org/unsubscribe?list=movies&amp;token=" +
+                            token + "\"") != std::string::npos);
+  CHECK(p.content.text.find("list=all") == std::string::npos);
+  CHECK(p.content.html.find("list=all") == std::string::npos);
+
+  // Another recipient, another token.
+  auth::User bob = ann();
+  bob.id = "u-2";
+  const auto other = render(transform, e, bob);
+  REQUIRE(other.size() == 1);
+  CHECK(other[0].unsubscribe.url != p.unsubscribe.url);
+  // The posting carries it as the worker reads it.
+  const notify::Posting decoded = notify::decode_posting(notify::encode(p));
+  CHECK(decoded.category == notify::Category::kBulk);
+  CHECK(decoded.unsubscribe.url == p.unsubscribe.url);
+  CHECK(decoded.unsubscribe.mailto == p.unsubscribe.mailto);
+}
+
+TEST_CASE("transactional postings carry no unsubscribe links, even when configured") {
+  TemplateStore templates(NOTIFY_SOURCE_DIR "/templates");
+  Transformer transform(with_unsubscribe(), templates);
+  const auto welcome = render(transform, signup(), ann());
+  REQUIRE(welcome.size() == 1);
+  CHECK(welcome[0].category == notify::Category::kTransactional);
+  CHECK(welcome[0].unsubscribe.empty());
+  CHECK(welcome[0].content.text.find("token=") == std::string::npos);
 }
