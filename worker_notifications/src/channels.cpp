@@ -61,6 +61,12 @@ Email to_email(const notify::Posting& p, const std::string& from) {
   e.html = p.content.html;
   e.message_id = message_id_for(p.posting_id, from);
   e.extra_headers = {{"X-Notify-Posting-Id", p.posting_id}, {"X-Notify-Template", p.template_name}};
+  // Bulk mail carries its one-click unsubscribe (before_send dead-letters it without one);
+  // transactional mail never does, whatever its posting says.
+  if (p.category == notify::Category::kBulk) {
+    e.list_unsubscribe_url = p.unsubscribe.url;
+    e.list_unsubscribe_mailto = p.unsubscribe.mailto;
+  }
   return e;
 }
 

@@ -16,6 +16,7 @@ using notify::worker::Email;
 // <posting id@domain of the sender>: the same posting always carries the same Message-ID, so
 // a redelivered duplicate is recognisable in the recipient's mailbox.
 std::string message_id_for(const std::string& posting_id, const std::string& from);
+// The e-mail of a posting; a bulk posting's carries List-Unsubscribe (RFC 2369, RFC 8058).
 Email to_email(const notify::Posting& posting, const std::string& from);
 
 // The transport of one channel. May throw: the loop treats that as a transient failure.

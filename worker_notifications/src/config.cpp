@@ -78,6 +78,16 @@ WorkerConfig load_config(const notify::Env& env) {
   c.log_level = env.str("LOG_LEVEL", c.log_level);
   c.metrics_host = env.str("METRICS_HOST", c.metrics_host);
   c.metrics_port = static_cast<int>(env.integer("METRICS_PORT", c.metrics_port, 0, 65535));
+  c.status_topic = notify::trim(env.str("NOTIFY_STATUS_TOPIC", c.status_topic));
+  c.kafka_bootstrap_servers = env.str("KAFKA_BOOTSTRAP_SERVERS", c.kafka_bootstrap_servers);
+  if (!c.status_topic.empty() && notify::trim(c.kafka_bootstrap_servers).empty()) {
+    throw notify::ConfigError(
+        "KAFKA_BOOTSTRAP_SERVERS is empty: status events (NOTIFY_STATUS_TOPIC=" + c.status_topic +
+        ") need a Kafka broker, or set NOTIFY_STATUS_TOPIC= to turn them off");
+  }
+  // librdkafka's queue.buffering.max.messages holds at most ten million.
+  c.status_buffer = static_cast<std::size_t>(
+      env.integer("STATUS_BUFFER", static_cast<std::int64_t>(c.status_buffer), 1, 10000000));
   c.max_json_depth = static_cast<std::size_t>(
       env.integer("MAX_JSON_DEPTH", static_cast<std::int64_t>(c.max_json_depth), 1, 512));
   return c;

@@ -40,6 +40,11 @@ struct WorkerConfig {
   // LEDGER_LEASE (default twice SMTP_TIMEOUT, longer than it): how long a claim holds when its
   // loop died while sending. Webhook loops hold at least twice WEBHOOK_TIMEOUT.
   std::chrono::milliseconds ledger_lease{60000};
+  // Status events (documentation/status.md): NOTIFY_STATUS_TOPIC on KAFKA_BOOTSTRAP_SERVERS, at
+  // most STATUS_BUFFER of them waiting while Kafka is unreachable. An empty topic: none.
+  std::string status_topic = "notify_status";
+  std::string kafka_bootstrap_servers = "127.0.0.1:9092";
+  std::size_t status_buffer = 100000;
   std::size_t max_json_depth = 64;  // MAX_JSON_DEPTH: nesting of a posting, bounded while read
   ThrottleOptions throttle;         // MAILS_PER_SECOND, MAILS_PER_HOUR (0: unlimited)
   PolicyOptions policy;             // QUIET_HOURS, QUIET_HOURS_SPREAD, DEFAULT_TIMEZONE

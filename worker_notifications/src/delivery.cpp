@@ -9,6 +9,7 @@
 #include "notify/envelope.hpp"
 #include "notify/log.hpp"
 #include "notify/redact.hpp"
+#include "status_events.hpp"
 
 namespace worker {
 namespace {
@@ -61,6 +62,7 @@ DeliveryLoop::DeliveryLoop(const WorkerConfig& config, notify::Channel channel, 
       steady_(required(parts.steady, "steady clock")),
       random01_(std::move(parts.random01)),
       metrics_(parts.metrics),
+      status_(parts.status),
       ledger_(std::move(parts.ledger)),
       lease_(channel == notify::Channel::kWebhook
                  ? std::max(config.ledger_lease, 2 * config.webhook_timeout)
@@ -321,6 +323,9 @@ void DeliveryLoop::act(Item& item) {
   const auto started = steady_.now();
   const SendResult result = sender_->send(posting);
   if (metrics_ != nullptr) metrics_->send_took(channel_, steady_.now() - started);
+  if (result.status == SendStatus::kSent && status_ != nullptr) {
+    item.reply = sent_reply(posting.channel, result);
+  }
   if (ledger_ != nullptr) {
     // Marked before the ack: a copy of it arriving from now on is not sent.
     if (result.status == SendStatus::kSent) {
@@ -606,7 +611,31 @@ void DeliveryLoop::log_settled(const Item& item) {
       }
     }
   }
-  if (item.settle == Settle::kAck) count(posting, action);
+  if (item.settle == Settle::kAck) {
+    count(posting, action);
+    report(item);
+  }
+}
+
+// Reported once the original is acknowledged, like count(): a posting left in the queue is
+// reported when it is handled again, so each outcome is reported once.
+void DeliveryLoop::report(const Item& item) {
+  if (status_ == nullptr) return;
+  try {
+    const notify::Posting* posting = item.posting ? &*item.posting : nullptr;
+    if (auto event = status_event(posting, item.delivery, channel_, *item.outcome, item.reply,
+                                  clock_.now())) {
+      status_->emit(*event);  // never blocks, never throws
+    }
+  } catch (...) {
+    // Out of memory while building it: lost, and said so; the delivery itself is done.
+    try {
+      if (metrics_ != nullptr) metrics_->status_event_lost("dropped");
+      notify::log::error("status event dropped: could not be built",
+                         {{"loop", name_}, {"message_id", item.delivery.message_id}});
+    } catch (...) {
+    }
+  }
 }
 
 // Counted once the original is acknowledged: a posting left in the queue is counted when it is

@@ -32,6 +32,7 @@
 #include "metrics.hpp"
 #include "notify/amqp.hpp"
 #include "notify/posting.hpp"
+#include "notify/status.hpp"
 #include "notify/time.hpp"
 #include "outcomes.hpp"
 #include "throttle.hpp"
@@ -52,9 +53,11 @@ class DeliveryLoop {
     WorkerMetrics* metrics = nullptr;          // optional
     // The delivery ledger (LEDGER_URL); none: every delivery is sent, duplicates included.
     std::unique_ptr<DeliveryLedger> ledger;
+    // Where the status events of settled postings go (NOTIFY_STATUS_TOPIC); none: not reported.
+    notify::status::Sink* status = nullptr;
   };
-  // Throttle, clocks and metrics must outlive the loop. Throws std::invalid_argument when a
-  // required part is missing.
+  // Throttle, clocks, metrics and the status sink must outlive the loop. Throws
+  // std::invalid_argument when a required part is missing.
   DeliveryLoop(const WorkerConfig& config, notify::Channel channel, int index, Parts parts);
   // Runs until stop is set. Nothing escapes: a delivery whose handling throws is retried or
   // dead-lettered, a failure of the loop itself is logged and the loop reconnects.
@@ -89,6 +92,7 @@ class DeliveryLoop {
     std::optional<Action> outcome;  // what was applied: logged and counted once settled
     std::chrono::milliseconds tier{0};
     std::string copy_error;  // why its copy was not stored
+    std::string reply;       // the transport's reply when it accepted the send (sent_reply)
   };
 
   void run_connected(const std::atomic<bool>& stop);
@@ -126,6 +130,8 @@ class DeliveryLoop {
   // Sleeps in short steps so that SIGTERM is not kept waiting.
   void pause_for(std::chrono::milliseconds total, const std::atomic<bool>& stop);
   void count(const notify::Posting* posting, const Action& action);
+  // The item's status event to the sink, if it makes one.
+  void report(const Item& item);
 
   WorkerConfig config_;
   std::string channel_;  // the channel's name: queue suffix, log field and metrics label
@@ -139,6 +145,7 @@ class DeliveryLoop {
   SteadyClock& steady_;
   std::function<double()> random01_;
   WorkerMetrics* metrics_;
+  notify::status::Sink* status_;
   std::atomic<bool> connected_{false};
   mutable std::mutex problem_mutex_;
   std::string problem_;  // the last connection failure or refusal, for /readyz

@@ -20,6 +20,7 @@
 #include "delivery.hpp"
 #include "notify/log.hpp"
 #include "notify/metrics.hpp"
+#include "notify/status.hpp"
 #include "redis_ledger.hpp"
 
 namespace {
@@ -49,6 +50,17 @@ int main() {
     worker::Throttle throttle(config.throttle);
     auto registry = std::make_shared<prometheus::Registry>();
     worker::WorkerMetrics metrics(*registry, config.retry.max_attempts);
+    // Shared by every loop; made before them, so gone after them (its destructor waits a moment
+    // for what is still buffered).
+    std::unique_ptr<notify::status::KafkaSink> status;
+    if (!config.status_topic.empty()) {
+      status = std::make_unique<notify::status::KafkaSink>(
+          config.kafka_bootstrap_servers, config.status_topic, config.status_buffer,
+          [&metrics](notify::kafka::BufferedProducer::Loss loss) {
+            metrics.status_event_lost(
+                loss == notify::kafka::BufferedProducer::Loss::kDropped ? "dropped" : "failed");
+          });
+    }
     const auto make_loop = [&](notify::Channel channel, int index, worker::Throttle* caps) {
       worker::DeliveryLoop::Parts parts;
       parts.source = std::make_unique<worker::AmqpDeliverySource>(config, channel, index);
@@ -59,6 +71,7 @@ int main() {
       parts.steady = &steady;
       parts.random01 = worker::system_random01();
       parts.metrics = &metrics;
+      parts.status = status.get();
       if (!config.ledger_url.empty()) {
         parts.ledger = std::make_unique<worker::RedisLedger>(
             worker::RedisAddress::parse(config.ledger_url),
@@ -92,7 +105,9 @@ int main() {
                        {"ledger", config.ledger_url.empty()
                                       ? std::string("none")
                                       : worker::RedisAddress::parse(config.ledger_url).display()},
-                       {"ledger_lease", notify::format_duration(config.ledger_lease)}});
+                       {"ledger_lease", notify::format_duration(config.ledger_lease)},
+                       {"status_topic",
+                        config.status_topic.empty() ? std::string("none") : config.status_topic}});
     if (config.ledger_url.empty()) {
       notify::log::warn(
           "LEDGER_URL=none: no delivery ledger, so crashes, broker restarts and redeliveries can "

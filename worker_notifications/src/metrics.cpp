@@ -64,11 +64,17 @@ WorkerMetrics::WorkerMetrics(prometheus::Registry& registry, int max_attempts)
                            .Name("notify_worker_ledger_failures_total")
                            .Help("Failures of the delivery ledger (Redis unreachable, a command "
                                  "refused), by channel: deliveries wait while it is down")
-                           .Register(registry)) {
+                           .Register(registry)),
+      status_events_lost_(prometheus::BuildCounter()
+                              .Name("notify_worker_status_events_lost_total")
+                              .Help("Status events lost, by cause: dropped (the buffer was full "
+                                    "while Kafka was unreachable) or failed (delivery failed)")
+                              .Register(registry)) {
   // Every series whose labels are known in advance exists from the start at zero: an alert on
   // increase() or rate() has data before the first retry or refusal, and counts that first one
   // (a series born at 1 shows no increase). Postings by template appear with their first
   // posting; the undecodable ones (template and priority "unknown") start at zero.
+  for (const char* cause : {"dropped", "failed"}) status_events_lost_.Add({{"cause", cause}});
   for (const char* channel : {"email", "webhook"}) {
     send_seconds_.Add({{"channel", channel}}, kSendBuckets);
     end_to_end_seconds_.Add({{"channel", channel}}, kEndToEndBuckets);
@@ -122,6 +128,10 @@ void WorkerMetrics::duplicate_suppressed(const std::string& channel, std::string
 
 void WorkerMetrics::ledger_failure(const std::string& channel) {
   ledger_failures_.Add({{"channel", channel}}).Increment();
+}
+
+void WorkerMetrics::status_event_lost(std::string_view cause) {
+  status_events_lost_.Add({{"cause", std::string(cause)}}).Increment();
 }
 
 void WorkerMetrics::send_took(const std::string& channel,

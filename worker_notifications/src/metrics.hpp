@@ -8,6 +8,7 @@
 //   notify_worker_handling_errors_total{channel}     deliveries whose handling threw
 //   notify_worker_duplicates_suppressed_total{channel,cause}  found sent in the ledger, not sent
 //   notify_worker_ledger_failures_total{channel}     the delivery ledger unreachable or refusing
+//   notify_worker_status_events_lost_total{cause}    status events dropped (buffer full) or failed
 // One instance is shared by every delivery loop: prometheus-cpp's metrics are thread-safe.
 // Label values are bounded: channels, template names, priorities 0..9, attempts
 // 1..RETRY_MAX_ATTEMPTS.
@@ -49,6 +50,9 @@ class WorkerMetrics {
   void duplicate_suppressed(const std::string& channel, std::string_view cause);
   // The ledger failed a connect, claim, mark or release of a loop of `channel`.
   void ledger_failure(const std::string& channel);
+  // A status event lost: "dropped" (the buffer was full while Kafka was unreachable) or "failed"
+  // (its delivery failed for good). Safe from any thread (the producer's own reports it).
+  void status_event_lost(std::string_view cause);
   // From the event's time to the transport's acceptance.
   void delivered(const std::string& channel, notify::TimePoint event_time, notify::TimePoint now);
 
@@ -62,6 +66,7 @@ class WorkerMetrics {
   prometheus::Family<prometheus::Counter>& handling_errors_;
   prometheus::Family<prometheus::Counter>& duplicates_suppressed_;
   prometheus::Family<prometheus::Counter>& ledger_failures_;
+  prometheus::Family<prometheus::Counter>& status_events_lost_;
 };
 
 }  // namespace worker

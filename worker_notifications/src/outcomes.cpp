@@ -4,6 +4,7 @@
 
 #include "notify/envelope.hpp"
 #include "notify/log.hpp"
+#include "senders/mime_encoding.hpp"
 
 namespace worker {
 namespace {
@@ -85,11 +86,29 @@ std::string dead_reason_text(const DeadLetter& dead) {
   return text;
 }
 
+std::optional<std::string> unsendable(const notify::Posting& posting) {
+  if (posting.channel != notify::Channel::kEmail || posting.category != notify::Category::kBulk) {
+    return std::nullopt;
+  }
+  if (posting.unsubscribe.url.empty()) {
+    return "bulk e-mail without unsubscribe.url: never sent without List-Unsubscribe";
+  }
+  if (!notify::worker::mime::list_unsubscribe_value(posting.unsubscribe.url,
+                                                    posting.unsubscribe.mailto)) {
+    return "bulk e-mail whose unsubscribe links List-Unsubscribe cannot carry (an http(s) URL "
+           "and a mailto: URI of printable ASCII without blanks, '<', '>', ',' or '\"')";
+  }
+  return std::nullopt;
+}
+
 std::variant<std::monostate, Action> before_send(const notify::Posting& posting,
                                                  std::optional<notify::TimePoint> deliver_at,
                                                  int attempts, notify::TimePoint now,
                                                  const PolicyOptions& policy,
                                                  const std::function<double()>& random01) {
+  if (auto why = unsendable(posting)) {
+    return Action{DeadLetter{DeadReason::kPermanentFailure, attempts, {}, std::move(*why)}};
+  }
   if (now >= posting.expires_at) return Action{Ack{AckOutcome::kExpired}};
   // Back from a delay queue before its time (a tier shorter than the rest): once more.
   if (deliver_at && *deliver_at > now) {

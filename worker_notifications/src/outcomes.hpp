@@ -70,8 +70,13 @@ struct DeadLetter {
 std::string dead_reason_text(const DeadLetter& dead);
 using Action = std::variant<Ack, Postpone, DeadLetter>;
 
-// Before sending: an earlier deferral that has not ended yet goes back to the ladder;
-// otherwise the policy decides. `deliver_at` and `attempts` come from the headers.
+// Why a posting can never be sent as it is, or nothing: a bulk e-mail without a one-click
+// unsubscribe that List-Unsubscribe can carry (documentation/unsubscribe.md).
+std::optional<std::string> unsendable(const notify::Posting& posting);
+
+// Before sending: an unsendable posting is dead-lettered (permanent_failure, with the reason);
+// an earlier deferral that has not ended yet goes back to the ladder; otherwise the policy
+// decides. `deliver_at` and `attempts` come from the headers.
 std::variant<std::monostate, Action> before_send(const notify::Posting& posting,
                                                  std::optional<notify::TimePoint> deliver_at,
                                                  int attempts, notify::TimePoint now,

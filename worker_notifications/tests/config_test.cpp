@@ -114,3 +114,21 @@ TEST_CASE("SMTP_FROM: an address or Name <address>; the default has a display na
     }
   }
 }
+
+TEST_CASE("status settings: on by default, an empty topic turns them off, the buffer bounded") {
+  const WorkerConfig c = load({});
+  CHECK(c.status_topic == "notify_status");
+  CHECK(c.kafka_bootstrap_servers == "127.0.0.1:9092");
+  CHECK(c.status_buffer == 100000);
+  CHECK(load({{"NOTIFY_STATUS_TOPIC", ""}}).status_topic.empty());
+  CHECK(load({{"NOTIFY_STATUS_TOPIC", "outcomes"}}).status_topic == "outcomes");
+  CHECK(load({{"KAFKA_BOOTSTRAP_SERVERS", "kafka:29092"}}).kafka_bootstrap_servers ==
+        "kafka:29092");
+  CHECK(load({{"STATUS_BUFFER", "5"}}).status_buffer == 5);
+  CHECK_THROWS_AS(load({{"STATUS_BUFFER", "0"}}), notify::ConfigError);
+  CHECK_THROWS_AS(load({{"STATUS_BUFFER", "many"}}), notify::ConfigError);
+  CHECK_THROWS_WITH_AS(load({{"KAFKA_BOOTSTRAP_SERVERS", ""}}),
+                       doctest::Contains("KAFKA_BOOTSTRAP_SERVERS is empty"), notify::ConfigError);
+  // Off, the broker is not needed.
+  CHECK_NOTHROW(load({{"NOTIFY_STATUS_TOPIC", ""}, {"KAFKA_BOOTSTRAP_SERVERS", ""}}));
+}

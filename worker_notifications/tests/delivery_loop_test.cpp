@@ -22,6 +22,7 @@
 #include "moves.hpp"
 #include "notify/envelope.hpp"
 #include "notify/log.hpp"
+#include "notify/status.hpp"
 #include "notify/time.hpp"
 
 using namespace worker;
@@ -335,6 +336,13 @@ notify::amqp::Delivery delivery_of(const notify::Posting& p, std::uint64_t tag,
   return d;
 }
 
+// The status events the loop emitted, in order.
+class RecordingSink final : public notify::status::Sink {
+ public:
+  void emit(const notify::status::Event& e) override { events.push_back(e); }
+  std::vector<notify::status::Event> events;
+};
+
 // One loop over fakes. run() hands out what `queue.waiting` holds and returns.
 struct Harness {
   WorkerConfig config;
@@ -350,6 +358,7 @@ struct Harness {
   int index = 0;                          // the loop's number among those of its channel
   std::unique_ptr<ChannelSender> sender;  // instead of the fake transport
   std::optional<Book> book;               // a ledger (LEDGER_URL), none unless set
+  RecordingSink status;                   // the status events
 
   Harness() {
     config.delay_tiers = {10s, 1min, 10min, 1h, 6h};
@@ -373,8 +382,14 @@ struct Harness {
       return random_value;
     };
     if (book) parts.ledger = std::make_unique<FakeLedger>(*book, "email#0");
+    parts.status = &status;
     DeliveryLoop loop(config, channel, index, std::move(parts));
     loop.run(stop);
+  }
+
+  const notify::status::Event& only_status() const {
+    REQUIRE(status.events.size() == 1);
+    return status.events.front();
   }
 
   const notify::amqp::Message& only_copy() const {
@@ -741,7 +756,9 @@ TEST_CASE("ledger: claimed before the send, marked after it, acknowledged after 
   CHECK(h.queue.acked == std::vector<std::uint64_t>{7});
 }
 
-TEST_CASE("ledger: a posting already sent is acknowledged without sending, whatever its cause") {
+TEST_CASE(
+    "ledger: a posting already sent is acknowledged without sending, whatever its cause, and "
+    "reported a duplicate") {
   Harness h;
   h.book.emplace();
   const auto p = posting();
@@ -758,6 +775,16 @@ TEST_CASE("ledger: a posting already sent is acknowledged without sending, whate
   CHECK(duplicate_cause(redelivered) == "redelivered");
   CHECK(duplicate_cause(delivery_of(p, 3, {{"x-attempts", "1"}})) == "retry_copy");
   CHECK(duplicate_cause(delivery_of(p, 4)) == "republished");
+  // Each reported as a duplicate suppressed, with its cause.
+  REQUIRE(h.status.events.size() == 4);
+  CHECK(h.status.events[0].status == "sent");
+  std::vector<std::string> causes;
+  for (std::size_t i = 1; i < 4; ++i) {
+    CHECK(h.status.events[i].status == "duplicate_suppressed");
+    CHECK(h.status.events[i].posting_id == p.posting_id);
+    causes.push_back(h.status.events[i].reason);
+  }
+  CHECK(causes == std::vector<std::string>{"redelivered", "retry_copy", "republished"});
 }
 
 TEST_CASE("ledger: a posting another worker holds waits in a delay queue for its lease") {
@@ -1110,4 +1137,211 @@ TEST_CASE("logs: a retry names no zone, only its time") {
   CHECK(line["reason"] == "retry");
   CHECK(line.contains("until"));
   CHECK_FALSE(line.contains("zone"));
+}
+
+namespace {
+
+// The status event of posting() with this status at `time`, the identity filled in.
+notify::status::Event status_of(const char* what, notify::TimePoint time) {
+  const auto p = posting();
+  notify::status::Event e;
+  e.status = what;
+  e.time = time;
+  e.service = "worker_notifications";
+  e.event_id = p.event_id;
+  e.event_type = p.event_type;
+  e.posting_id = p.posting_id;
+  e.user_id = p.recipient.user_id;
+  e.channel = "email";
+  e.template_name = p.template_name;
+  return e;
+}
+
+}  // namespace
+
+TEST_CASE("status: a sent posting reports sent with the transport's reply") {
+  Harness h;
+  h.transport.answer = [](const notify::Posting&) {
+    return SendResult{SendStatus::kSent, 250, "250 2.0.0 Ok: queued as 4F2A <ann@example.com>"};
+  };
+  h.queue.waiting.push_back(delivery_of(posting(), 7));
+  h.run();
+  auto expected = status_of("sent", kNoon);
+  expected.reply = "smtp 250: 2.0.0 Ok: queued as 4F2A <a***@example.com>";
+  CHECK(h.only_status() == expected);
+}
+
+TEST_CASE("status: a webhook's reply is its HTTP status") {
+  Harness h;
+  h.channel = notify::Channel::kWebhook;
+  h.transport.answer = [](const notify::Posting&) {
+    return SendResult{SendStatus::kSent, 204, "HTTP 204"};
+  };
+  auto p = posting();
+  p.channel = notify::Channel::kWebhook;
+  h.queue.waiting.push_back(delivery_of(p, 7));
+  h.run();
+  auto expected = status_of("sent", kNoon);
+  expected.channel = "webhook";
+  expected.reply = "http 204";
+  CHECK(h.only_status() == expected);
+}
+
+TEST_CASE("status: quiet hours report deferred until the window's end, in the recipient's zone") {
+  Harness h;
+  h.clock.now_ = at("2026-11-23T22:30:00Z");  // 23:30 in Berlin
+  h.queue.waiting.push_back(delivery_of(posting(), 9));
+  h.run();
+  auto expected = status_of("deferred", at("2026-11-23T22:30:00Z"));
+  expected.reason = "quiet_hours";
+  expected.until = at("2026-11-24T07:00:00Z");
+  expected.zone = "Europe/Berlin";
+  CHECK(h.only_status() == expected);
+}
+
+TEST_CASE("status: a schedule reports deferred with its reason and time") {
+  Harness h;
+  auto p = posting();
+  p.not_before = kNoon + 90s;
+  h.queue.waiting.push_back(delivery_of(p, 1));
+  h.run();
+  const auto& e = h.only_status();
+  CHECK(e.status == "deferred");
+  CHECK(e.reason == "scheduled");
+  CHECK(e.until == std::optional<notify::TimePoint>(kNoon + 90s));
+  CHECK_FALSE(e.attempts.has_value());
+  CHECK(e.last_error.empty());
+}
+
+TEST_CASE("status: a retry reports deferred with its attempts and the masked last error") {
+  Harness h;
+  h.transport.answer = [](const notify::Posting&) {
+    return SendResult{SendStatus::kTransient, 451, "451 4.3.0 <ann@example.com> try later"};
+  };
+  h.queue.waiting.push_back(delivery_of(posting(), 4));
+  h.run();
+  auto expected = status_of("deferred", kNoon);
+  expected.reason = "retry";
+  expected.until = kNoon + 11250ms;
+  expected.attempts = 1;
+  expected.last_error = "smtp 451: 451 4.3.0 <a***@example.com> try later";
+  CHECK(h.only_status() == expected);
+}
+
+TEST_CASE("status: expired postings report expired with the kind of expiry") {
+  SUBCASE("past its expiry") {
+    Harness h;
+    auto p = posting();
+    p.expires_at = kNoon;
+    h.queue.waiting.push_back(delivery_of(p, 3));
+    h.run();
+    auto expected = status_of("expired", kNoon);
+    expected.reason = "expired";
+    CHECK(h.only_status() == expected);
+  }
+  SUBCASE("its deferral ends after its expiry") {
+    Harness h;
+    auto p = posting();
+    p.expires_at = kNoon + 1h;
+    h.queue.waiting.push_back(
+        delivery_of(p, 3, {{"x-deliver-at", notify::format_iso8601(kNoon + 2h)}}));
+    h.run();
+    auto expected = status_of("expired", kNoon);
+    expected.reason = "expired_before_window";
+    CHECK(h.only_status() == expected);
+  }
+}
+
+TEST_CASE("status: dead letters report the reason, attempts and masked last error") {
+  SUBCASE("a permanent failure") {
+    Harness h;
+    h.transport.answer = [](const notify::Posting&) {
+      return SendResult{SendStatus::kPermanent, 550, "550 5.1.1 <ann@example.com>: no such user"};
+    };
+    h.queue.waiting.push_back(delivery_of(posting(), 6));
+    h.run();
+    auto expected = status_of("dead_lettered", kNoon);
+    expected.reason = "permanent_failure";
+    expected.attempts = 1;
+    expected.last_error = "smtp 550: 550 5.1.1 <a***@example.com>: no such user";
+    CHECK(h.only_status() == expected);
+  }
+  SUBCASE("attempts exhausted") {
+    Harness h;
+    h.transport.answer = [](const notify::Posting&) {
+      return SendResult{SendStatus::kTransient, 421, "421 bye"};
+    };
+    h.queue.waiting.push_back(delivery_of(posting(), 5, {{"x-attempts", "7"}}));
+    h.run();
+    auto expected = status_of("dead_lettered", kNoon);
+    expected.reason = "attempts_exhausted";
+    expected.attempts = 8;
+    expected.last_error = "smtp 421: 421 bye";
+    CHECK(h.only_status() == expected);
+  }
+  SUBCASE("undecodable: the identity the envelope carries") {
+    Harness h;
+    notify::amqp::Delivery d;
+    d.delivery_tag = 8;
+    d.body = "{not json";
+    d.message_id = "m8";
+    d.headers = {{"event_id", "notify_events/0/8"}, {"template", "user_signed_up"}};
+    h.queue.waiting.push_back(d);
+    h.run();
+    const auto& e = h.only_status();
+    CHECK(e.status == "dead_lettered");
+    CHECK(e.reason.rfind("undecodable: ", 0) == 0);
+    CHECK(e.attempts == std::optional<int>(0));
+    CHECK(e.event_id == "notify_events/0/8");
+    CHECK(e.posting_id == "m8");
+    CHECK(e.template_name == "user_signed_up");
+    CHECK(e.channel == "email");
+    CHECK(e.user_id.empty());
+  }
+}
+
+TEST_CASE("status: a later hop of a deferral reports nothing; its first deferral did") {
+  Harness h;
+  h.queue.waiting.push_back(delivery_of(posting(), 23,
+                                        {{"x-attempts", "1"},
+                                         {"x-deliver-at", notify::format_iso8601(kNoon + 5min)},
+                                         {"x-defer-reason", "retry"}}));
+  h.run();
+  CHECK(h.copies.published.size() == 1);  // hopped on
+  CHECK(h.status.events.empty());
+}
+
+TEST_CASE("status: a posting left in the queue reports nothing until it is handled again") {
+  Harness h;
+  h.clock.now_ = at("2026-11-23T22:30:00Z");
+  h.copies.answers = {"nacked"};  // the first copy not stored: original requeued
+  h.queue.waiting.push_back(delivery_of(posting(), 11));
+  h.queue.arriving.push_back(delivery_of(posting(), 12));  // RabbitMQ hands it out again
+  h.run();
+  CHECK(h.queue.rejected == std::vector<std::pair<std::uint64_t, bool>>{{11, true}});
+  CHECK(h.queue.acked == std::vector<std::uint64_t>{12});
+  const auto& e = h.only_status();
+  CHECK(e.status == "deferred");
+  CHECK(e.reason == "quiet_hours");
+}
+
+TEST_CASE("status: a batch reports each settled posting once, in the batch's order") {
+  Harness h;
+  h.transport.answer = [](const notify::Posting& p) {
+    if (p.posting_id == "fails") return SendResult{SendStatus::kPermanent, 550, "550 no"};
+    return SendResult{SendStatus::kSent, 250, "250 ok"};
+  };
+  auto expired = posting("expired");
+  expired.expires_at = kNoon - 1s;
+  auto later = posting("later");
+  later.not_before = kNoon + 1h;
+  h.queue.waiting.push_back(delivery_of(posting("sent"), 1));
+  h.queue.waiting.push_back(delivery_of(expired, 2));
+  h.queue.waiting.push_back(delivery_of(later, 3));
+  h.queue.waiting.push_back(delivery_of(posting("fails"), 4));
+  h.run();
+  std::vector<std::string> seen;
+  for (const auto& e : h.status.events) seen.push_back(e.posting_id + " " + e.status);
+  CHECK(seen == std::vector<std::string>{"sent sent", "expired expired", "later deferred",
+                                         "fails dead_lettered"});
 }

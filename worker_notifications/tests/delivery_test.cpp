@@ -162,3 +162,53 @@ TEST_CASE("outcomes are written with the strings headers, logs and metrics use")
         "undecodable: posting: not JSON");
   CHECK(dead_reason_text({DeadReason::kException, 1, {}, "boom"}) == "exception: boom");
 }
+
+TEST_CASE("a bulk e-mail without a usable unsubscribe link is dead-lettered, never sent") {
+  const auto noon = at("2026-11-23T12:00:00Z");
+  auto bulk = posting();
+  bulk.category = notify::Category::kBulk;
+  auto dead = as<DeadLetter>(before_send(bulk, std::nullopt, 2, noon, policy(), kNoJitter));
+  CHECK(dead.reason == DeadReason::kPermanentFailure);
+  CHECK(dead.attempts == 2);
+  CHECK(dead_reason_text(dead) ==
+        "permanent_failure: bulk e-mail without unsubscribe.url: never sent without "
+        "List-Unsubscribe");
+  // Even when it has expired or waits for quiet hours: it could never go out as it is.
+  CHECK(std::holds_alternative<DeadLetter>(std::get<Action>(
+      before_send(bulk, std::nullopt, 0, at("2026-11-25T12:00:00Z"), policy(), kNoJitter))));
+
+  bulk.unsubscribe.url = "https://example.org/u?token=T\r\nBcc: evil@example.com";
+  dead = as<DeadLetter>(before_send(bulk, std::nullopt, 0, noon, policy(), kNoJitter));
+  CHECK(dead.detail.rfind("bulk e-mail whose unsubscribe links List-Unsubscribe cannot carry", 0) ==
+        0);
+  bulk.unsubscribe.url = "https://example.org/u?token=T";
+  bulk.unsubscribe.mailto = "unsubscribe@example.org";  // not a mailto: URI
+  CHECK(std::holds_alternative<DeadLetter>(
+      std::get<Action>(before_send(bulk, std::nullopt, 0, noon, policy(), kNoJitter))));
+
+  bulk.unsubscribe.mailto = "mailto:unsubscribe@example.org?subject=unsubscribe%20T";
+  CHECK(std::holds_alternative<std::monostate>(
+      before_send(bulk, std::nullopt, 0, noon, policy(), kNoJitter)));
+  CHECK_FALSE(unsendable(bulk));
+  // Transactional mail needs no link; a bulk webhook has no headers to carry one.
+  CHECK_FALSE(unsendable(posting()));
+  auto hook = posting();
+  hook.category = notify::Category::kBulk;
+  hook.channel = notify::Channel::kWebhook;
+  CHECK_FALSE(unsendable(hook));
+}
+
+TEST_CASE("the e-mail of a bulk posting carries its unsubscribe links; transactional none") {
+  auto bulk = posting();
+  bulk.category = notify::Category::kBulk;
+  bulk.unsubscribe = {"https://example.org/u?token=T", "mailto:u@example.org?subject=T"};
+  const Email e = to_email(bulk, "n@example.org");
+  CHECK(e.list_unsubscribe_url == "https://example.org/u?token=T");
+  CHECK(e.list_unsubscribe_mailto == "mailto:u@example.org?subject=T");
+
+  auto transactional = bulk;
+  transactional.category = notify::Category::kTransactional;
+  const Email t = to_email(transactional, "n@example.org");
+  CHECK(t.list_unsubscribe_url.empty());
+  CHECK(t.list_unsubscribe_mailto.empty());
+}

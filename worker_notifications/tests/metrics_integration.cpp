@@ -9,6 +9,7 @@
 #include <sys/socket.h>
 #include <unistd.h>
 
+#include <map>
 #include <optional>
 #include <sstream>
 #include <thread>
@@ -55,24 +56,29 @@ struct Fixture {
     return t;
   }
 
-  std::unique_ptr<Process> start_worker(const std::string& rabbitmq_url) const {
+  std::unique_ptr<Process> start_worker(
+      const std::string& rabbitmq_url,
+      const std::map<std::string, std::string>& overrides = {}) const {
     const Stack& s = Stack::get();
-    const std::map<std::string, std::string> env = {{"RABBITMQ_URL", rabbitmq_url},
-                                                    {"RABBITMQ_EXCHANGE", exchange},
-                                                    {"SMTP_HOST", sink.host()},
-                                                    {"SMTP_PORT", std::to_string(sink.port())},
-                                                    {"SMTP_FROM", "notifications@example.com"},
-                                                    {"SMTP_TIMEOUT", "5s"},
-                                                    {"LEDGER_URL", s.value("LEDGER_URL")},
-                                                    {"DELAY_TIERS", "1s,2s,5s"},
-                                                    {"RETRY_BASE_DELAY", "1s"},
-                                                    {"RETRY_MAX_ATTEMPTS", "4"},
-                                                    {"QUIET_HOURS", "00:00-00:00"},
-                                                    {"QUIET_HOURS_SPREAD", "0"},
-                                                    {"DEFAULT_TIMEZONE", "UTC"},
-                                                    {"METRICS_HOST", "127.0.0.1"},
-                                                    {"METRICS_PORT", std::to_string(port)},
-                                                    {"LOG_LEVEL", "info"}};
+    std::map<std::string, std::string> env = {
+        {"RABBITMQ_URL", rabbitmq_url},
+        {"RABBITMQ_EXCHANGE", exchange},
+        {"SMTP_HOST", sink.host()},
+        {"SMTP_PORT", std::to_string(sink.port())},
+        {"SMTP_FROM", "notifications@example.com"},
+        {"SMTP_TIMEOUT", "5s"},
+        {"LEDGER_URL", s.value("LEDGER_URL")},
+        {"KAFKA_BOOTSTRAP_SERVERS", s.value("KAFKA_BOOTSTRAP_SERVERS")},
+        {"DELAY_TIERS", "1s,2s,5s"},
+        {"RETRY_BASE_DELAY", "1s"},
+        {"RETRY_MAX_ATTEMPTS", "4"},
+        {"QUIET_HOURS", "00:00-00:00"},
+        {"QUIET_HOURS_SPREAD", "0"},
+        {"DEFAULT_TIMEZONE", "UTC"},
+        {"METRICS_HOST", "127.0.0.1"},
+        {"METRICS_PORT", std::to_string(port)},
+        {"LOG_LEVEL", "info"}};
+    for (const auto& [name, value] : overrides) env[name] = value;
     return std::make_unique<Process>(s.value("BIN_DIR") + "/worker_notifications",
                                      std::vector<std::string>{}, env,
                                      s.value("STACK_DIR") + "/test-logs/" + exchange + ".log");
@@ -200,4 +206,41 @@ TEST_CASE("worker metrics: alive but not ready while RabbitMQ is unreachable; co
     CHECK(metric_value(text, "notify_worker_ledger_failures_total{" + c + "}") == 0.0);
   }
   CHECK(worker->terminate() == 0);
+}
+
+TEST_CASE(
+    "worker metrics: Kafka unreachable: mail goes out, status events past the buffer counted") {
+  Fixture f;
+  // One status event may wait; Kafka is a port nobody listens on.
+  auto worker =
+      f.start_worker(Stack::get().value("RABBITMQ_URL"),
+                     {{"KAFKA_BOOTSTRAP_SERVERS", "127.0.0.1:" + std::to_string(free_port())},
+                      {"STATUS_BUFFER", "1"}});
+  INFO("worker log:\n" << tail(worker->log()));
+  REQUIRE(wait_until([&] { return http_status(f.port, "/readyz") == 200; }, 20s));
+  const std::string dropped = "notify_worker_status_events_lost_total{cause=\"dropped\"}";
+  const std::string failed = "notify_worker_status_events_lost_total{cause=\"failed\"}";
+  CHECK(metric_value(scrape_metrics(f.port), dropped) == 0.0);
+
+  f.publish(
+      {f.posting(5, now_ms() + 1h), f.posting(5, now_ms() + 1h), f.posting(5, now_ms() + 1h)});
+  // Delivery does not wait for Kafka.
+  REQUIRE(f.sink.wait_for_messages(3, 15s));
+  std::string text;
+  CHECK(wait_until(
+      [&] {
+        text = scrape_metrics(f.port);
+        return metric_value(text, dropped) == 2.0;
+      },
+      5s));
+  INFO("metrics:\n" << text);
+  CHECK(metric_value(text, failed) == 0.0);  // the one buffered still waits
+  CHECK(worker->log().find("kafka buffer full: message dropped") != std::string::npos);
+
+  // Stopping waits a bounded time for the buffered one, then says it is lost.
+  const auto stopping = std::chrono::steady_clock::now();
+  CHECK(worker->terminate() == 0);
+  CHECK(std::chrono::steady_clock::now() - stopping < 9s);
+  CHECK(worker->log().find("kafka buffered producer closed with messages unsent: lost") !=
+        std::string::npos);
 }

@@ -121,3 +121,17 @@ TEST_CASE("WorkerMetrics: the series alerts and runbooks name exist at zero from
   }
   CHECK_FALSE(has(text, "attempt=\"4\""));
 }
+
+TEST_CASE("WorkerMetrics: status events lost, by cause, from zero") {
+  prometheus::Registry registry;
+  worker::WorkerMetrics metrics(registry, 3);
+  std::string text = notify::render_metrics(registry);
+  CHECK(has(text, "notify_worker_status_events_lost_total{cause=\"dropped\"} 0"));
+  CHECK(has(text, "notify_worker_status_events_lost_total{cause=\"failed\"} 0"));
+  metrics.status_event_lost("dropped");
+  metrics.status_event_lost("dropped");
+  metrics.status_event_lost("failed");
+  text = notify::render_metrics(registry);
+  CHECK(has(text, "notify_worker_status_events_lost_total{cause=\"dropped\"} 2"));
+  CHECK(has(text, "notify_worker_status_events_lost_total{cause=\"failed\"} 1"));
+}

@@ -205,3 +205,38 @@ TEST_CASE("a sender parsed from SMTP_FROM is written back as a valid From header
     CHECK(mime::format_mailbox(mailbox->name, mailbox->address) == c.header);
   }
 }
+
+TEST_CASE("List-Unsubscribe: URIs in angle brackets, folded after the comma, never encoded") {
+  CHECK(mime::list_unsubscribe_value("https://example.org/u?token=T", "") ==
+        "<https://example.org/u?token=T>");
+  CHECK(mime::list_unsubscribe_value("http://127.0.0.1:8081/u?token=T", "mailto:u@example.org") ==
+        "<http://127.0.0.1:8081/u?token=T>, <mailto:u@example.org>");
+  // Longer than a line: folded after the comma, each URI whole on its line.
+  const std::string url = "https://example.org/unsubscribe?token=v1." + std::string(100, 'A');
+  const std::string mailto = "mailto:unsubscribe@example.org?subject=unsubscribe%20v1.A";
+  CHECK(mime::list_unsubscribe_value(url, mailto) == "<" + url + ">,\r\n <" + mailto + ">");
+  // Text that looks like an encoded word stays as it is: a URI is never RFC 2047 encoded.
+  CHECK(mime::list_unsubscribe_value("https://example.org/u?a==?x?=", "") ==
+        "<https://example.org/u?a==?x?=>");
+  CHECK(
+      mime::list_unsubscribe_value("https://example.org/" + std::string(880, 'a'), "").has_value());
+
+  // What could end the header, inject one, or split the list is refused, never cleaned.
+  for (const std::string& bad :
+       {std::string(""), std::string("ftp://example.org/u"), std::string("javascript:alert(1)"),
+        std::string("https://example.org/u\r\nBcc: evil@example.com"),
+        std::string("https://example.org/u\nX: y"), std::string("https://example.org/u v"),
+        std::string("https://example.org/u>, <https://evil.example"),
+        std::string("https://example.org/u,x"), std::string("https://example.org/\"u"),
+        std::string("https://example.org/\xc3\xa9"), std::string("https://example.org/u\0x", 22),
+        std::string("https://example.org/") + std::string(900, 'a')}) {
+    CAPTURE(bad);
+    CHECK_FALSE(mime::list_unsubscribe_value(bad, ""));
+  }
+  for (const std::string& bad : {std::string("unsubscribe@example.org"), std::string("mailto:"),
+                                 std::string("mailto:u@example.org\r\nBcc: evil@example.com"),
+                                 std::string("mailto:u@example.org>, <https://evil.example")}) {
+    CAPTURE(bad);
+    CHECK_FALSE(mime::list_unsubscribe_value("https://example.org/u", bad));
+  }
+}

@@ -217,6 +217,52 @@ TEST_CASE("a header value cannot inject headers or recipients") {
   CHECK(m.header("Message-ID") == "<idX-Evil:1>");
 }
 
+TEST_CASE("bulk mail carries List-Unsubscribe and List-Unsubscribe-Post; other mail neither") {
+  SmtpSink sink;
+  SmtpSender sender(options_for(sink));
+  Email bulk = sample_email();
+  bulk.list_unsubscribe_url = "https://example.org/unsubscribe?token=v1." + std::string(80, 'T');
+  bulk.list_unsubscribe_mailto = "mailto:unsubscribe@example.org?subject=unsubscribe%20v1.T";
+  // Extra headers cannot add a second, unchecked one.
+  bulk.extra_headers.emplace_back("List-Unsubscribe", "<https://evil.example/>");
+  bulk.extra_headers.emplace_back("list-unsubscribe-post", "x");
+  const auto sent = sender.send(bulk);
+  INFO(sent.detail);
+  REQUIRE(sent.status == SendStatus::kSent);
+  REQUIRE(sender.send(sample_email()).status == SendStatus::kSent);
+  REQUIRE(sink.wait_for_messages(2, 1s));
+  const auto messages = sink.messages();
+  const auto& m = messages.at(0);
+  // Unfolded as a mail reader reads it: both URIs whole, in angle brackets.
+  CHECK(m.header("List-Unsubscribe") ==
+        "<" + bulk.list_unsubscribe_url + ">, <" + bulk.list_unsubscribe_mailto + ">");
+  CHECK(m.header("List-Unsubscribe-Post") == "List-Unsubscribe=One-Click");
+  CHECK(m.data.find("evil.example") == std::string::npos);
+  const std::string head = m.data.substr(0, m.data.find("\r\n\r\n"));
+  CHECK(head.find("List-Unsubscribe: <https://example.org/unsubscribe?token=v1.") !=
+        std::string::npos);
+  std::size_t headers = 0;
+  for (std::size_t at = 0; (at = head.find("\nList-Unsubscribe", at)) != std::string::npos; ++at) {
+    ++headers;
+  }
+  CHECK(headers == 2);  // List-Unsubscribe and List-Unsubscribe-Post, once each
+  const auto& transactional = messages.at(1);
+  CHECK_FALSE(transactional.header("List-Unsubscribe"));
+  CHECK_FALSE(transactional.header("List-Unsubscribe-Post"));
+}
+
+TEST_CASE("a bulk mail whose unsubscribe link would break its header is refused, not sent") {
+  SmtpSink sink;
+  SmtpSender sender(options_for(sink));
+  Email bulk = sample_email();
+  bulk.list_unsubscribe_url = "https://example.org/u?token=T\r\nBcc: victim@example.com";
+  const auto r = sender.send(bulk);
+  CHECK(r.status == SendStatus::kPermanent);
+  CHECK(r.detail.rfind("invalid List-Unsubscribe URI", 0) == 0);
+  CHECK(r.detail.find('\n') == std::string::npos);
+  CHECK(sink.messages().empty());
+}
+
 TEST_CASE("three sends use one connection") {
   SmtpSink sink;
   SmtpSender sender(options_for(sink));

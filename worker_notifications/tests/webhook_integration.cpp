@@ -103,6 +103,7 @@ Process start_worker(const Stack& s, const std::string& exchange, const std::str
                   {"RETRY_BASE_DELAY", "1s"},
                   {"WEBHOOK_CONCURRENCY", "1"},
                   {"LEDGER_URL", s.value("LEDGER_URL")},
+                  {"KAFKA_BOOTSTRAP_SERVERS", s.value("KAFKA_BOOTSTRAP_SERVERS")},
                   {"WEBHOOK_URL_ALLOWLIST", allowlist},
                   {"LOG_LEVEL", "debug"}},
                  s.value("STACK_DIR") + "/test-logs/" + exchange + ".log");

@@ -97,6 +97,8 @@ inline std::string posting_id_of(const notify::testing::SinkMessage& m) {
 
 struct Fixture {
   std::string exchange = unique_name("worker");
+  // The worker's status events go to a topic of this test's own on the stack's Kafka.
+  std::string status_topic = unique_name("worker_status");
   SmtpSink sink;
   int workers_started = 0;
 
@@ -126,7 +128,9 @@ struct Fixture {
             {"QUIET_HOURS_SPREAD", "0"},
             {"DEFAULT_TIMEZONE", "UTC"},
             {"LOG_LEVEL", "debug"},
-            {"LEDGER_URL", Stack::get().value("LEDGER_URL")}};
+            {"LEDGER_URL", Stack::get().value("LEDGER_URL")},
+            {"KAFKA_BOOTSTRAP_SERVERS", Stack::get().value("KAFKA_BOOTSTRAP_SERVERS")},
+            {"NOTIFY_STATUS_TOPIC", status_topic}};
   }
 
   // Starts a worker with the fixture's environment overridden by `overrides`, and waits until it

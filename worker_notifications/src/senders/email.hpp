@@ -17,6 +17,10 @@ struct Email {
   std::string text;        // text/plain part (UTF-8); may be empty
   std::string html;        // text/html part (UTF-8); may be empty
   std::string message_id;  // without angle brackets; generated when empty
+  // Bulk mail: List-Unsubscribe with these URIs and List-Unsubscribe-Post (RFC 8058). Empty: no
+  // such headers (transactional mail).
+  std::string list_unsubscribe_url;     // the one-click http(s) URL
+  std::string list_unsubscribe_mailto;  // a mailto: URI, may be empty
   std::vector<std::pair<std::string, std::string>> extra_headers;
 };
 

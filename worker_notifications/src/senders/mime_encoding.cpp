@@ -144,6 +144,33 @@ std::string encode_header_text(std::string_view text) {
   return out;
 }
 
+namespace {
+
+bool fit_for_list_header(std::string_view uri) {
+  if (uri.size() > kMaxListUnsubscribeUri) return false;
+  for (const char c : uri) {
+    if (c <= 0x20 || c >= 0x7f || c == '<' || c == '>' || c == ',' || c == '"') return false;
+  }
+  return true;
+}
+
+}  // namespace
+
+std::optional<std::string> list_unsubscribe_value(std::string_view url, std::string_view mailto) {
+  const bool http = url.starts_with("https://") || url.starts_with("http://");
+  if (!http || !fit_for_list_header(url)) return std::nullopt;
+  std::string value = "<" + std::string(url) + ">";
+  if (mailto.empty()) return value;
+  if (!mailto.starts_with("mailto:") || mailto.size() == 7 || !fit_for_list_header(mailto)) {
+    return std::nullopt;
+  }
+  // "List-Unsubscribe: " is 18 characters.
+  const bool fold = 18 + value.size() + 2 + mailto.size() + 2 > 78;
+  value += fold ? ",\r\n <" : ", <";
+  value.append(mailto).push_back('>');
+  return value;
+}
+
 std::optional<Mailbox> parse_mailbox(std::string_view text) {
   text = trim(text);
   const auto open = text.rfind('<');

@@ -42,6 +42,13 @@ std::optional<Mailbox> parse_mailbox(std::string_view text);
 // could break the SMTP envelope or a header.
 bool is_valid_address(std::string_view address);
 
+// The value of List-Unsubscribe (RFC 2369, RFC 8058): "<url>" or "<url>, <mailto>", folded
+// after the comma when the line would pass 78 characters. Each URI is written as it is, never
+// encoded: nothing when one is not fit for that (an http(s) URL, a mailto: URI; printable ASCII
+// without blanks, '<', '>', ',' or '"'; at most kMaxListUnsubscribeUri bytes).
+inline constexpr std::size_t kMaxListUnsubscribeUri = 900;
+std::optional<std::string> list_unsubscribe_value(std::string_view url, std::string_view mailto);
+
 // "Name <addr>" with the name quoted when it holds specials, encoded when it is not ASCII;
 // just "addr" without a name.
 std::string format_mailbox(std::string_view name, std::string_view address);

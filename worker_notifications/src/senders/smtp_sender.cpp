@@ -8,6 +8,7 @@
 #include <cstdio>
 #include <mutex>
 #include <new>
+#include <optional>
 #include <random>
 #include <stdexcept>
 #include <utility>
@@ -47,10 +48,20 @@ std::string lower(std::string_view s) {
 
 // Headers this sender writes itself; extra headers may not replace them.
 bool is_reserved_header(std::string_view name) {
-  static constexpr std::string_view kReserved[] = {
-      "from",   "to",         "cc",           "bcc",          "subject",
-      "date",   "message-id", "mime-version", "content-type", "content-transfer-encoding",
-      "sender", "return-path"};
+  static constexpr std::string_view kReserved[] = {"from",
+                                                   "to",
+                                                   "cc",
+                                                   "bcc",
+                                                   "subject",
+                                                   "date",
+                                                   "message-id",
+                                                   "mime-version",
+                                                   "content-type",
+                                                   "content-transfer-encoding",
+                                                   "sender",
+                                                   "return-path",
+                                                   "list-unsubscribe",
+                                                   "list-unsubscribe-post"};
   const std::string n = lower(name);
   return std::find(std::begin(kReserved), std::end(kReserved), n) != std::end(kReserved);
 }
@@ -202,6 +213,17 @@ struct SmtpSender::Impl {
     std::string message_id = clean_message_id(email.message_id);
     if (message_id.empty()) message_id = generated_message_id(domain_of(from->address));
 
+    std::optional<std::string> list_unsubscribe;
+    if (!email.list_unsubscribe_url.empty()) {
+      // Bulk mail goes with its one-click unsubscribe or not at all.
+      list_unsubscribe =
+          mime::list_unsubscribe_value(email.list_unsubscribe_url, email.list_unsubscribe_mailto);
+      if (!list_unsubscribe) {
+        return invalid("invalid List-Unsubscribe URI: '" +
+                       mime::sanitize_header_value(email.list_unsubscribe_url) + "'");
+      }
+    }
+
     Slist headers;
     append(headers, "Date: " + mime::format_rfc5322_date(options.now()));
     append(headers, "From: " + mime::format_mailbox(from->name, from->address));
@@ -209,6 +231,10 @@ struct SmtpSender::Impl {
     append(headers, "Subject: " + mime::encode_header_text(email.subject));
     append(headers, "Message-ID: <" + message_id + ">");
     append(headers, "MIME-Version: 1.0");
+    if (list_unsubscribe) {
+      append(headers, "List-Unsubscribe: " + *list_unsubscribe);
+      append(headers, "List-Unsubscribe-Post: List-Unsubscribe=One-Click");
+    }
     for (const auto& [name, value] : email.extra_headers) {
       if (!mime::is_valid_header_name(name) || is_reserved_header(name)) continue;
       append(headers, name + ": " + mime::encode_header_text(value));
