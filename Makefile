@@ -12,6 +12,8 @@
 #                      mail, metrics, logs): the next make up starts afresh
 #   make replay-dlq    dead-lettered events of the development stack (dry run; APPLY=1 replays)
 #   make replay-postings  dead postings (CHANNEL=email|webhook; dry run; APPLY=1 replays)
+#   make trace EVENT=id | USER=id | POSTING=id   what happened to it on the development stack
+#                      (ZONE=Europe/Berlin shows times there, JSON=1 prints the status events)
 #   make format        clang-format on the tracked C++ files (make format-check: CI's check)
 #   make lint          clang-tidy (.clang-tidy) over the build's translation units
 #   make fuzz          libFuzzer targets (clang) for FUZZ_SECONDS each (not part of make test)
@@ -65,7 +67,7 @@ build_quietly = @mkdir -p $(1) && \
 endif
 
 .PHONY: all deps deps-and-build-stack build build-stack test etl-test worker-test unit-test up down \
-	restart status emit replay-dlq replay-postings format format-check lint clean clean-data bench fuzz banner
+	restart status emit replay-dlq replay-postings trace format format-check lint clean clean-data bench fuzz banner
 
 all: build
 
@@ -167,6 +169,7 @@ banner:
 	echo "  Redis (ledger)        $$LEDGER_URL" && \
 	echo "  Emit events           make emit N=5" && \
 	echo "  Dead letters          make replay-dlq / make replay-postings" && \
+	echo "  What happened to it   make trace EVENT=id | USER=id | POSTING=id" && \
 	echo "  Logs                  $(RUN_DIR)/logs/" && \
 	echo "  Status / stop         make status / make down  (make restart, make clean-data)"
 
@@ -202,6 +205,19 @@ replay-postings:
 	@set -a && . $(RUN_DIR)/stack.env && set +a && \
 	$(BUILD_DIR)/bin/notify_replay postings --rabbitmq-url "$$RABBITMQ_URL" --channel $(CHANNEL) $(REPLAY_FLAGS)
 	@$(if $(APPLY),true,echo && echo "Dry run: nothing was replayed. To replay: make replay-postings APPLY=1 [CHANNEL=webhook] [MATCH=text]")
+
+# The story of an event, a user or a posting on the development stack, from the status topic and
+# the ETL's dead-letter topic (documentation/operations.md, "make trace"). USER is also the login
+# name in the environment: only one given on the command line selects.
+TRACE_USER = $(if $(filter command line,$(origin USER)),$(USER))
+TRACE_FLAGS = $(if $(EVENT),--event "$(EVENT)") $(if $(TRACE_USER),--user "$(TRACE_USER)") \
+	$(if $(POSTING),--posting "$(POSTING)") $(if $(ZONE),--zone "$(ZONE)") $(if $(JSON),--json)
+trace:
+	@test -s $(RUN_DIR)/stack.env || { echo "the development stack is not up: make up" >&2; exit 1; }
+	@test -n "$(EVENT)$(TRACE_USER)$(POSTING)" || \
+	  { echo "usage: make trace EVENT=id | USER=id | POSTING=id [ZONE=Europe/Berlin] [JSON=1]" >&2; exit 2; }
+	$(call build_quietly,$(BUILD_DIR),notify_trace)
+	@$(BUILD_DIR)/bin/notify_trace --bootstrap "$$(cat $(RUN_DIR)/kafka.bootstrap)" $(TRACE_FLAGS)
 
 # Benchmarks (not part of `make test`): a Release build of its own in build-bench/, its own broker
 # stack, each service against a bare relay of its own in the same run, and the results in

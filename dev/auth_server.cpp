@@ -1,9 +1,14 @@
 // The development Auth service: users from a JSON file, served the way the real service does
-// (GET /api/v1/users/{id}, GET /api/v1/users/?filters&paging), plus hooks for tests:
+// (GET /api/v1/users/{id}, GET /api/v1/users/?filters&paging), the platform's one-click
+// unsubscribe endpoint (documentation/unsubscribe.md) at the path of UNSUBSCRIBE_URL (default
+// /unsubscribe), its tokens verified with UNSUBSCRIBE_SECRET, plus hooks for tests:
 // fault injection (/_dev/faults), adding users (/_dev/users, /_dev/users/bulk) and counting the
 // API requests served (/_dev/stats, for benchmarks).
 //
 //   dev_auth_server [--host 127.0.0.1] [--port 8081] [--users users.json] [--token T] [--verbose]
+//
+// UNSUBSCRIBE_SECRET and UNSUBSCRIBE_URL come from the environment, as the ETL's do (a secret on
+// the command line would show in ps); without the secret the endpoint answers 503.
 //
 // --port 0 picks a free port. The listening address is printed on start. SIGTERM/SIGINT stop it.
 
@@ -14,6 +19,7 @@
 #include <atomic>
 #include <chrono>
 #include <cstdio>
+#include <cstdlib>
 #include <fstream>
 #include <iostream>
 #include <map>
@@ -22,9 +28,12 @@
 #include <stdexcept>
 #include <string>
 #include <thread>
+#include <variant>
 #include <vector>
 
 #include <nlohmann/json.hpp>
+
+#include "notify/unsubscribe.hpp"
 
 namespace {
 
@@ -128,6 +137,15 @@ class Directory {
       index_.emplace(id, users_.size());
       users_.push_back(std::move(user));
     }
+  }
+
+  // The user with email_notifications set to `on`; nothing for an unknown user.
+  std::optional<json> set_email_notifications(const std::string& id, bool on) {
+    std::lock_guard lock(mu_);
+    auto it = index_.find(id);
+    if (it == index_.end()) return std::nullopt;
+    users_[it->second]["email_notifications"] = on;
+    return users_[it->second];
   }
 
   std::optional<json> find(const std::string& id) const {
@@ -290,6 +308,130 @@ void load_users(Directory& directory, const std::string& path) {
   }
 }
 
+// One-click unsubscribe (RFC 8058) as the platform's Auth service would serve it.
+struct UnsubscribeEndpoint {
+  std::string path = "/unsubscribe";
+  std::optional<notify::UnsubscribeSigner> signer;  // none: UNSUBSCRIBE_SECRET not set
+};
+
+// The path of UNSUBSCRIBE_URL ("http://127.0.0.1:8081/unsubscribe?x=1" -> "/unsubscribe").
+std::string path_of(const std::string& url) {
+  const auto scheme = url.find("://");
+  if (scheme == std::string::npos) return "/unsubscribe";
+  const auto slash = url.find('/', scheme + 3);
+  if (slash == std::string::npos) return "/";
+  return url.substr(slash, url.find_first_of("?#", slash) - slash);
+}
+
+std::string html_escaped(const std::string& text) {
+  std::string out;
+  for (const char c : text) {
+    switch (c) {
+      case '&':
+        out += "&amp;";
+        break;
+      case '<':
+        out += "&lt;";
+        break;
+      case '>':
+        out += "&gt;";
+        break;
+      case '"':
+        out += "&quot;";
+        break;
+      case '\'':
+        out += "&#39;";
+        break;
+      default:
+        out += c;
+    }
+  }
+  return out;
+}
+
+notify::TimePoint wall_now() {
+  return std::chrono::time_point_cast<std::chrono::milliseconds>(std::chrono::system_clock::now());
+}
+
+// RFC 8058: the body is List-Unsubscribe=One-Click, form-encoded or multipart.
+bool one_click_body(const httplib::Request& req) {
+  if (req.has_param("List-Unsubscribe")) {
+    return req.get_param_value("List-Unsubscribe") == "One-Click";
+  }
+  if (req.is_multipart_form_data() && req.has_file("List-Unsubscribe")) {
+    return req.get_file_value("List-Unsubscribe").content == "One-Click";
+  }
+  return req.body == "List-Unsubscribe=One-Click";  // sent without a content type
+}
+
+void install_unsubscribe(httplib::Server& svr, Directory& directory,
+                         const UnsubscribeEndpoint& endpoint) {
+  // The claim of the request's token, or the answer already given.
+  auto claim_of = [&endpoint](const httplib::Request& req,
+                              httplib::Response& res) -> std::optional<notify::UnsubscribeClaim> {
+    if (!endpoint.signer) {
+      res.status = 503;
+      res.set_content("unsubscribe not configured: UNSUBSCRIBE_SECRET is not set\n", "text/plain");
+      return std::nullopt;
+    }
+    const std::string token = req.get_param_value("token");
+    auto verified = endpoint.signer->verify(token, wall_now());
+    if (const auto* refused = std::get_if<notify::TokenRefusal>(&verified)) {
+      res.status = 400;
+      res.set_content("cannot unsubscribe: " + refused->reason + "\n", "text/plain");
+      return std::nullopt;
+    }
+    return std::get<notify::UnsubscribeClaim>(std::move(verified));
+  };
+
+  // The one click: turns the user's e-mail notifications off within the request.
+  svr.Post(endpoint.path,
+           [&directory, claim_of](const httplib::Request& req, httplib::Response& res) {
+             if (!one_click_body(req)) {
+               res.status = 400;
+               res.set_content("cannot unsubscribe: the body must be List-Unsubscribe=One-Click\n",
+                               "text/plain");
+               return;
+             }
+             const auto claim = claim_of(req, res);
+             if (!claim) return;
+             const auto user = directory.set_email_notifications(claim->user_id, false);
+             if (!user) {
+               res.status = 404;
+               res.set_content("cannot unsubscribe: unknown user\n", "text/plain");
+               return;
+             }
+             res.status = 200;
+             res.set_content("Unsubscribed: " + (*user)["email"].get<std::string>() +
+                                 " gets no more of these e-mails.\n",
+                             "text/plain");
+           });
+
+  // What a link scanner or a person's click fetches: a page asking to confirm, nothing changed.
+  svr.Get(endpoint.path, [&directory, &endpoint, claim_of](const httplib::Request& req,
+                                                           httplib::Response& res) {
+    const auto claim = claim_of(req, res);
+    if (!claim) return;
+    const auto user = directory.find(claim->user_id);
+    if (!user) {
+      res.status = 404;
+      res.set_content("cannot unsubscribe: unknown user\n", "text/plain");
+      return;
+    }
+    const std::string action = endpoint.path + "?token=" + req.get_param_value("token");
+    res.status = 200;
+    res.set_content(
+        "<!DOCTYPE html>\n<html lang=\"en\"><head><meta charset=\"utf-8\">"
+        "<title>Unsubscribe</title></head><body>\n<h1>Unsubscribe</h1>\n<p>Stop e-mails like "
+        "this one to " +
+            html_escaped((*user)["email"].get<std::string>()) +
+            "?</p>\n<form method=\"post\" action=\"" + html_escaped(action) +
+            "\">\n<input type=\"hidden\" name=\"List-Unsubscribe\" value=\"One-Click\">\n"
+            "<button type=\"submit\">Unsubscribe</button>\n</form>\n</body></html>\n",
+        "text/html; charset=utf-8");
+  });
+}
+
 void install_routes(httplib::Server& svr, Directory& directory, Faults& faults,
                     std::atomic<long long>& api_requests, const Options& options) {
   // Faults and the token apply to the API only: health and the test hooks stay reachable.
@@ -443,10 +585,25 @@ int main(int argc, char** argv) {
   sigaddset(&stop_signals, SIGINT);
   pthread_sigmask(SIG_BLOCK, &stop_signals, nullptr);
 
+  UnsubscribeEndpoint unsubscribe;
+  if (const char* url = std::getenv("UNSUBSCRIBE_URL"); url != nullptr && *url != '\0') {
+    unsubscribe.path = path_of(url);
+  }
+  if (const char* secret = std::getenv("UNSUBSCRIBE_SECRET");
+      secret != nullptr && *secret != '\0') {
+    try {
+      unsubscribe.signer.emplace(secret);
+    } catch (const std::exception& e) {
+      std::cerr << "dev_auth_server: UNSUBSCRIBE_SECRET: " << e.what() << "\n";
+      return 2;
+    }
+  }
+
   Faults faults;
   std::atomic<long long> api_requests{0};
   httplib::Server svr;
   install_routes(svr, directory, faults, api_requests, options);
+  install_unsubscribe(svr, directory, unsubscribe);
   // Clients keep one connection for many lookups; httplib closes after 5 requests by default.
   svr.set_keep_alive_max_count(100000);
   svr.set_tcp_nodelay(true);  // small answers: no Nagle delay against the client's delayed ACK
@@ -470,7 +627,9 @@ int main(int argc, char** argv) {
   });
 
   std::cout << "dev_auth_server listening on http://" << options.host << ":" << port << " ("
-            << directory.size() << " users)" << std::endl;
+            << directory.size() << " users; one-click unsubscribe at " << unsubscribe.path
+            << (unsubscribe.signer ? "" : ", not configured: UNSUBSCRIBE_SECRET is not set") << ")"
+            << std::endl;
   const bool ok = svr.listen_after_bind();
 
   // Wake the watcher if the server ended on its own: it waits in sigwait for SIGTERM, which

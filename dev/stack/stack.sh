@@ -316,6 +316,17 @@ cmd_start() {
     KAFKA_DATA_ARGS=   # empty topics each start
   fi
 
+  # One-click unsubscribe (documentation/unsubscribe.md): the development Auth service serves
+  # the endpoint and verifies the tokens the ETL signs, with the same secret. The dev stack's
+  # secret is fixed, so the links of mails in its inbox keep working across restarts; a test
+  # stack gets a fresh one.
+  if [ "$MODE" = dev ]; then
+    UNSUBSCRIBE_SECRET=notify-development-unsubscribe-secret
+  else
+    UNSUBSCRIBE_SECRET=test-$(od -An -N16 -tx1 /dev/urandom | tr -d ' \n')
+  fi
+  UNSUBSCRIBE_URL=http://127.0.0.1:$AUTH_PORT/unsubscribe
+
   mkdir -p "$dir/logs"
   rm -f "$dir/kafka.bootstrap" "$dir/stack.env"
   if [ "$MODE" = test ]; then rm -f "$dir"/logs/*.log; fi # the dev stack keeps its history
@@ -323,7 +334,7 @@ cmd_start() {
   mkdir -p "$dir/maildev"
   export STACK_DIR=$dir BIN_DIR=$bin_dir SOURCE_DIR SUPERVISOR_SOCKET AMQP_PORT DIST_PORT \
     SMTP_PORT WEB_PORT AUTH_PORT RABBITMQ_NODENAME AUTORESTART PROMETHEUS_PORT ETL_METRICS_PORT \
-    WORKER_METRICS_PORT REDIS_PORT KAFKA_DATA_ARGS
+    WORKER_METRICS_PORT REDIS_PORT KAFKA_DATA_ARGS UNSUBSCRIBE_SECRET UNSUBSCRIBE_URL
   prepare_rabbitmq "$dir"
   prepare_redis "$dir"
 
@@ -372,6 +383,8 @@ SMTP_HOST=127.0.0.1
 SMTP_PORT=$SMTP_PORT
 INBOX_URL=http://127.0.0.1:$WEB_PORT
 AUTH_URL=http://127.0.0.1:$AUTH_PORT
+UNSUBSCRIBE_SECRET=$UNSUBSCRIBE_SECRET
+UNSUBSCRIBE_URL=$UNSUBSCRIBE_URL
 LEDGER_URL=redis://127.0.0.1:$REDIS_PORT/0
 REDIS_PORT=$REDIS_PORT
 STACK_DIR=$dir

@@ -375,6 +375,7 @@ TEST_CASE(
                   {"SMTP_FROM", "notifications@example.org"},
                   {"QUIET_HOURS", "00:00-00:00"},
                   {"LEDGER_URL", stack.value("LEDGER_URL")},
+                  {"KAFKA_BOOTSTRAP_SERVERS", stack.value("KAFKA_BOOTSTRAP_SERVERS")},
                   {"LOG_LEVEL", "debug"}},
                  log_path("replay-worker"));
   const notify::testing::Inbox inbox(stack.value("INBOX_URL"));
