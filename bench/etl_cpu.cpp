@@ -41,6 +41,9 @@ notify::TimePoint now() {
 etl::TransformOptions options() {
   etl::TransformOptions o;
   o.public_base_url = "https://example.org";
+  // A mailing is bulk mail: each recipient gets a token (one HMAC) and its links, as in the ETL.
+  o.unsubscribe.secret = "bench_etl_cpu's secret, 32 bytes";
+  o.unsubscribe.url = "https://example.org/unsubscribe";
   return o;
 }
 

@@ -382,6 +382,9 @@ class Bench:
             "TEMPLATES_DIR": os.path.join(SOURCE_DIR, "templates"),
             # The mailing's links point to the public site (else the event is refused).
             "PUBLIC_BASE_URL": "https://example.org",
+            # A mailing is bulk mail: refused without one-click unsubscribe.
+            "UNSUBSCRIBE_SECRET": "bench secret, at least 16 bytes",
+            "UNSUBSCRIBE_URL": "https://example.org/unsubscribe",
             "MAX_RECIPIENTS": str(max(self.args.mailing)),
             "METRICS_HOST": "127.0.0.1",
             "METRICS_PORT": "0",
@@ -645,6 +648,8 @@ class Bench:
         env.update({
             # The stack's Redis, as in production; "none" turns the ledger off.
             "LEDGER_URL": self.env["LEDGER_URL"] if ledger else "none",
+            # Status events to the stack's Kafka, as a worker in production sends them.
+            "KAFKA_BOOTSTRAP_SERVERS": self.env["KAFKA_BOOTSTRAP_SERVERS"],
             "RABBITMQ_URL": self.env["RABBITMQ_URL"],
             "RABBITMQ_EXCHANGE": exchange,
             "SMTP_HOST": "127.0.0.1",

@@ -392,6 +392,7 @@ class Run:
         })
         worker = base_env()
         worker.update({
+            "KAFKA_BOOTSTRAP_SERVERS": self.env["KAFKA_BOOTSTRAP_SERVERS"],
             "RABBITMQ_URL": self.env["RABBITMQ_URL"],
             "RABBITMQ_EXCHANGE": EXCHANGE,
             "SMTP_HOST": "127.0.0.1",

@@ -62,6 +62,7 @@ std::map<std::string, std::string> worker_env(const Names& n) {
           {"SMTP_PORT", s.value("SMTP_PORT")},
           {"SMTP_FROM", "notifications@example.org"},
           {"LEDGER_URL", s.value("LEDGER_URL")},
+          {"KAFKA_BOOTSTRAP_SERVERS", s.value("KAFKA_BOOTSTRAP_SERVERS")},
           {"LOG_LEVEL", "debug"}};
 }
 

@@ -9,6 +9,7 @@ std::map<std::string, std::string> etl_env(const EtlNames& names,
       {"KAFKA_BOOTSTRAP_SERVERS", s.value("KAFKA_BOOTSTRAP_SERVERS")},
       {"NOTIFY_EVENTS_TOPIC", names.topic},
       {"KAFKA_GROUP_ID", names.group},
+      {"NOTIFY_STATUS_TOPIC", names.status_topic},
       // A killed member leaves the group after 6 s, not 45; the mock broker holds empty fetches
       // for the full wait, so keep it short.
       {"KAFKA_CONSUMER_CONFIG",
@@ -17,6 +18,10 @@ std::map<std::string, std::string> etl_env(const EtlNames& names,
       {"RABBITMQ_EXCHANGE", names.exchange},
       {"AUTH_URL", s.value("AUTH_URL")},
       {"TEMPLATES_DIR", s.value("SOURCE_DIR") + "/templates"},
+      // The development Auth service's one-click unsubscribe, with the secret it verifies:
+      // mailings are bulk mail and are refused without them.
+      {"UNSUBSCRIBE_SECRET", s.value("UNSUBSCRIBE_SECRET")},
+      {"UNSUBSCRIBE_URL", s.value("UNSUBSCRIBE_URL")},
       {"LOG_LEVEL", "info"}};
   for (const auto& [name, value] : extra) env[name] = value;
   return env;

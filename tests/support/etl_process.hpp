@@ -13,12 +13,13 @@
 
 namespace notify::testing {
 
-// The Kafka topic and group and the AMQP exchange of one test, so tests never see each other's
+// The Kafka topics and group and the AMQP exchange of one test, so tests never see each other's
 // data.
 struct EtlNames {
   std::string topic = unique_name("notify_events");
   std::string group = unique_name("etl");
   std::string exchange = unique_name("notifications");
+  std::string status_topic = unique_name("notify_status");  // NOTIFY_STATUS_TOPIC
 };
 
 // The environment of etl_notifications for these names: the stack's brokers and Auth service,

@@ -14,7 +14,8 @@
 namespace notify::testing {
 
 // Values of the stack.env file named by $NOTIFY_STACK_ENV: RABBITMQ_URL,
-// KAFKA_BOOTSTRAP_SERVERS, SMTP_HOST, SMTP_PORT, INBOX_URL, AUTH_URL, LEDGER_URL (the stack's
+// KAFKA_BOOTSTRAP_SERVERS, SMTP_HOST, SMTP_PORT, INBOX_URL, AUTH_URL, UNSUBSCRIBE_SECRET and
+// UNSUBSCRIBE_URL (the development Auth service's one-click unsubscribe), LEDGER_URL (the stack's
 // Redis, redis://127.0.0.1:REDIS_PORT/0, for the worker's delivery ledger), REDIS_PORT,
 // STACK_DIR, BIN_DIR, SOURCE_DIR. Redis keeps an append-only file in STACK_DIR/redis, so
 // control("restart", "redis") keeps the ledger; its pid is in STACK_DIR/redis/redis.pid.
