@@ -17,7 +17,7 @@ WORKDIR /src
 COPY . .
 RUN cmake -S . -B build -DCMAKE_BUILD_TYPE=Release \
  && cmake --build build -j"$(nproc)" --target etl_notifications worker_notifications \
-      dev_auth_server notify_emit notify_replay
+      dev_auth_server notify_emit notify_replay notify_trace
 
 FROM debian:bookworm-slim AS runtime
 # Only what the binaries link (check_compose.py compares with ldd of a native build).
@@ -31,6 +31,7 @@ RUN apt-get update \
 WORKDIR /app
 COPY --from=build /src/build/bin/etl_notifications /src/build/bin/worker_notifications \
      /src/build/bin/dev_auth_server /src/build/bin/notify_emit /src/build/bin/notify_replay \
+     /src/build/bin/notify_trace \
      /app/bin/
 COPY dev/docker/ready.sh /app/bin/ready
 COPY templates /app/templates
