@@ -7,7 +7,9 @@
 
 #include <array>
 #include <climits>
+#include <mutex>
 #include <stdexcept>
+#include <vector>
 
 #include "notify/c_handle.hpp"
 #include "notify/time.hpp"
@@ -42,22 +44,37 @@ TokenRefusal malformed(std::string why) {
 
 }  // namespace
 
-// HMAC-SHA256 keyed once; each MAC is taken on a copy of the keyed context, so the key's pads
-// are not worked out again for every token and the signer stays usable from several threads.
+// HMAC-SHA256 keyed once. A MAC is taken on a copy of the keyed context, which is kept for the
+// next one and reinitialised there with the same key (EVP_MAC_init without a key): neither the
+// key's pads nor a context are made again for every token (a mailing signs one per recipient).
+// Copies in use are taken out of `idle`, so that several threads can sign and verify at once.
 struct UnsubscribeSigner::Mac {
+  using Context = CHandle<EVP_MAC_CTX, EVP_MAC_CTX_free>;
   CHandle<EVP_MAC, EVP_MAC_free> mac;
-  CHandle<EVP_MAC_CTX, EVP_MAC_CTX_free> keyed;
+  Context keyed;
+  mutable std::mutex mutex;
+  mutable std::vector<Context> idle;  // at most one per thread that used the signer at once
 
   MacBytes of(std::string_view data) const {
-    CHandle<EVP_MAC_CTX, EVP_MAC_CTX_free> ctx(EVP_MAC_CTX_dup(keyed.get()));
+    Context ctx;
+    {
+      const std::lock_guard lock(mutex);
+      if (!idle.empty()) {
+        ctx = std::move(idle.back());
+        idle.pop_back();
+      }
+    }
+    if (!ctx) ctx.reset(EVP_MAC_CTX_dup(keyed.get()));
     MacBytes out{};
     std::size_t size = 0;
-    if (!ctx ||
+    if (!ctx || EVP_MAC_init(ctx.get(), nullptr, 0, nullptr) != 1 ||
         EVP_MAC_update(ctx.get(), reinterpret_cast<const unsigned char*>(data.data()),
                        data.size()) != 1 ||
         EVP_MAC_final(ctx.get(), out.data(), &size, out.size()) != 1 || size != kMacBytes) {
       throw std::runtime_error("HMAC-SHA256 failed");
     }
+    const std::lock_guard lock(mutex);
+    idle.push_back(std::move(ctx));
     return out;
   }
 };

@@ -1,6 +1,7 @@
 #include <doctest/doctest.h>
 
 #include <string>
+#include <thread>
 #include <variant>
 #include <vector>
 
@@ -66,6 +67,38 @@ TEST_CASE("an unsubscribe token round-trips: user, category and expiry") {
   // can be checked against it.
   CHECK(signer.sign("u-1", Category::kBulk, kExpiry) ==
         "v1.dS0x.bulk.1800612000.CBJH_HCAFiH48oyNEbPa7Z1xPK-d85XSwhyxmfue_I8");
+}
+
+TEST_CASE("a signer's MAC is the same whichever tokens it took before and from how many threads") {
+  const UnsubscribeSigner signer(kSecret);
+  const std::string known = "v1.dS0x.bulk.1800612000.CBJH_HCAFiH48oyNEbPa7Z1xPK-d85XSwhyxmfue_I8";
+  // The context a MAC was taken on is used again for the next: nothing of a longer token before
+  // (several blocks of SHA-256) may be left in it.
+  CHECK(!signer.sign(std::string(300, 'x'), Category::kBulk, kExpiry).empty());
+  CHECK(refusal_of(signer.verify(known.substr(0, known.size() - 1) + "A", kNow)) ==
+        TokenRefusal::Why::kBadSignature);
+  CHECK(signer.sign("u-1", Category::kBulk, kExpiry) == known);
+
+  constexpr int kThreads = 4;
+  constexpr int kTokensEach = 300;
+  std::vector<int> wrong(kThreads, 0);
+  std::vector<std::thread> threads;
+  for (int t = 0; t < kThreads; ++t) {
+    threads.emplace_back([&signer, &known, &wrong, t] {
+      for (int i = 0; i < kTokensEach; ++i) {
+        const std::string user = "user-" + std::to_string(t) + "-" + std::to_string(i);
+        const std::string token = signer.sign(user, Category::kBulk, kExpiry);
+        const auto claim = signer.verify(token, kNow);
+        if (!std::holds_alternative<UnsubscribeClaim>(claim) ||
+            std::get<UnsubscribeClaim>(claim).user_id != user ||
+            signer.sign("u-1", Category::kBulk, kExpiry) != known) {
+          ++wrong[static_cast<std::size_t>(t)];
+        }
+      }
+    });
+  }
+  for (auto& thread : threads) thread.join();
+  CHECK(wrong == std::vector<int>(kThreads, 0));
 }
 
 TEST_CASE("a token is valid up to its expiry second, and refused after it") {

@@ -42,7 +42,8 @@ class UnsubscribeSigner {
   UnsubscribeSigner(UnsubscribeSigner&&) noexcept;
   UnsubscribeSigner& operator=(UnsubscribeSigner&&) noexcept;
 
-  // Safe from several threads at once: the keyed MAC is copied for each token, never changed.
+  // Safe from several threads at once: each MAC is taken on a copy of the keyed context that no
+  // other thread uses meanwhile.
   std::string sign(std::string_view user_id, Category category, UnixSeconds expires_at) const;
   // The claim of a token signed with this secret, of `expected` category, not expired at `now`
   // (a token is valid up to and including its expiry second).
