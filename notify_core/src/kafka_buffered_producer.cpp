@@ -142,6 +142,10 @@ BufferedProducer::BufferedProducer(Options options) : impl_(std::make_unique<Imp
   // A message waits in the buffer until it is delivered, however long Kafka is away: only a
   // full buffer loses messages, and that is counted.
   set(conf.get(), "message.timeout.ms", "0");
+  // Nobody waits on these messages to send a mail: up to 100 ms of waiting gathers a busy
+  // second's messages into ten requests rather than librdkafka's default 5 ms (two hundred),
+  // fewer wake-ups of the producer's threads and of the broker.
+  set(conf.get(), "linger.ms", "100");
   for (const auto& [name, value] : options.extra) set(conf.get(), name, value);
   rd_kafka_conf_set_opaque(conf.get(), impl_.get());
   rd_kafka_conf_set_dr_msg_cb(conf.get(), &Impl::dr_msg_cb);
