@@ -31,8 +31,10 @@
 #include <variant>
 #include <vector>
 
+#include <kainjow/mustache.hpp>
 #include <nlohmann/json.hpp>
 
+#include "auth_client/url.hpp"
 #include "notify/unsubscribe.hpp"
 
 namespace {
@@ -314,41 +316,6 @@ struct UnsubscribeEndpoint {
   std::optional<notify::UnsubscribeSigner> signer;  // none: UNSUBSCRIBE_SECRET not set
 };
 
-// The path of UNSUBSCRIBE_URL ("http://127.0.0.1:8081/unsubscribe?x=1" -> "/unsubscribe").
-std::string path_of(const std::string& url) {
-  const auto scheme = url.find("://");
-  if (scheme == std::string::npos) return "/unsubscribe";
-  const auto slash = url.find('/', scheme + 3);
-  if (slash == std::string::npos) return "/";
-  return url.substr(slash, url.find_first_of("?#", slash) - slash);
-}
-
-std::string html_escaped(const std::string& text) {
-  std::string out;
-  for (const char c : text) {
-    switch (c) {
-      case '&':
-        out += "&amp;";
-        break;
-      case '<':
-        out += "&lt;";
-        break;
-      case '>':
-        out += "&gt;";
-        break;
-      case '"':
-        out += "&quot;";
-        break;
-      case '\'':
-        out += "&#39;";
-        break;
-      default:
-        out += c;
-    }
-  }
-  return out;
-}
-
 notify::TimePoint wall_now() {
   return std::chrono::time_point_cast<std::chrono::milliseconds>(std::chrono::system_clock::now());
 }
@@ -424,8 +391,9 @@ void install_unsubscribe(httplib::Server& svr, Directory& directory,
         "<!DOCTYPE html>\n<html lang=\"en\"><head><meta charset=\"utf-8\">"
         "<title>Unsubscribe</title></head><body>\n<h1>Unsubscribe</h1>\n<p>Stop e-mails like "
         "this one to " +
-            html_escaped((*user)["email"].get<std::string>()) +
-            "?</p>\n<form method=\"post\" action=\"" + html_escaped(action) +
+            kainjow::mustache::html_escape<std::string>((*user)["email"].get<std::string>()) +
+            "?</p>\n<form method=\"post\" action=\"" +
+            kainjow::mustache::html_escape<std::string>(action) +
             "\">\n<input type=\"hidden\" name=\"List-Unsubscribe\" value=\"One-Click\">\n"
             "<button type=\"submit\">Unsubscribe</button>\n</form>\n</body></html>\n",
         "text/html; charset=utf-8");
@@ -587,7 +555,7 @@ int main(int argc, char** argv) {
 
   UnsubscribeEndpoint unsubscribe;
   if (const char* url = std::getenv("UNSUBSCRIBE_URL"); url != nullptr && *url != '\0') {
-    unsubscribe.path = path_of(url);
+    unsubscribe.path = auth::path_of(url).value_or(unsubscribe.path);
   }
   if (const char* secret = std::getenv("UNSUBSCRIBE_SECRET");
       secret != nullptr && *secret != '\0') {

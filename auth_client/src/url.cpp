@@ -245,6 +245,12 @@ std::optional<Origin> origin_of(const std::string& url) {
   return origin_of(u.get());
 }
 
+std::optional<std::string> path_of(const std::string& url) {
+  auto u = parse(url);
+  if (!u) return std::nullopt;
+  return part(u.get(), CURLUPART_PATH);
+}
+
 bool url_allowed(const std::string& url, const std::vector<std::string>& allowlist) {
   auto u = parse(url);
   if (!u || has_userinfo(u.get())) return false;

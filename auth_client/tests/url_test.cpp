@@ -76,6 +76,13 @@ TEST_CASE("unparseable URLs give nullopt") {
   }
 }
 
+TEST_CASE("path_of gives a URL's path without its query and fragment") {
+  CHECK(auth::path_of("http://127.0.0.1:8081/unsubscribe?x=1#top") == "/unsubscribe");
+  CHECK(auth::path_of("https://example.org") == "/");
+  CHECK(auth::path_of("https://example.org/a/b/../c") == "/a/c");
+  CHECK(auth::path_of("no scheme at all") == std::nullopt);
+}
+
 TEST_CASE("origin_of fills default ports, lowercases the host, knows only http(s)") {
   auto o = auth::origin_of("HTTP://Content.Example.ORG/a/b?c=d");
   REQUIRE(o.has_value());

@@ -8,16 +8,6 @@
 namespace etl {
 namespace {
 
-// A URI that goes into List-Unsubscribe as it is: printable ASCII without blanks, and none of
-// the characters that end or split the header's <...> entries (RFC 2369: a literal comma must
-// be encoded).
-bool header_safe(std::string_view text) {
-  for (const char c : text) {
-    if (c <= 0x20 || c >= 0x7f || c == '<' || c == '>' || c == ',' || c == '"') return false;
-  }
-  return true;
-}
-
 void read_unsubscribe(const notify::Env& env, EtlConfig& c) {
   c.unsubscribe_secret = env.str("UNSUBSCRIBE_SECRET", "");
   if (!c.unsubscribe_secret.empty() &&
@@ -30,7 +20,7 @@ void read_unsubscribe(const notify::Env& env, EtlConfig& c) {
   c.unsubscribe_url = env.str("UNSUBSCRIBE_URL", "");
   if (!c.unsubscribe_url.empty() && ((c.unsubscribe_url.rfind("http://", 0) != 0 &&
                                       c.unsubscribe_url.rfind("https://", 0) != 0) ||
-                                     !header_safe(c.unsubscribe_url))) {
+                                     !notify::fits_list_unsubscribe(c.unsubscribe_url))) {
     throw notify::ConfigError("UNSUBSCRIBE_URL=" + c.unsubscribe_url +
                               ": must be an http:// or https:// URL without blanks, control "
                               "characters, '<', '>', ',' or '\"'");
@@ -42,7 +32,7 @@ void read_unsubscribe(const notify::Env& env, EtlConfig& c) {
     const bool address = at != std::string::npos && at > 0 &&
                          at + 1 < c.unsubscribe_mailto.size() &&
                          c.unsubscribe_mailto.find_first_of("?&%()[];:\\") == std::string::npos &&
-                         header_safe(c.unsubscribe_mailto);
+                         notify::fits_list_unsubscribe(c.unsubscribe_mailto);
     if (!address) {
       throw notify::ConfigError("UNSUBSCRIBE_MAILTO=" + c.unsubscribe_mailto +
                                 ": must be an e-mail address (unsubscribe@example.org)");

@@ -19,11 +19,9 @@ using nlohmann::json;
 // Ten years: anything longer is a mistake, and it keeps the arithmetic far from overflow.
 constexpr long long kMaxExpiresInSeconds = 10LL * 366 * 86400;
 
-// Longest accepted strings: names (event_type, template, priority, ...), identities, addresses
-// (RFC 5321 allows 254 bytes) and links. The whole event is bounded by MAX_EVENT_BYTES; these
-// keep what travels into postings, logs and headers small.
-constexpr std::size_t kMaxNameBytes = 200;
-constexpr std::size_t kMaxIdBytes = 256;
+// Longest accepted strings besides names and identities (intake.hpp): addresses (RFC 5321
+// allows 254 bytes) and links. The whole event is bounded by MAX_EVENT_BYTES; these keep what
+// travels into postings, logs and headers small.
 constexpr std::size_t kMaxAddressBytes = 254;
 constexpr std::size_t kMaxLinkBytes = 4096;
 // Values quoted in a reason are cut to this.
@@ -289,6 +287,15 @@ std::string identity_of(const Origin& origin) {
          std::to_string(origin.offset);
 }
 
+std::string event_identity(std::string_view event_id,
+                           const std::variant<std::monostate, Origin, Rejection>& first_arrival,
+                           const std::string& topic, std::int32_t partition, std::int64_t offset) {
+  if (!event_id.empty()) return std::string(event_id);
+  // A replay: the postings of the first time again.
+  if (const auto* first = std::get_if<Origin>(&first_arrival)) return identity_of(*first);
+  return identity_of(Origin{topic, partition, offset});
+}
+
 std::variant<Event, Rejection> decode_event(const RawMessage& message,
                                             notify::TimePoint received_at,
                                             const IntakeLimits& limits) {
@@ -324,13 +331,8 @@ std::variant<Event, Rejection> decode_event(const RawMessage& message,
 
   auto event_id = string_at(doc, "event_id");
   if (event_id && event_id->size() > kMaxIdBytes) return too_long("event_id", kMaxIdBytes);
-  if (event_id && !event_id->empty()) {
-    event.identity = *event_id;
-  } else if (const auto* first = std::get_if<Origin>(&origin)) {
-    event.identity = identity_of(*first);  // a replay: the postings of the first time again
-  } else {
-    event.identity = message_identity(message);
-  }
+  event.identity = event_identity(event_id ? std::string_view(*event_id) : std::string_view(),
+                                  origin, message.topic, message.partition, message.offset);
 
   if (auto time = string_at(doc, "event_time")) {
     auto parsed = notify::parse_iso8601(*time);

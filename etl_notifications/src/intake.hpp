@@ -7,6 +7,7 @@
 #include <cstdint>
 #include <optional>
 #include <string>
+#include <string_view>
 #include <variant>
 #include <vector>
 
@@ -38,6 +39,11 @@ struct Event {
   std::optional<notify::Category> category;       // notification_requested (else by type)
   std::string webhook_url;                        // for the webhook channel, optional
 };
+
+// Longest accepted names (event_type, template, priority, ...) and identities (event_id, user
+// ids): longer ones are refused.
+inline constexpr std::size_t kMaxNameBytes = 200;
+inline constexpr std::size_t kMaxIdBytes = 256;
 
 struct Rejection {
   std::string reason;
@@ -86,6 +92,12 @@ std::variant<Event, Rejection> decode_event(const RawMessage& message,
 // it arrived (message_identity) or first arrived (identity_of an Origin).
 std::string message_identity(const RawMessage& message);
 std::string identity_of(const Origin& origin);
+
+// An event's identity: its event_id when not empty; else where it first arrived, when its
+// original_* headers name that (first_arrival, from origin_of); else where it arrived.
+std::string event_identity(std::string_view event_id,
+                           const std::variant<std::monostate, Origin, Rejection>& first_arrival,
+                           const std::string& topic, std::int32_t partition, std::int64_t offset);
 
 // "120 sec", "1 hour", "2 days", "90 minutes", and ISO 8601 durations ("PT2H", "P2D",
 // "P1DT12H30M"). Nothing for anything else.

@@ -57,8 +57,7 @@ int main() {
       kafka_status = std::make_unique<notify::status::KafkaSink>(
           config.kafka_bootstrap_servers, config.status_topic, config.status_buffer,
           [&status_lost](notify::kafka::BufferedProducer::Loss loss) {
-            status_lost.lost(loss == notify::kafka::BufferedProducer::Loss::kDropped ? "dropped"
-                                                                                     : "failed");
+            status_lost.lost(notify::kafka::to_string(loss));
           });
     }
     etl::StatusSink& status =

@@ -7,10 +7,6 @@
 namespace etl {
 namespace {
 
-// As intake.cpp bounds them: a longer event_id is refused, so it is no identity.
-constexpr std::size_t kMaxIdBytes = 256;
-constexpr std::size_t kMaxTypeBytes = 200;
-
 // A string member of a JSON object, when it is one, non-empty and at most max_bytes.
 std::string text_at(const nlohmann::json& doc, const char* name, std::size_t max_bytes) {
   const auto it = doc.find(name);
@@ -64,20 +60,14 @@ notify::status::Event refused_event(const notify::kafka::Message& message, const
       const auto doc = notify::parse_json(message.value, notify::JsonLimits{limits.max_json_depth});
       if (doc.is_object()) {
         e.event_id = text_at(doc, "event_id", kMaxIdBytes);
-        if (e.event_type.empty()) e.event_type = text_at(doc, "event_type", kMaxTypeBytes);
+        if (e.event_type.empty()) e.event_type = text_at(doc, "event_type", kMaxNameBytes);
       }
     } catch (const notify::JsonError&) {
       // Not JSON (often why it was refused): known by where it arrived.
     }
   }
-  if (e.event_id.empty()) {
-    const auto origin = origin_of(message.headers);
-    if (const auto* first = std::get_if<Origin>(&origin)) {
-      e.event_id = identity_of(*first);
-    } else {
-      e.event_id = identity_of(Origin{message.topic, message.partition, message.offset});
-    }
-  }
+  e.event_id = event_identity(e.event_id, origin_of(message.headers), message.topic,
+                              message.partition, message.offset);
   return e;
 }
 

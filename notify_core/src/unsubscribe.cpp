@@ -159,6 +159,13 @@ std::variant<UnsubscribeClaim, TokenRefusal> UnsubscribeSigner::verify(std::stri
   return UnsubscribeClaim{std::move(*user_id), *category, expires_at};
 }
 
+bool fits_list_unsubscribe(std::string_view uri) {
+  for (const char c : uri) {
+    if (c <= 0x20 || c >= 0x7f || c == '<' || c == '>' || c == ',' || c == '"') return false;
+  }
+  return true;
+}
+
 std::string make_unsubscribe_url(std::string_view base, std::string_view token) {
   const std::size_t hash = base.find('#');
   const std::string_view head = base.substr(0, hash);

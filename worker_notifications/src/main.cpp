@@ -57,8 +57,7 @@ int main() {
       status = std::make_unique<notify::status::KafkaSink>(
           config.kafka_bootstrap_servers, config.status_topic, config.status_buffer,
           [&metrics](notify::kafka::BufferedProducer::Loss loss) {
-            metrics.status_event_lost(
-                loss == notify::kafka::BufferedProducer::Loss::kDropped ? "dropped" : "failed");
+            metrics.status_event_lost(notify::kafka::to_string(loss));
           });
     }
     const auto make_loop = [&](notify::Channel channel, int index, worker::Throttle* caps) {

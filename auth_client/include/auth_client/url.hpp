@@ -31,6 +31,10 @@ struct Origin {
 // Only http and https URLs have an origin here.
 std::optional<Origin> origin_of(const std::string& url);
 
+// The path of a URL as libcurl reads it ("http://127.0.0.1:8081/unsubscribe?x=1" ->
+// "/unsubscribe"; "/" when it has none).
+std::optional<std::string> path_of(const std::string& url);
+
 // True when the URL has the origin of an allowlist entry (a base URL such as
 // "https://content.example.org" or "http://127.0.0.1:8081/context/") and, when the entry has a
 // path other than "/", the URL's path is that path or lies below it (whole segments: "/ctx"

@@ -194,6 +194,11 @@ class BufferedProducer {
   std::unique_ptr<Impl> impl_;
 };
 
+// "dropped" or "failed": the cause label of the services' status_events_lost_total counters.
+constexpr std::string_view to_string(BufferedProducer::Loss loss) {
+  return loss == BufferedProducer::Loss::kDropped ? "dropped" : "failed";
+}
+
 // The committed offset of a group on a partition (-1001 when none), for tests and tools.
 std::int64_t committed_offset(const std::string& bootstrap_servers, const std::string& group_id,
                               const TopicPartition& tp);

@@ -55,6 +55,12 @@ class UnsubscribeSigner {
   std::unique_ptr<Mac> mac_;
 };
 
+// Whether a URI can stand in List-Unsubscribe as it is (RFC 2369), never encoded: printable
+// ASCII without blanks, and none of '<', '>', ',' or '"', which end or split the header's <...>
+// entries. The ETL checks UNSUBSCRIBE_URL and UNSUBSCRIBE_MAILTO with it, the worker each
+// posting's links.
+bool fits_list_unsubscribe(std::string_view uri);
+
 // The base URL with the token as its `token` query parameter: "?token=" or, when the base
 // already has a query, "&token=" (before a fragment, if any).
 std::string make_unsubscribe_url(std::string_view base, std::string_view token);

@@ -4,6 +4,8 @@
 
 #include <locale>
 
+#include "notify/unsubscribe.hpp"
+
 namespace notify::worker::mime {
 
 namespace {
@@ -147,11 +149,7 @@ std::string encode_header_text(std::string_view text) {
 namespace {
 
 bool fit_for_list_header(std::string_view uri) {
-  if (uri.size() > kMaxListUnsubscribeUri) return false;
-  for (const char c : uri) {
-    if (c <= 0x20 || c >= 0x7f || c == '<' || c == '>' || c == ',' || c == '"') return false;
-  }
-  return true;
+  return uri.size() <= kMaxListUnsubscribeUri && notify::fits_list_unsubscribe(uri);
 }
 
 }  // namespace
